@@ -1,0 +1,154 @@
+"""The data2vec method, modality-agnostic: student, EMA teacher, targets, regression loss.
+
+Mirrors fairseq ``examples/data2vec/models/data2vec_audio.py::Data2VecAudioModel.forward`` (and the
+text model): the student encodes the masked input and a head predicts, at masked positions only, the
+teacher's targets, which are built from the top-K layers of the teacher run on the *unmasked* input.
+
+The modality supplies an encoder with this interface (see ``data2vec.modalities``):
+- ``embed(source, padding_mask, mask) -> Embedded(x, unmasked, padding_mask)``: local encoder; ``x`` is
+  the student's context-encoder input (masking applied where the modality applies it), ``unmasked``
+  the same features without masking (the teacher input when the teacher covers only the context encoder);
+- ``context_encoder(x, padding_mask) -> ContextOutput(x, layer_outputs, ffn_outputs)``;
+- ``embed_dim``, ``num_layers``, ``ema_copy_keys(transformer_only)``.
+
+Teacher scope (fairseq names): ``ema_transformer_only`` -> the teacher is an EMA of the context encoder
+and consumes the student's unmasked local features (v1 speech); otherwise it is an EMA of the whole
+encoder and consumes the raw input (v1 text, vision). ``ema_layers_only`` copies the keys the encoder
+names (positional conv, embeddings) instead of averaging them.
+
+The training step (``data2vec.train.loop``) calls ``forward`` and then ``update_teacher`` after each
+optimizer step. Shapes: B batch, T time, C channels, M masked positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from data2vec.core.ema import EMATeacher
+from data2vec.core.loss import LossConfig, regression_loss_sum
+from data2vec.core.monitors import CollapseConfig, compute_var
+from data2vec.core.schedules import ema_decay
+from data2vec.core.targets import TargetConfig, build_targets
+
+
+@dataclass(kw_only=True)
+class EMAConfig:
+    ema_decay: float = 0.999  # initial teacher decay
+    ema_end_decay: float = 0.9999  # final teacher decay
+    ema_anneal_end_step: int = 30000  # updates over which the decay rises linearly
+    ema_transformer_only: bool = True  # teacher = EMA of the context encoder only (local encoder shared)
+    ema_layers_only: bool = True  # copy (not average) the encoder's non-layer keys, e.g. the pos-conv
+
+
+@dataclass(kw_only=True)
+class Data2VecConfig:
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    targets: TargetConfig = field(default_factory=TargetConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    collapse: CollapseConfig = field(default_factory=CollapseConfig)
+    head_layers: int = 1  # 1 = Linear(C, C) (speech, vision); 2 = Linear-GELU-Linear (text)
+
+
+def regression_head(dim: int, num_layers: int) -> nn.Module:
+    """fairseq ``final_proj`` (1 layer) or the text ``regression_head`` (C -> 2C -> GELU ... -> C)."""
+    if num_layers < 1:
+        raise ValueError(f"head_layers must be >= 1, got {num_layers}")
+    if num_layers == 1:
+        return nn.Linear(dim, dim)
+    layers, cur = [], dim
+    for i in range(num_layers - 1):
+        nxt = dim * 2 if i == 0 else cur
+        layers += [nn.Linear(cur, nxt), nn.GELU()]
+        cur = nxt
+    layers.append(nn.Linear(cur, dim))
+    return nn.Sequential(*layers)
+
+
+class StudentOutput(NamedTuple):
+    pred_MC: torch.Tensor  # head output at masked positions (rows in batch-major order)
+    x_BTC: torch.Tensor  # final context-encoder output (all positions)
+    teacher_input: torch.Tensor  # unmasked local features (used when the teacher is the context encoder)
+    padding_mask_BT: torch.Tensor | None
+
+
+class Student(nn.Module):
+    """Encoder + regression head: the part that gets gradients (and the DDP wrapper)."""
+
+    def __init__(self, encoder: nn.Module, head_layers: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = regression_head(encoder.embed_dim, head_layers)
+
+    def forward(self, source, padding_mask, mask_BT) -> StudentOutput:
+        e = self.encoder.embed(source, padding_mask, mask_BT)
+        out = self.encoder.context_encoder(e.x, e.padding_mask)
+        pred = self.head(out.x[mask_BT])
+        return StudentOutput(pred, out.x, e.unmasked.detach(), e.padding_mask)
+
+
+class Data2VecOutput(NamedTuple):
+    loss_sum: torch.Tensor  # scaled loss summed over masked positions (divide by the global sample size)
+    sample_size: int  # number of masked positions in this batch
+    pred_MC: torch.Tensor
+    target_MC: torch.Tensor
+    target_var: torch.Tensor
+    pred_var: torch.Tensor
+
+
+class Data2Vec(nn.Module):
+    def __init__(self, encoder: nn.Module, cfg: Data2VecConfig):
+        super().__init__()
+        self.cfg = cfg
+        if not 1 <= cfg.targets.average_top_k_layers <= encoder.num_layers:
+            raise ValueError(
+                f"average_top_k_layers={cfg.targets.average_top_k_layers} must be between 1 and the "
+                f"number of encoder layers ({encoder.num_layers})"
+            )
+        self.student = Student(encoder, cfg.head_layers)
+        copy_keys = encoder.ema_copy_keys(cfg.ema.ema_transformer_only) if cfg.ema.ema_layers_only else set()
+        self.teacher = EMATeacher(self._teacher_source(), copy_keys)
+
+    def _teacher_source(self) -> nn.Module:
+        enc = self.student.encoder
+        return enc.context_encoder if self.cfg.ema.ema_transformer_only else enc
+
+    @torch.no_grad()
+    def update_teacher(self, num_updates: int) -> float:
+        """EMA step after ``num_updates`` optimizer updates (fairseq ``set_num_updates``); returns the decay."""
+        c = self.cfg.ema
+        decay = ema_decay(num_updates, c.ema_decay, c.ema_end_decay, c.ema_anneal_end_step)
+        self.teacher.update(self._teacher_source(), decay)
+        return decay
+
+    @torch.no_grad()
+    def teacher_layers(self, source, padding_mask, student_out: StudentOutput) -> list[torch.Tensor]:
+        """Teacher FFN outputs per layer on the unmasked input (eval mode, no grad)."""
+        t = self.teacher.module
+        t.eval()
+        if self.cfg.ema.ema_transformer_only:
+            out = t(student_out.teacher_input, student_out.padding_mask_BT)
+        else:
+            e = t.embed(source, padding_mask, None)
+            out = t.context_encoder(e.x, e.padding_mask)
+        return out.ffn_outputs
+
+    @torch.no_grad()
+    def targets(self, source, padding_mask, student_out: StudentOutput) -> torch.Tensor:
+        layers = self.teacher_layers(source, padding_mask, student_out)
+        return build_targets(layers, self.cfg.targets, student_out.padding_mask_BT)
+
+    def forward(self, batch: dict, student: nn.Module | None = None) -> Data2VecOutput:
+        """One data2vec pass. ``student`` may be the DDP-wrapped ``self.student``."""
+        source, padding_mask, mask = batch["source"], batch.get("padding_mask"), batch["mask"]
+        if mask is None or not mask.any():
+            raise ValueError("the batch has no masked positions: check the masking config (mask_prob)")
+        s = (student or self.student)(source, padding_mask, mask)
+        target = self.targets(source, padding_mask, s)[mask]
+        loss_sum = regression_loss_sum(s.pred_MC, target, self.cfg.loss)
+        return Data2VecOutput(
+            loss_sum, int(target.size(0)), s.pred_MC, target, compute_var(target), compute_var(s.pred_MC.float())
+        )

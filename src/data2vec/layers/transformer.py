@@ -1,0 +1,87 @@
+"""Transformer blocks shared by the modalities.
+
+``MultiheadSelfAttention`` is fairseq ``fairseq/modules/multihead_attention.py`` (separate q/k/v/out
+projections, keys at padded positions ignored) computed with ``F.scaled_dot_product_attention``.
+``PostLNBlock`` is fairseq ``fairseq/models/wav2vec/wav2vec2.py::TransformerSentenceEncoderLayer`` with
+``layer_norm_first=False`` (also RoBERTa's post-LN layer): it returns the block output and the FFN
+output before dropout, the residual and the final LayerNorm, which is data2vec's regression target.
+
+Shapes: B batch, T time, C channels, H heads.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MultiheadSelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, *, qkv_bias: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embedding dim {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(dim, dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(dim, dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(dim, dim, bias=qkv_bias)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x_BTC: torch.Tensor, padding_mask_BT: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, C = x_BTC.shape
+        H = self.num_heads
+
+        def heads(t):
+            return t.view(B, T, H, C // H).transpose(1, 2)  # [B, H, T, C/H]
+
+        q, k, v = heads(self.q_proj(x_BTC)), heads(self.k_proj(x_BTC)), heads(self.v_proj(x_BTC))
+        attn_mask = None
+        if padding_mask_BT is not None:
+            attn_mask = (~padding_mask_BT)[:, None, None, :]  # True = may attend
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class PostLNBlock(nn.Module):
+    """x = LN(x + Attn(x)); ffn = fc2(act(fc1(x))); x = LN(x + ffn). Returns (x, ffn)."""
+
+    def __init__(
+        self,
+        dim: int,
+        ffn_dim: int,
+        num_heads: int,
+        *,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        activation_dropout: float = 0.0,
+        layer_norm_eps: float = 1e-5,
+    ):
+        super().__init__()
+        self.self_attn = MultiheadSelfAttention(dim, num_heads, attention_dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(dim, eps=layer_norm_eps)
+        self.fc1 = nn.Linear(dim, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, dim)
+        self.final_layer_norm = nn.LayerNorm(dim, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(dropout)
+        self.activation_dropout = nn.Dropout(activation_dropout)
+
+    def forward(self, x_BTC: torch.Tensor, padding_mask_BT: torch.Tensor | None = None):
+        x = self.self_attn_layer_norm(x_BTC + self.dropout(self.self_attn(x_BTC, padding_mask_BT)))
+        ffn = self.fc2(self.activation_dropout(F.gelu(self.fc1(x))))
+        x = self.final_layer_norm(x + self.dropout(ffn))
+        return x, ffn
+
+
+def init_bert_params(module: nn.Module) -> None:
+    """fairseq ``init_bert_params``: N(0, 0.02) for Linear/Embedding weights, zero biases."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.padding_idx is not None:
+            module.weight.data[module.padding_idx].zero_()
