@@ -1,0 +1,40 @@
+"""Modalities, as a plain dict (no registry side effects): what differs per modality lives here.
+
+A ``ModalitySpec`` names the modality's config classes and how to build its encoder and its
+pretraining data pipeline. The core method and the training loop only talk to this interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from data2vec.modalities import audio
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    name: str
+    encoder_config: type  # dataclass of the encoder
+    mask_config: type  # dataclass of the masker
+    data_config: type  # dataclass of the data pipeline
+    build_encoder: Callable[[Any], Any]
+    build_pretrain_data: Callable[..., Any]  # (cfg, encoder, dist, *, epoch, start_batch) -> PretrainData
+
+
+MODALITIES: dict[str, ModalitySpec] = {
+    "audio": ModalitySpec(
+        name="audio",
+        encoder_config=audio.AudioEncoderConfig,
+        mask_config=audio.SpanMaskConfig,
+        data_config=audio.AudioDataConfig,
+        build_encoder=audio.AudioEncoder,
+        build_pretrain_data=audio.build_pretrain_data,
+    ),
+}
+
+
+def get_modality(name: str) -> ModalitySpec:
+    if name not in MODALITIES:
+        raise ValueError(f"unknown modality {name!r}; available: {', '.join(MODALITIES)}")
+    return MODALITIES[name]

@@ -89,6 +89,14 @@ class AudioEncoderConfig:
             raise ValueError("pos_conv_depth must be >= 1")
 
 
+def conv_frame_lengths(num_samples, conv_layers: list[tuple[int, int, int]]):
+    """Frames the conv stack produces from ``num_samples`` samples: floor((n - k) / s + 1) per layer."""
+    n = num_samples
+    for _, k, s in conv_layers:
+        n = (n - k) // s + 1
+    return n
+
+
 class _GradMultiply(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale):
@@ -236,10 +244,7 @@ class AudioEncoder(nn.Module):
 
     def frame_lengths(self, num_samples):
         """Frames produced for ``num_samples`` input samples (numpy array, tensor or int)."""
-        n = num_samples
-        for _, k, s in self.conv_layers:
-            n = (n - k) // s + 1
-        return n
+        return conv_frame_lengths(num_samples, self.conv_layers)
 
     def ema_copy_keys(self, transformer_only: bool) -> set[str]:
         """Teacher parameters copied, not averaged, under ``ema_layers_only`` (the positional conv)."""

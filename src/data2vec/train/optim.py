@@ -1,0 +1,61 @@
+"""Optimizer and learning-rate schedule.
+
+fairseq's ``adam`` optimizer decouples weight decay (it is AdamW); ``optimizer: adamw`` is that.
+``optimizer: adam`` is torch's Adam with L2-coupled decay. Deliberate deviation from fairseq v1 speech,
+which decays every parameter: biases, norm weights and other 1-D parameters (mask embedding) get no
+weight decay, as in fairseq's data2vec 2.0 (``weight_decay_scale 0`` for 1-D params) and most ViT/BERT
+recipes. ``no_decay_1d: false`` restores decay on everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from data2vec.core.schedules import cosine_lr, tri_stage_lr
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    optimizer: Literal["adamw", "adam"] = "adamw"  # adamw = fairseq "adam" (decoupled weight decay)
+    lr: float = 5e-4  # peak learning rate
+    adam_betas: tuple[float, float] = (0.9, 0.98)
+    adam_eps: float = 1e-6
+    weight_decay: float = 0.01
+    no_decay_1d: bool = True  # no weight decay on biases, norms and other 1-D parameters
+    lr_scheduler: Literal["tri_stage", "cosine", "fixed"] = "tri_stage"
+    phase_ratio: tuple[float, float, float] = (0.03, 0.9, 0.07)  # tri_stage: warmup, hold, decay
+    init_lr_scale: float = 0.01  # tri_stage: warmup starts at lr * init_lr_scale
+    final_lr_scale: float = 0.01  # tri_stage: decay ends at lr * final_lr_scale
+    warmup_updates: int = 0  # cosine: linear warmup length
+    min_lr: float = 0.0  # cosine: final learning rate
+    clip_norm: float = 0.0  # max global grad norm (0 = no clipping)
+
+
+def param_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if no_decay_1d and (p.ndim <= 1 or name.endswith(".bias")) else decay).append(p)
+    return [g for g in ({"params": decay, "weight_decay": weight_decay},
+                        {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_1d)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps, foreach=True)
+
+
+def lr_at(step: int, cfg: OptimConfig, total_steps: int) -> float:
+    """Learning rate for the update that follows ``step`` completed updates."""
+    if cfg.lr_scheduler == "tri_stage":
+        return tri_stage_lr(step, lr=cfg.lr, total_steps=total_steps, phase_ratio=cfg.phase_ratio,
+                            init_lr_scale=cfg.init_lr_scale, final_lr_scale=cfg.final_lr_scale)
+    if cfg.lr_scheduler == "cosine":
+        return cosine_lr(step, lr=cfg.lr, total_steps=total_steps, warmup_steps=cfg.warmup_updates, min_lr=cfg.min_lr)
+    return cfg.lr
