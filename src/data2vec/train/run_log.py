@@ -23,6 +23,8 @@ class RunLog:
         self.records: list[dict] = []
         self.tb = None
         self.bar = None
+        self.print_every_s = 15.0
+        self._last_print = 0.0
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +55,13 @@ class RunLog:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)) and math.isfinite(v):
                     self.tb.add_scalar(f"train/{k}", v, step)
-        if self.bar is not None:
+        if self.bar is not None and self.bar.disable:  # not a terminal (CI, nohup): a plain line now and then
+            if time.time() - self._last_print >= self.print_every_s or step >= self.bar.total:
+                self._last_print = time.time()
+                print(f"update {step}/{self.bar.total} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e} "
+                      f"target_var {metrics['target_var']:.3f} pred_var {metrics['pred_var']:.3f} "
+                      f"{metrics.get('samples_per_s', 0):.1f} samples/s", flush=True)
+        elif self.bar is not None:
             self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
                                  tput=f"{metrics.get('samples_per_s', 0):.1f}/s",
                                  target_var=f"{metrics['target_var']:.3f}", refresh=False)

@@ -1,0 +1,38 @@
+# make demo: set up everything on a fresh Debian machine, build the speech corpus, pretrain the tiny model.
+# make test: set up everything, run the test suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := espeak-ng flite sox libsndfile1 dataset-fashion-mnist dict-gcide fortunes pocketsphinx-testdata
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_DATA ?= data/speech
+DEMO_HOURS ?= 0.5
+DEMO_RUN ?= runs/demo-audio-tiny-v1
+
+.PHONY: demo test setup system-deps clean-venv
+
+demo: setup
+	$(VENV)/bin/data2vec prepare speech --out $(DEMO_DATA) --hours $(DEMO_HOURS)
+	$(VENV)/bin/data2vec pretrain --preset audio-tiny-v1 --data $(DEMO_DATA) --out $(DEMO_RUN) --resume
+
+test: setup
+	$(PY) -m pytest -q
+
+setup: system-deps $(VENV)/.installed
+
+# Debian packages from docs (DATA.md): speech synthesis, libsndfile, built-in corpora. Only missing ones are installed.
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+clean-venv:
+	rm -rf $(VENV)

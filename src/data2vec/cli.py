@@ -1,0 +1,135 @@
+"""``data2vec`` command line: pretrain, presets, prepare.
+
+    data2vec presets                                   # list recipes
+    data2vec presets --show audio-tiny-v1              # print a recipe's full config (JSON)
+    data2vec prepare speech --out data/speech --hours 1
+    data2vec pretrain --preset audio-tiny-v1 --data data/speech --out runs/tiny [--set optim.lr=5e-4] [--resume]
+    torchrun --nproc_per_node 2 -m data2vec.cli pretrain ...   # DDP
+
+Config precedence: preset < ``--config`` file (YAML/JSON, nested like config.json) < ``--set`` overrides
+< ``--data``. With ``--resume`` the run's own ``config.json`` replaces the preset, so a resumed run
+keeps its recipe; overrides still apply (e.g. ``--set train.max_update=2000`` to extend it).
+Errors in the user's input are printed as one message and exit code 2, without a traceback
+(``DATA2VEC_DEBUG=1`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_COLLAPSE = 3
+EXIT_INTERRUPTED = 130
+
+
+def _build_pretrain_config(args):
+    from data2vec.config import load_file, merge, parse_override
+    from data2vec.presets import get_preset
+    from data2vec.train.config import pretrain_config_from_dict
+
+    saved = Path(args.out) / "config.json"
+    if args.resume and saved.is_file():
+        cfg = pretrain_config_from_dict(json.loads(saved.read_text()))
+        if args.preset and args.preset != cfg.preset:
+            raise ValueError(f"--preset {args.preset} does not match the run being resumed ({cfg.preset}); "
+                             "drop --preset when resuming")
+    elif args.preset:
+        cfg = get_preset(args.preset)
+    else:
+        raise ValueError("--preset is required (see `data2vec presets`), unless --resume finds RUN/config.json")
+    if args.config:
+        cfg = merge(cfg, load_file(args.config))
+    for item in args.set or []:
+        cfg = merge(cfg, parse_override(item))
+    if args.data:
+        cfg = merge(cfg, {"data": {"path": str(Path(args.data).resolve())}})
+    return cfg
+
+
+def cmd_pretrain(args) -> int:
+    from data2vec.core.monitors import CollapseError
+    from data2vec.train.loop import NonFiniteError, TrainingInterrupted, pretrain
+
+    cfg = _build_pretrain_config(args)
+    if args.dry_run:
+        from data2vec.config import to_dict
+
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
+    try:
+        pretrain(cfg, args.out, resume=args.resume)
+    except (CollapseError, NonFiniteError) as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return EXIT_COLLAPSE
+    except (TrainingInterrupted, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from data2vec.config import to_dict
+    from data2vec.presets import PRESETS, get_preset
+
+    if args.show:
+        print(json.dumps(to_dict(get_preset(args.show)), indent=2))
+        return 0
+    width = max(len(n) for n in PRESETS)
+    for name, (_, desc) in PRESETS.items():
+        print(f"{name:<{width}}  {desc}")
+    return 0
+
+
+def cmd_prepare_speech(args) -> int:
+    from data2vec.data import prepare_speech
+
+    return prepare_speech.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="data2vec", description="data2vec self-supervised pretraining")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pt = sub.add_parser("pretrain", help="pretrain a model from a preset",
+                        description="Pretrain with data2vec. Writes config.json, metrics.jsonl, tb/, curves.png, "
+                                    "checkpoint_last.pt and summary.txt into --out.")
+    pt.add_argument("--preset", help="recipe name (see `data2vec presets`)")
+    pt.add_argument("--data", help="data directory (speech: holds train.tsv, e.g. from `data2vec prepare speech`)")
+    pt.add_argument("--out", required=True, help="run directory")
+    pt.add_argument("--config", help="YAML/JSON file of overrides, nested like config.json")
+    pt.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override one config value, e.g. --set optim.lr=5e-4 (repeatable)")
+    pt.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoint_last.pt")
+    pt.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    pt.set_defaults(func=cmd_pretrain)
+
+    pr = sub.add_parser("presets", help="list presets with one-line descriptions")
+    pr.add_argument("--show", metavar="NAME", help="print the full config of one preset")
+    pr.set_defaults(func=cmd_presets)
+
+    prep = sub.add_parser("prepare", help="build a built-in data set")
+    prep_sub = prep.add_subparsers(dest="what", required=True, metavar="DATASET")
+    sp = prep_sub.add_parser("speech", help="synthesise the built-in English speech corpus (espeak-ng, flite)")
+    from data2vec.data import prepare_speech
+
+    prepare_speech.add_arguments(sp)
+    sp.set_defaults(func=cmd_prepare_speech)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileExistsError, FileNotFoundError) as e:
+        if os.environ.get("DATA2VEC_DEBUG"):
+            raise
+        print(f"data2vec {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""The training loop: one optimizer update = ``update_freq`` micro-batches per rank, then one EMA step.
+
+Reading order: ``pretrain`` (set-up, resume) -> ``Trainer.train_update`` (one update) -> checkpointing.
+
+Loss normalisation (fairseq ``sample_size``): every micro-batch's loss is a *sum* over its masked
+positions; the update's gradient is the sum over all micro-batches on all ranks divided by the global
+number of masked positions, which is all-reduced before the backward passes. DDP averages gradients
+over ranks, so each rank scales its loss by ``world_size / n_global``. Only the student is wrapped in
+DDP; the teacher gets no gradients and every rank applies the same EMA update after the optimizer step
+(fairseq ``set_num_updates``), so teachers stay identical without communication.
+
+Determinism: masks and crops are drawn from ``(seed, epoch, sample index)``, the data loader uses its
+own generator, and the global RNG (dropout, layerdrop) of every rank is saved in the checkpoint, so
+``--resume`` on CPU continues bit-identically to an uninterrupted run.
+
+Fault tolerance: checkpoints every ``save_interval_updates`` and at the end, written atomically.
+SIGTERM/SIGINT ask for a checkpoint at the next update boundary (agreed across ranks), then exit.
+A collapse (``data2vec.core.monitors``) or a non-finite gradient stops the run *before* anything
+is saved, so the last checkpoint on disk is the last good one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from data2vec.config import to_dict
+from data2vec.core.data2vec import Data2Vec
+from data2vec.core.monitors import check_collapse
+from data2vec.modalities import get_modality
+from data2vec.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from data2vec.train.config import PretrainConfig
+from data2vec.train.distributed import DistInfo, cleanup, init_distributed
+from data2vec.train.optim import build_optimizer, lr_at
+from data2vec.train.run_log import RunLog
+
+CHECKPOINT = "checkpoint_last.pt"
+# Fault injection for the resume tests: SIGKILL this process right after update N (like `kill -9`).
+_KILL_AFTER_UPDATE = int(os.environ.get("DATA2VEC_TEST_KILL_AFTER_UPDATE", "0"))
+# config sections that must match the checkpoint on resume (the rest, e.g. max_update, may change)
+_FROZEN_SECTIONS = ("modality", "encoder", "masking", "model")
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM/SIGINT: a checkpoint was written; rerun with --resume to continue."""
+
+
+class NonFiniteError(RuntimeError):
+    pass
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def autocast_context(device: torch.device, precision: str):
+    """bf16 autocast on CUDA (``auto`` or ``bf16``) and on CPU only when asked; fp32 otherwise."""
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def batch_stream(data, epoch: int, start_batch: int):
+    """Endless (epoch, position-after-this-batch, batch) over epochs; position is what a checkpoint stores."""
+    while True:
+        got_any = False
+        for i, batch in enumerate(data.make_loader(epoch, start_batch), start=start_batch):
+            got_any = True
+            yield epoch, i + 1, batch
+        if not got_any and start_batch == 0:
+            raise ValueError(f"epoch {epoch} produced no batches: the data set is too small for the batch "
+                             "budget and number of ranks (lower data.max_tokens or add data)")
+        epoch, start_batch = epoch + 1, 0
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT; checked (and agreed across ranks) at update boundaries."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # second signal: give up immediately
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """Holds model, DDP wrapper, optimizer and position; ``train_update`` does one optimizer update."""
+
+    def __init__(self, cfg: PretrainConfig, model: Data2Vec, dist_info: DistInfo):
+        self.cfg, self.model, self.dist = cfg, model, dist_info
+        self.device = dist_info.device
+        self.optimizer = build_optimizer(model.student, cfg.optim)
+        self.student: nn.Module = model.student
+        if dist_info.world_size > 1:
+            unused = float(getattr(cfg.encoder, "encoder_layerdrop", 0.0)) > 0
+            self.student = DDP(model.student, device_ids=[self.device] if self.device.type == "cuda" else None,
+                               find_unused_parameters=unused)
+        self.step = 0
+        self.epoch = 1
+        self.batch_in_epoch = 0
+
+    # ---- one update -------------------------------------------------------------------------
+    def train_update(self, micro_batches: list[dict]) -> dict:
+        cfg, model, device = self.cfg, self.model, self.device
+        model.student.train()
+        n_local = sum(int(b["num_masked"]) for b in micro_batches)
+        n_global = self._all_reduce(torch.tensor([float(n_local)], dtype=torch.float64))[0].item()
+        if n_global <= 0:
+            raise ValueError("no masked positions in this update: raise masking.mask_prob")
+        scale = self.dist.world_size / n_global
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        target_var = pred_var = 0.0
+        for j, batch in enumerate(micro_batches):
+            batch = to_device(batch, device)
+            last = j == len(micro_batches) - 1
+            sync = contextlib.nullcontext() if last or not isinstance(self.student, DDP) else self.student.no_sync()
+            with sync:
+                with autocast_context(device, cfg.train.precision):
+                    out = model(batch, self.student)
+                (out.loss_sum * scale).backward()
+            loss_sum += out.loss_sum.detach().double().cpu()
+            target_var += out.target_var.item() / len(micro_batches)
+            pred_var += out.pred_var.item() / len(micro_batches)
+
+        params = [p for p in model.student.parameters() if p.grad is not None]
+        max_norm = cfg.optim.clip_norm if cfg.optim.clip_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
+        if not math.isfinite(grad_norm):
+            raise NonFiniteError(
+                f"non-finite gradient norm at update {self.step + 1}; nothing was saved after the last "
+                "checkpoint. Try a lower learning rate (optim.lr), gradient clipping (optim.clip_norm) or "
+                "train.precision=fp32.")
+        lr = lr_at(self.step, cfg.optim, cfg.train.max_update)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        decay = model.update_teacher(self.step)
+        loss_global = self._all_reduce(loss_sum.view(1))[0].item()
+        return {"loss": loss_global / n_global, "lr": lr, "grad_norm": grad_norm, "target_var": target_var,
+                "pred_var": pred_var, "ema_decay": decay, "masked": int(n_global)}
+
+    def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        if self.dist.world_size == 1:
+            return t
+        t = t.to(self.device)
+        dist.all_reduce(t)
+        return t.cpu()
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def state(self) -> dict:
+        rngs = [rng_state()]
+        if self.dist.world_size > 1:
+            rngs = [None] * self.dist.world_size
+            dist.all_gather_object(rngs, rng_state())
+        return {
+            "config": to_dict(self.cfg),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "world_size": self.dist.world_size,
+            "rng": rngs,
+        }
+
+    def save(self, path: Path) -> None:
+        state = self.state()  # every rank takes part (RNG gather)
+        if self.dist.is_main:
+            save_checkpoint(path, state)
+        if self.dist.world_size > 1:
+            dist.barrier()
+
+    def load(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.step, self.epoch, self.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+        rngs = ckpt["rng"]
+        if ckpt.get("world_size", 1) == self.dist.world_size:
+            set_rng_state(rngs[self.dist.rank])
+        else:  # different world size: the data order changes anyway; keep rank 0's generator state
+            set_rng_state(rngs[0])
+
+
+def _check_resume_config(cfg: PretrainConfig, saved: dict) -> None:
+    now = to_dict(cfg)
+    diffs = [k for k in _FROZEN_SECTIONS if now.get(k) != saved.get(k)]
+    if diffs:
+        detail = []
+        for k in diffs:
+            a, b = saved.get(k), now.get(k)
+            if isinstance(a, dict) and isinstance(b, dict):
+                detail += [f"{k}.{f}: checkpoint {a.get(f)!r} vs now {b.get(f)!r}"
+                           for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)]
+            else:
+                detail.append(f"{k}: checkpoint {a!r} vs now {b!r}")
+        raise ValueError("cannot resume: the model/masking config differs from the checkpoint's:\n  "
+                         + "\n  ".join(detail) + "\nresume with the run's own config.json, or start a new --out")
+
+
+def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False) -> dict:
+    """Pretrain ``cfg`` into ``out_dir`` (single process, or one process per rank under torchrun).
+
+    Returns the summary dict (loss, steps, time). Raises ``CollapseError``/``NonFiniteError`` without
+    touching the last checkpoint, ``TrainingInterrupted`` after saving on SIGTERM/SIGINT.
+    """
+    run_dir = Path(out_dir)
+    ckpt_path = run_dir / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise FileExistsError(f"{run_dir} already holds a run ({CHECKPOINT}); pass --resume to continue it, "
+                              "or choose another --out")
+    dist_info = init_distributed(cfg.train.device)
+    try:
+        return _pretrain(cfg, run_dir, ckpt_path, resume and ckpt_path.exists(), dist_info)
+    finally:
+        cleanup()
+
+
+def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool, dist_info: DistInfo) -> dict:
+    main = dist_info.is_main
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    spec = get_modality(cfg.modality)
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(ckpt_path)
+        _check_resume_config(cfg, ckpt["config"])
+
+    seed_everything(cfg.train.seed)
+    encoder = spec.build_encoder(cfg.encoder)
+    model = Data2Vec(encoder, cfg.model).to(dist_info.device)
+    data = spec.build_pretrain_data(cfg, encoder, dist_info, seed=cfg.train.seed)
+    trainer = Trainer(cfg, model, dist_info)
+    if ckpt is not None:
+        trainer.load(ckpt)
+        del ckpt
+
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+        n_params = sum(p.numel() for p in model.student.parameters())
+        print(data.report.summary())
+        print(f"model: {n_params / 1e6:.2f} M trainable parameters; {data.num_examples} training examples; "
+              f"{dist_info.world_size} process(es) on {dist_info.device}; "
+              + (f"resuming at update {trainer.step}" if resume else "starting at update 0"), flush=True)
+    log = RunLog(run_dir, cfg.train.max_update, trainer.step, enabled=main)
+
+    t_cfg = cfg.train
+    stream = batch_stream(data, trainer.epoch, trainer.batch_in_epoch)
+    t_last, samples_since = time.time(), 0
+    last = {}
+    with _StopFlag() as stop:
+        while trainer.step < t_cfg.max_update:
+            micro = []
+            for _ in range(t_cfg.update_freq):
+                trainer.epoch, trainer.batch_in_epoch, b = next(stream)
+                micro.append(b)
+            samples_since += sum(int(b["source"].size(0)) for b in micro)
+            last = trainer.train_update(micro)
+            check_collapse(trainer.step, last["target_var"], last["pred_var"], cfg.model.collapse)
+            log.advance()
+            if trainer.step % t_cfg.log_interval == 0 or trainer.step == t_cfg.max_update:
+                now = time.time()
+                last["samples_per_s"] = samples_since * dist_info.world_size / max(now - t_last, 1e-9)
+                last["epoch"] = trainer.epoch
+                t_last, samples_since = now, 0
+                log.log(trainer.step, last)
+            stop_now = trainer._all_reduce(torch.tensor([float(stop.requested)]))[0].item() > 0
+            if stop_now or trainer.step % t_cfg.save_interval_updates == 0 or trainer.step == t_cfg.max_update:
+                trainer.save(ckpt_path)
+                if main and trainer.step % (t_cfg.log_interval * 10) == 0:
+                    log.plot()
+            if trainer.step == _KILL_AFTER_UPDATE:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if stop_now:
+                if main:
+                    print(f"\nstopped by signal at update {trainer.step}; checkpoint saved to {ckpt_path}; "
+                          "rerun with --resume to continue", flush=True)
+                log.finish({"status": "interrupted", "steps": trainer.step})
+                raise TrainingInterrupted(str(ckpt_path))
+
+    summary = {"status": "done", "steps": trainer.step, "epochs_seen": trainer.epoch,
+               "checkpoint": str(ckpt_path), "world_size": dist_info.world_size, "device": str(dist_info.device)}
+    log.finish(summary)
+    return summary
