@@ -1,0 +1,171 @@
+"""One data2vec pretraining update, ours vs the HF ``transformers`` reference, side by side in one run.
+
+An update = teacher forward (no grad) + student forward/backward on the masked input + AdamW step +
+EMA update. Ours runs the real training code (``Trainer.train_update``). HF ``Data2VecAudioModel`` is
+inference-only, so the reference step is assembled from it the way DATA.md measured it: the same
+architecture as a student (masked with our mask through ``mask_time_indices``) and a teacher copy
+(no grad), MSE on masked positions of the averaged top-K hidden states, AdamW, a manual EMA.
+
+Prints one JSON object per (preset, implementation) line: step time (mean and median over the measured
+steps, after warm-up), samples/s, audio seconds/s, peak RSS of the process so far, FLOPs per step
+counted by ``torch.utils.flop_counter`` and achieved GFLOP/s.
+
+    python benchmarks/pretrain_step.py                                # both presets, CPU, fp32
+    python benchmarks/pretrain_step.py --presets audio-tiny-v1 --steps 10 --device cuda --precision bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import platform
+import resource
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from data2vec.core.data2vec import Data2Vec
+from data2vec.modalities import get_modality
+from data2vec.modalities.audio.encoder import conv_frame_lengths, parse_conv_layers
+from data2vec.modalities.audio.masking import compute_span_mask
+from data2vec.presets import get_preset
+from data2vec.train.distributed import DistInfo
+from data2vec.train.loop import Trainer, autocast_context
+
+# batch per preset: (clips, samples per clip) - stated in the output
+BATCH = {"audio-tiny-v1": (16, 32000), "audio-base-v1": (4, 80000)}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_batch(cfg, encoder, batch: int, samples: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    source = torch.randn(batch, samples, generator=g)
+    frames = int(conv_frame_lengths(torch.tensor([samples]), encoder.conv_layers)[0])
+    mask = torch.from_numpy(compute_span_mask((batch, frames), None, cfg.masking, seed=seed, epoch=1,
+                                              indices=np.arange(batch)))
+    return {"source": source, "padding_mask": None, "mask": mask, "num_masked": int(mask.sum())}
+
+
+def hf_reference(cfg, device):
+    """HF Data2VecAudioModel student + teacher of the same shape, and a step function."""
+    from transformers import Data2VecAudioConfig, Data2VecAudioModel
+
+    e = cfg.encoder
+    conv = parse_conv_layers(e.conv_feature_layers)
+    hcfg = Data2VecAudioConfig(
+        hidden_size=e.encoder_embed_dim, num_hidden_layers=e.encoder_layers,
+        num_attention_heads=e.encoder_attention_heads, intermediate_size=e.encoder_ffn_embed_dim,
+        conv_dim=[c[0] for c in conv], conv_kernel=[c[1] for c in conv], conv_stride=[c[2] for c in conv],
+        conv_bias=e.conv_bias, num_conv_pos_embedding_groups=e.conv_pos_groups,
+        conv_pos_kernel_size=e.conv_pos // e.pos_conv_depth, num_conv_pos_embeddings=e.pos_conv_depth,
+        hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
+        layerdrop=0.0, mask_time_prob=0.0, attn_implementation="sdpa")
+    student = Data2VecAudioModel(hcfg).to(device)
+    head = torch.nn.Linear(hcfg.hidden_size, hcfg.hidden_size).to(device)
+    teacher = copy.deepcopy(student).eval().requires_grad_(False)
+    params = list(student.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-4, foreach=True)
+    k = cfg.model.targets.average_top_k_layers
+
+    def step(batch):
+        src, mask = batch["source"].to(device), batch["mask"].to(device)
+        with autocast_context(device, cfg.train.precision):
+            with torch.no_grad():
+                hs = teacher(src, output_hidden_states=True).hidden_states[-k:]
+                y = sum(torch.nn.functional.instance_norm(h.float().transpose(1, 2)).transpose(1, 2) for h in hs) / k
+            x = student(src, mask_time_indices=mask).last_hidden_state
+            loss = torch.nn.functional.mse_loss(head(x[mask]).float(), y[mask], reduction="sum")
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            tp = list(teacher.parameters())
+            torch._foreach_mul_(tp, 0.999)
+            torch._foreach_add_(tp, list(student.parameters()), alpha=0.001)
+
+    return step, sum(p.numel() for p in params)
+
+
+def measure(step, batch, warmup: int, steps: int, device) -> tuple[list[float], float]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    for _ in range(warmup):
+        step(batch)
+    with FlopCounterMode(display=False) as fc:
+        step(batch)
+    flops = fc.get_total_flops()
+    times = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        step(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return times, flops
+
+
+def run(preset: str, impl: str, args) -> dict:
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    cfg = get_preset(preset)
+    cfg.train.precision = args.precision
+    cfg.encoder.encoder_layerdrop = 0.0  # same work every step
+    cfg.encoder.dropout = cfg.encoder.attention_dropout = 0.0
+    b, s = args.batch or BATCH[preset]
+    encoder = get_modality(cfg.modality).build_encoder(cfg.encoder)
+    batch = make_batch(cfg, encoder, b, s)
+    if impl == "data2vec":
+        model = Data2Vec(encoder, cfg.model).to(device)
+        trainer = Trainer(cfg, model, DistInfo(0, 1, 0, device))
+        step, n_params = (lambda bt: trainer.train_update([bt])), sum(p.numel() for p in model.student.parameters())
+    else:
+        step, n_params = hf_reference(cfg, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times, flops = measure(step, batch, args.warmup, args.steps, device)
+    mean = statistics.mean(times)
+    out = {
+        "preset": preset, "impl": impl, "device": str(device), "precision": args.precision,
+        "threads": torch.get_num_threads(), "batch": f"{b} x {s} samples ({s / 16000:.1f} s)",
+        "params_M": round(n_params / 1e6, 2), "masked_frames": batch["num_masked"],
+        "warmup": args.warmup, "steps": args.steps,
+        "step_s_mean": round(mean, 4), "step_s_median": round(statistics.median(times), 4),
+        "samples_per_s": round(b / mean, 2), "audio_s_per_s": round(b * s / 16000 / mean, 2),
+        "gflop_per_step": round(flops / 1e9, 2), "achieved_gflop_s": round(flops / 1e9 / mean, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    if device.type == "cuda":
+        out["peak_cuda_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--presets", nargs="+", default=list(BATCH))
+    p.add_argument("--impls", nargs="+", default=["data2vec", "hf"], choices=["data2vec", "hf"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--batch", type=int, nargs=2, metavar=("CLIPS", "SAMPLES"), help="override the stated batch")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=5)
+    args = p.parse_args()
+    print(json.dumps({"torch": torch.__version__, "python": platform.python_version(),
+                      "cpu": platform.processor() or platform.machine(),
+                      "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}), flush=True)
+    for preset in args.presets:
+        for impl in args.impls:
+            print(json.dumps(run(preset, impl, args)), flush=True)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()

@@ -1,0 +1,57 @@
+"""Shared fixtures: a small real speech corpus (espeak-ng/flite via ``data2vec prepare speech``) and a
+micro model config that trains in seconds on 2 CPU cores."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# audio-tiny-v1 shrunk further: 1 s clips, 2 x 32 Transformer, 16-channel conv stack (~50k params).
+MICRO_OVERRIDES = [
+    "encoder.conv_feature_layers=[(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2",
+    "encoder.encoder_embed_dim=32",
+    "encoder.encoder_ffn_embed_dim=64",
+    "encoder.encoder_layers=2",
+    "encoder.encoder_attention_heads=2",
+    "encoder.conv_pos=16",
+    "encoder.conv_pos_groups=4",
+    "encoder.pos_conv_depth=2",
+    "model.targets.average_top_k_layers=2",
+    "data.max_sample_size=16000",
+    "data.min_sample_size=4000",
+    "data.max_tokens=32000",
+    "data.num_workers=0",
+    "masking.mask_length=5",
+    "train.log_interval=1",
+    "train.threads=1",
+]
+
+
+@pytest.fixture(scope="session")
+def speech_corpus(tmp_path_factory) -> Path:
+    """About 70 s of synthesised English speech with train/valid/test manifests (built once per session)."""
+    from data2vec.data.prepare_speech import prepare_speech
+
+    out = tmp_path_factory.mktemp("speech")
+    prepare_speech(out, 0.02, seed=0, workers=2)
+    return out
+
+
+def run_cli(*args: str, env: dict | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m data2vec.cli ARGS`` in a fresh process (real launcher, real signals)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "data2vec.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"data2vec {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def set_args(overrides: list[str]) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
