@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from data2vec.modalities import audio
 
 
 @dataclass(frozen=True)
@@ -22,19 +21,25 @@ class ModalitySpec:
     build_pretrain_data: Callable[..., Any]  # (cfg, encoder, dist, *, epoch, start_batch) -> PretrainData
 
 
-MODALITIES: dict[str, ModalitySpec] = {
-    "audio": ModalitySpec(
+def _audio() -> ModalitySpec:
+    from data2vec.modalities import audio
+
+    return ModalitySpec(
         name="audio",
         encoder_config=audio.AudioEncoderConfig,
         mask_config=audio.SpanMaskConfig,
         data_config=audio.AudioDataConfig,
         build_encoder=audio.AudioEncoder,
         build_pretrain_data=audio.build_pretrain_data,
-    ),
-}
+    )
+
+
+# name -> factory; modules are imported on first use, so readers under data2vec.data can use
+# modality helpers (e.g. masking) without import cycles
+MODALITIES: dict[str, Callable[[], ModalitySpec]] = {"audio": _audio}
 
 
 def get_modality(name: str) -> ModalitySpec:
     if name not in MODALITIES:
         raise ValueError(f"unknown modality {name!r}; available: {', '.join(MODALITIES)}")
-    return MODALITIES[name]
+    return MODALITIES[name]()

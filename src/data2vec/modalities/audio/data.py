@@ -12,14 +12,6 @@ import functools
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from data2vec.data.audio import (
-    AudioCollator,
-    AudioDataset,
-    BucketBatchSampler,
-    build_audio_loader,
-    read_manifest,
-    validate_manifest,
-)
 from data2vec.modalities.audio.encoder import conv_frame_lengths
 
 
@@ -45,6 +37,10 @@ class PretrainData(NamedTuple):
 
 
 def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
+    # imported here: data2vec.data.audio uses this package's masking (no import cycle at module load)
+    from data2vec.data.audio import (AudioCollator, AudioDataset, BucketBatchSampler, build_audio_loader,
+                                     read_manifest, validate_manifest)
+
     d: AudioDataConfig = cfg.data
     if not d.path:
         raise ValueError("no training data: pass --data DIR (a directory with train.tsv), or set data.path")
