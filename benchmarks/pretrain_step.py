@@ -66,7 +66,7 @@ def hf_reference(cfg, device):
         conv_bias=e.conv_bias, num_conv_pos_embedding_groups=e.conv_pos_groups,
         conv_pos_kernel_size=e.conv_pos // e.pos_conv_depth, num_conv_pos_embeddings=e.pos_conv_depth,
         hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
-        layerdrop=0.0, mask_time_prob=0.0, attn_implementation="sdpa")
+        layerdrop=0.0, mask_time_prob=0.05, attn_implementation="sdpa")  # > 0 creates masked_spec_embed; our mask is passed in
     student = Data2VecAudioModel(hcfg).to(device)
     head = torch.nn.Linear(hcfg.hidden_size, hcfg.hidden_size).to(device)
     teacher = copy.deepcopy(student).eval().requires_grad_(False)
