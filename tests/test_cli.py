@@ -104,3 +104,16 @@ def test_readme_data2vec_commands_run(tmp_path):
             argv.append("--dry-run")
         proc = run_cli(*argv, check=False, timeout=120)
         assert proc.returncode == 0, f"README command failed: {cmd}\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_readme_python_example_runs(tmp_path, speech_corpus, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert "pretrain(cfg" in code
+    monkeypatch.chdir(tmp_path)
+    code = code.replace('"data/speech"', repr(str(speech_corpus))).replace('"max_update": 100', '"max_update": 2')
+    shrink = "cfg = merge(cfg, {'data': {'max_sample_size': 16000, 'num_workers': 0}})\n"  # keep it fast
+    scope: dict = {}
+    exec(code.replace("summary = pretrain(", shrink + "summary = pretrain("), scope)
+    assert scope["summary"]["steps"] == 2
+    assert (tmp_path / "runs" / "from-python" / "checkpoint_last.pt").is_file()
