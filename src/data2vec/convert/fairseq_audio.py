@@ -76,7 +76,7 @@ def map_keys(src: dict[str, torch.Tensor], table: dict[str, str], prefix_out: st
         else:
             unknown.append(key)
     if unknown:
-        raise ValueError(f"fairseq checkpoint has keys the data2vec_audio table does not know: {unknown}")
+        raise ValueError(f"fairseq checkpoint has keys the key table does not know: {unknown}")
     return out
 
 

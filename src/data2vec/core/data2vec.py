@@ -147,7 +147,8 @@ class Data2Vec(nn.Module):
         if mask is None or not mask.any():
             raise ValueError("the batch has no masked positions: check the masking config (mask_prob)")
         s = (student or self.student)(source, padding_mask, mask)
-        target = self.targets(source, padding_mask, s)[mask]
+        # text corrupts tokens in the collator: the teacher gets the clean ones (fairseq#4881, see text encoder)
+        target = self.targets(batch.get("teacher_source", source), padding_mask, s)[mask]
         loss_sum = regression_loss_sum(s.pred_MC, target, self.cfg.loss)
         return Data2VecOutput(
             loss_sum, int(target.size(0)), s.pred_MC, target, compute_var(target), compute_var(s.pred_MC.float())

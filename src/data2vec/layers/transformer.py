@@ -11,9 +11,23 @@ Shapes: B batch, T time, C channels, H heads.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class Embedded(NamedTuple):
+    x: torch.Tensor  # [B, T, C] student input to the context encoder (masking applied where the modality applies it)
+    unmasked: torch.Tensor  # [B, T, C] the same features before dropout and masking (teacher input)
+    padding_mask: torch.Tensor | None  # [B, T] True = padded position, None if no padding
+
+
+class ContextOutput(NamedTuple):
+    x: torch.Tensor  # [B, T, C] final output
+    layer_outputs: list[torch.Tensor]  # per executed layer [B, T, C], end of block
+    ffn_outputs: list[torch.Tensor]  # per executed layer [B, T, C], FFN output before the residual
 
 
 class MultiheadSelfAttention(nn.Module):
@@ -73,6 +87,19 @@ class PostLNBlock(nn.Module):
         ffn = self.fc2(self.activation_dropout(F.gelu(self.fc1(x))))
         x = self.final_layer_norm(x + self.dropout(ffn))
         return x, ffn
+
+
+def run_layers(layers: nn.ModuleList, x_BTC: torch.Tensor, padding_mask_BT: torch.Tensor | None,
+               layerdrop: float, training: bool):
+    """Run post-LN blocks with layerdrop; returns (x, end-of-block outputs, FFN outputs) of executed layers."""
+    outs, ffns = [], []
+    for layer in layers:
+        if training and layerdrop > 0 and torch.rand(()).item() < layerdrop:
+            continue
+        x_BTC, ffn = layer(x_BTC, padding_mask_BT)
+        outs.append(x_BTC)
+        ffns.append(ffn)
+    return x_BTC, outs, ffns
 
 
 def init_bert_params(module: nn.Module) -> None:

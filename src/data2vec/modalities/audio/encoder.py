@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data2vec.layers.transformer import PostLNBlock, init_bert_params
+from data2vec.layers.transformer import ContextOutput, Embedded, PostLNBlock, init_bert_params, run_layers
 
 WAV2VEC2_CONV = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2"
 
@@ -164,12 +164,6 @@ class PosConvBlock(nn.Module):
         return F.gelu(x)
 
 
-class ContextOutput(NamedTuple):
-    x: torch.Tensor  # [B, T, C] final output
-    layer_outputs: list[torch.Tensor]  # per executed layer [B, T, C], end of block
-    ffn_outputs: list[torch.Tensor]  # per executed layer [B, T, C], FFN output before the residual
-
-
 class AudioContextEncoder(nn.Module):
     """Positional conv stack + LayerNorm + post-LN layers (fairseq ``TransformerEncoder``)."""
 
@@ -203,20 +197,7 @@ class AudioContextEncoder(nn.Module):
         for block in self.pos_conv:
             pos = block(pos)
         x = self.dropout(self.layer_norm(x_BTC + pos.transpose(1, 2)))
-        outs, ffns = [], []
-        for layer in self.layers:
-            if self.training and self.layerdrop > 0 and torch.rand(()).item() < self.layerdrop:
-                continue
-            x, ffn = layer(x, padding_mask_BT)
-            outs.append(x)
-            ffns.append(ffn)
-        return ContextOutput(x, outs, ffns)
-
-
-class Embedded(NamedTuple):
-    x: torch.Tensor  # [B, T, C] student input to the context encoder (masked frames replaced)
-    unmasked: torch.Tensor  # [B, T, C] the same features before dropout and masking (teacher input)
-    padding_mask: torch.Tensor | None  # [B, T] True = padded frame, None if no padding
+        return ContextOutput(*run_layers(self.layers, x, padding_mask_BT, self.layerdrop, self.training))
 
 
 class AudioEncoder(nn.Module):

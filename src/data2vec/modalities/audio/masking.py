@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data2vec.core.rng import sample_seed  # noqa: F401 - re-exported
+
 
 @dataclass(kw_only=True)
 class SpanMaskConfig:
@@ -38,11 +40,6 @@ class SpanMaskConfig:
             raise ValueError(f"mask_length must be >= 1, got {self.mask_length}")
         if not 0.0 <= self.mask_dropout < 1.0:
             raise ValueError(f"mask_dropout must be in [0, 1), got {self.mask_dropout}")
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The per-sample generator seed fairseq uses: ``int(hash((seed, epoch, index)) % 1e6)``."""
-    return int(hash((int(seed), int(epoch), int(index))) % 1e6)
 
 
 def compute_span_mask(

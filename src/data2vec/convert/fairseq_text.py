@@ -1,0 +1,79 @@
+"""fairseq data2vec 1.0 text checkpoints (``data2vec_text``) -> our ``Data2Vec`` model with a ``TextEncoder``.
+
+fairseq keeps the student under ``encoder.sentence_encoder.*`` (a ``TransformerEncoder``) and the head under
+``encoder.regression_head.{0,2}``; the EMA teacher (``encoder._ema``) is keyed relative to
+``sentence_encoder``. Our module names follow fairseq's inside the encoder, so the table is short;
+accounting is strict as for speech (``map_keys``, ``load_into``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from data2vec.convert.fairseq_audio import map_keys
+from data2vec.core.data2vec import Data2VecConfig, EMAConfig
+from data2vec.core.loss import LossConfig
+from data2vec.core.targets import TargetConfig
+from data2vec.modalities.text.encoder import TextEncoderConfig
+from data2vec.modalities.text.masking import TokenMaskConfig
+
+_LAYER = {f"layers.{{i}}.{m}.{p}": f"context_encoder.layers.{{i}}.{m}.{p}"
+          for m in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
+                    "self_attn_layer_norm", "fc1", "fc2", "final_layer_norm") for p in ("weight", "bias")}
+_ENCODER = {
+    "embed_tokens.weight": "embed_tokens.weight",
+    "embed_positions.weight": "embed_positions.weight",
+    "layernorm_embedding.weight": "layernorm_embedding.weight",
+    "layernorm_embedding.bias": "layernorm_embedding.bias",
+    **_LAYER,
+}
+_TOP = {
+    **{"encoder.sentence_encoder." + k: "student.encoder." + v for k, v in _ENCODER.items()},
+    "encoder.regression_head.{i}.weight": "student.head.{i}.weight",
+    "encoder.regression_head.{i}.bias": "student.head.{i}.bias",
+}
+
+
+def config_from_fairseq(model_cfg: dict, task_cfg: dict, vocab_size: int) -> tuple[TextEncoderConfig, Data2VecConfig, TokenMaskConfig]:
+    c, t = model_cfg, task_cfg
+    if c.get("_name") not in (None, "data2vec_text"):
+        raise ValueError(f"not a data2vec 1.0 text checkpoint (model._name={c.get('_name')!r})")
+    tr, enc = c["transformer"], c["transformer"]["encoder"]
+    if enc.get("normalize_before", False):
+        raise ValueError("encoder.normalize_before=True (pre-LN) is not the data2vec 1.0 text architecture")
+    enc_cfg = TextEncoderConfig(
+        vocab_size=vocab_size, max_positions=c.get("max_positions", 512), encoder_embed_dim=enc["embed_dim"],
+        encoder_layers=enc["layers"], encoder_ffn_embed_dim=enc["ffn_embed_dim"],
+        encoder_attention_heads=enc["attention_heads"], dropout=tr.get("dropout", 0.1),
+        attention_dropout=tr.get("attention_dropout", 0.0), activation_dropout=tr.get("activation_dropout", 0.0),
+        encoder_layerdrop=enc.get("layerdrop", 0.0), layernorm_embedding=tr.get("layernorm_embedding", True),
+        no_scale_embedding=tr.get("no_scale_embedding", True))
+    d2v = Data2VecConfig(
+        ema=EMAConfig(ema_decay=c.get("ema_decay", 0.999), ema_end_decay=c.get("ema_end_decay", 0.9999),
+                      ema_anneal_end_step=c.get("ema_anneal_end_step", 0), ema_transformer_only=False,
+                      ema_layers_only=c.get("ema_transformer_layers_only", True)),
+        targets=TargetConfig(average_top_k_layers=c.get("average_top_k_layers", 10),
+                             instance_norm_target_layer=c.get("instance_norm_target_layer", False),
+                             batch_norm_target_layer=c.get("batch_norm_target_layer", False),
+                             layer_norm_target_layer=c.get("layer_norm_target_layer", False),
+                             layer_norm_targets=c.get("layer_norm_targets", False),
+                             instance_norm_targets=c.get("instance_norm_targets", False)),
+        loss=LossConfig(loss_beta=c.get("loss_beta", 0.0), loss_scale=c.get("loss_scale")),
+        head_layers=c.get("head_layers", 1))
+    mask = TokenMaskConfig(mask_prob=t.get("mask_prob", 0.15), mask_multiple_length=t.get("mask_multiple_length", 1),
+                           leave_unmasked_prob=t.get("leave_unmasked_prob", 0.1),
+                           random_token_prob=t.get("random_token_prob", 0.1))
+    return enc_cfg, d2v, mask
+
+
+def state_dict_from_fairseq(fs_model_sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """fairseq ``ckpt['model']`` -> our state dict; the teacher from ``encoder._ema`` (else the student)."""
+    sd = {k: v for k, v in fs_model_sd.items() if not k.endswith(".version")}
+    ema = sd.pop("encoder._ema", None)
+    out = map_keys(sd, _TOP)
+    if ema is None:
+        prefix = "encoder.sentence_encoder."
+        ema = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    ema = {k: v for k, v in ema.items() if not k.endswith("version")}
+    out.update(map_keys(ema, _ENCODER, prefix_out="teacher.module."))
+    return out
