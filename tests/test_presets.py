@@ -61,6 +61,48 @@ AUDIO_BASE_V1 = {
 }
 
 
+# Transcribed from SPEC A.2 (fairseq text/pretraining/base.yaml). Deviation: masking.mask_special_tokens (ours: false).
+TEXT_BASE_V1 = {
+    "encoder.encoder_layers": 12,
+    "encoder.encoder_embed_dim": 768,
+    "encoder.encoder_ffn_embed_dim": 3072,
+    "encoder.encoder_attention_heads": 12,
+    "encoder.max_positions": 512,
+    "encoder.dropout": 0.1,
+    "encoder.attention_dropout": 0.1,
+    "encoder.layernorm_embedding": True,
+    "encoder.no_scale_embedding": True,
+    "masking.mask_prob": 0.35,
+    "masking.mask_multiple_length": 4,
+    "masking.random_token_prob": 0.0,
+    "masking.leave_unmasked_prob": 0.0,
+    "data.tokens_per_sample": 512,
+    "data.break_mode": "complete_doc",
+    "data.max_tokens": 8192,
+    "model.ema.ema_decay": 0.999,
+    "model.ema.ema_end_decay": 0.9999,
+    "model.ema.ema_anneal_end_step": 300000,
+    "model.ema.ema_transformer_only": False,
+    "model.ema.ema_layers_only": True,  # fairseq ema_transformer_layers_only
+    "model.targets.average_top_k_layers": 10,
+    "model.targets.layer_norm_target_layer": True,
+    "model.targets.instance_norm_target_layer": False,
+    "model.targets.layer_norm_targets": False,
+    "model.targets.instance_norm_targets": False,
+    "model.head_layers": 2,
+    "model.loss.loss_beta": 4.0,
+    "model.loss.loss_scale": 1.0,
+    "optim.adam_betas": [0.9, 0.98],
+    "optim.adam_eps": 1e-6,
+    "optim.weight_decay": 0.01,
+    "optim.lr": 2e-4,
+    "optim.lr_scheduler": "cosine",
+    "optim.warmup_updates": 10000,
+    "optim.clip_norm": 5.0,
+    "train.max_update": 1000000,
+}
+
+
 def _get(d: dict, dotted: str):
     for part in dotted.split("."):
         d = d[part]
@@ -72,8 +114,15 @@ def test_audio_base_v1_matches_spec(key):
     assert _get(to_dict(get_preset("audio-base-v1")), key) == AUDIO_BASE_V1[key]
 
 
+@pytest.mark.parametrize("key", sorted(TEXT_BASE_V1))
+def test_text_base_v1_matches_spec(key):
+    assert _get(to_dict(get_preset("text-base-v1")), key) == TEXT_BASE_V1[key]
+
+
 def _build(name):
     cfg = get_preset(name)
+    if cfg.modality == "text":
+        cfg.encoder.vocab_size = 50265 if "base" in name else 8000  # RoBERTa's / the built-in BPE
     encoder = get_modality(cfg.modality).build_encoder(cfg.encoder)
     return cfg, Data2Vec(encoder, cfg.model)
 
@@ -81,21 +130,24 @@ def _build(name):
 @pytest.mark.parametrize("name, low, high", [
     ("audio-base-v1", 93.0e6, 95.0e6),  # wav2vec 2.0 / data2vec Base: ~94 M with the head
     ("audio-tiny-v1", 0.5e6, 5e6),
+    ("text-base-v1", 125e6, 127e6),  # RoBERTa-Base-sized encoder + 2-layer regression head
+    ("text-tiny-v1", 4e6, 7e6),
 ])
 def test_presets_build_with_expected_size(name, low, high):
     cfg, model = _build(name)
     n = sum(p.numel() for p in model.student.parameters())
     assert low < n < high, n
     assert model.student.encoder.num_layers == cfg.encoder.encoder_layers
-    teacher_layers = len(model.teacher.module.layers)
-    assert teacher_layers == cfg.encoder.encoder_layers  # ema_transformer_only: the teacher is the context encoder
+    teacher = model.teacher.module
+    layers = teacher.layers if cfg.model.ema.ema_transformer_only else teacher.context_encoder.layers
+    assert len(layers) == cfg.encoder.encoder_layers
 
 
 def test_every_preset_is_listed_with_a_description_and_builds():
     for name, (factory, desc) in PRESETS.items():
         cfg = factory()
         assert cfg.preset == name and len(desc) > 20
-        if name != "audio-base-v1":  # built above; keep this test fast
+        if "base" not in name:  # built above; keep this test fast
             _build(name)
 
 

@@ -3,6 +3,7 @@
     data2vec presets                                   # list recipes
     data2vec presets --show audio-tiny-v1              # print a recipe's full config (JSON)
     data2vec prepare speech --out data/speech --hours 1
+    data2vec prepare text --out data/text
     data2vec pretrain --preset audio-tiny-v1 --data data/speech --out runs/tiny [--set optim.lr=5e-4] [--resume]
     torchrun --nproc_per_node 2 -m data2vec.cli pretrain ...   # DDP
 
@@ -89,6 +90,12 @@ def cmd_prepare_speech(args) -> int:
     return prepare_speech.run(args)
 
 
+def cmd_prepare_text(args) -> int:
+    from data2vec.data import prepare_text
+
+    return prepare_text.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="data2vec", description="data2vec self-supervised pretraining")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -97,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Pretrain with data2vec. Writes config.json, metrics.jsonl, tb/, curves.png, "
                                     "checkpoint_last.pt and summary.txt into --out.")
     pt.add_argument("--preset", help="recipe name (see `data2vec presets`)")
-    pt.add_argument("--data", help="data directory (speech: holds train.tsv, e.g. from `data2vec prepare speech`)")
+    pt.add_argument("--data", help="data directory: speech holds train.tsv (`data2vec prepare speech`), "
+                                   "text holds train.npz + vocab (`data2vec prepare text`)")
     pt.add_argument("--out", required=True, help="run directory")
     pt.add_argument("--config", help="YAML/JSON file of overrides, nested like config.json")
     pt.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -117,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare_speech.add_arguments(sp)
     sp.set_defaults(func=cmd_prepare_speech)
+    tx = prep_sub.add_parser("text", help="build the built-in English text corpus (or tokenize yours) with a BPE")
+    from data2vec.data import prepare_text
+
+    prepare_text.add_arguments(tx)
+    tx.set_defaults(func=cmd_prepare_text)
     return p
 
 

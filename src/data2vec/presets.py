@@ -16,6 +16,8 @@ from data2vec.core.loss import LossConfig
 from data2vec.core.monitors import CollapseConfig
 from data2vec.core.targets import TargetConfig
 from data2vec.modalities.audio import AudioDataConfig, AudioEncoderConfig, SpanMaskConfig
+from data2vec.modalities.text import TextEncoderConfig, TokenMaskConfig
+from data2vec.modalities.text.data import TextDataConfig
 from data2vec.train.config import PretrainConfig, TrainConfig
 from data2vec.train.optim import OptimConfig
 
@@ -67,9 +69,53 @@ def audio_tiny_v1() -> PretrainConfig:
     return cfg
 
 
+def text_base_v1() -> PretrainConfig:
+    """fairseq ``examples/data2vec/config/text/pretraining/base.yaml`` (SPEC A.2). The vocabulary comes from
+    the data's tokenizer (50265 with RoBERTa's). 16 GPUs x 8192 tokens: raise ``train.update_freq`` on fewer."""
+    return PretrainConfig(
+        modality="text",
+        preset="text-base-v1",
+        encoder=TextEncoderConfig(vocab_size=0, max_positions=512, encoder_embed_dim=768, encoder_layers=12,
+                                  encoder_ffn_embed_dim=3072, encoder_attention_heads=12, dropout=0.1,
+                                  attention_dropout=0.1, activation_dropout=0.0, encoder_layerdrop=0.0,
+                                  layernorm_embedding=True, no_scale_embedding=True),
+        masking=TokenMaskConfig(mask_prob=0.35, mask_multiple_length=4, leave_unmasked_prob=0.0, random_token_prob=0.0),
+        data=TextDataConfig(tokens_per_sample=512, break_mode="complete_doc", max_tokens=8192),
+        model=Data2VecConfig(
+            ema=EMAConfig(ema_decay=0.999, ema_end_decay=0.9999, ema_anneal_end_step=300000,
+                          ema_transformer_only=False, ema_layers_only=True),
+            targets=TargetConfig(average_top_k_layers=10, layer_norm_target_layer=True),
+            loss=LossConfig(loss_beta=4.0, loss_scale=1.0),
+            collapse=CollapseConfig(min_target_var=0.1, min_pred_var=0.01, var_check_after=5000),
+            head_layers=2,
+        ),
+        optim=OptimConfig(optimizer="adamw", lr=2e-4, adam_betas=(0.9, 0.98), adam_eps=1e-6, weight_decay=0.01,
+                          lr_scheduler="cosine", warmup_updates=10000, clip_norm=5.0),
+        train=TrainConfig(max_update=1000000, update_freq=1, log_interval=200, save_interval_updates=25000),
+    )
+
+
+def text_tiny_v1() -> PretrainConfig:
+    cfg = text_base_v1()
+    cfg.preset = "text-tiny-v1"
+    cfg.encoder = TextEncoderConfig(vocab_size=0, max_positions=128, encoder_embed_dim=256, encoder_layers=4,
+                                    encoder_ffn_embed_dim=1024, encoder_attention_heads=4, dropout=0.1,
+                                    attention_dropout=0.1)
+    cfg.data = TextDataConfig(tokens_per_sample=128, break_mode="complete_doc", max_tokens=32 * 128)
+    cfg.model.ema = EMAConfig(ema_decay=0.998, ema_end_decay=0.9999, ema_anneal_end_step=2000,
+                              ema_transformer_only=False, ema_layers_only=True)
+    cfg.model.targets = TargetConfig(average_top_k_layers=3, layer_norm_target_layer=True)
+    cfg.model.collapse = CollapseConfig(min_target_var=0.1, min_pred_var=0.01, var_check_after=500)
+    cfg.optim = OptimConfig(lr=5e-4, lr_scheduler="cosine", warmup_updates=50, clip_norm=5.0)
+    cfg.train = TrainConfig(max_update=500, log_interval=5, save_interval_updates=100)
+    return cfg
+
+
 PRESETS: dict[str, tuple[Callable[[], PretrainConfig], str]] = {
     "audio-base-v1": (audio_base_v1, "data2vec 1.0 speech Base, LibriSpeech recipe (fairseq base_librispeech.yaml)"),
     "audio-tiny-v1": (audio_tiny_v1, "data2vec 1.0 speech, 4 x 128 Transformer (~1 M params), 1-3 s clips; trains on a CPU"),
+    "text-base-v1": (text_base_v1, "data2vec 1.0 text Base, fairseq text/pretraining/base.yaml (span masking 0.35 x 4)"),
+    "text-tiny-v1": (text_tiny_v1, "data2vec 1.0 text, 4 x 256 Transformer, 128-token blocks, 8k BPE; trains on a CPU"),
 }
 
 

@@ -144,8 +144,10 @@ class Data2Vec(nn.Module):
     def forward(self, batch: dict, student: nn.Module | None = None) -> Data2VecOutput:
         """One data2vec pass. ``student`` may be the DDP-wrapped ``self.student``."""
         source, padding_mask, mask = batch["source"], batch.get("padding_mask"), batch["mask"]
-        if mask is None or not mask.any():
-            raise ValueError("the batch has no masked positions: check the masking config (mask_prob)")
+        if mask is None:
+            raise ValueError("the batch has no mask: the collator must provide batch['mask']")
+        # A micro-batch may have no masked position (very short text blocks): the loss is then an empty sum,
+        # 0, still connected to every student parameter, so DDP ranks stay in step.
         s = (student or self.student)(source, padding_mask, mask)
         # text corrupts tokens in the collator: the teacher gets the clean ones (fairseq#4881, see text encoder)
         target = self.targets(batch.get("teacher_source", source), padding_mask, s)[mask]

@@ -36,6 +36,8 @@ def compute_var(y_NC: torch.Tensor) -> torch.Tensor:
             dist.all_reduce(t)
         var = zss / (zc - 1) - (zs**2) / (zc * (zc - 1))
         return torch.sqrt(var + 1e-6).mean()
+    if y.size(0) < 2:
+        return torch.tensor(float("nan"), device=y.device)  # undefined; the loop skips it when averaging
     return torch.sqrt(y.var(dim=0) + 1e-6).mean()
 
 

@@ -22,7 +22,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from data2vec.data.sampler import BucketBatchSampler, build_loader, rng as _rng
 from data2vec.modalities.audio.masking import SpanMaskConfig, compute_span_mask
+
+__all__ = ["AudioCollator", "AudioDataset", "BucketBatchSampler", "DataReport", "Manifest", "build_audio_loader",
+           "read_manifest", "validate_manifest"]
 
 
 @dataclass
@@ -130,10 +134,6 @@ def validate_manifest(manifest: Manifest, *, sample_rate: int, min_samples: int)
     return Manifest(manifest.root, keep_paths, keep_sizes, manifest.source, keep_rates), report
 
 
-def _rng(*key: int) -> np.random.Generator:
-    return np.random.default_rng([int(k) & 0xFFFFFFFF for k in key])
-
-
 def crop_offset(length: int, target: int, seed: int, epoch: int, index: int) -> int:
     """Random crop start (deterministic in seed, epoch, index)."""
     return int(_rng(seed, epoch, index, 1).integers(0, length - target + 1)) if length > target else 0
@@ -174,56 +174,6 @@ class AudioDataset(torch.utils.data.Dataset):
             start = crop_offset(wav.numel(), self.max_sample_size, self.seed, self.epoch, index)
             wav = wav[start:start + self.max_sample_size]
         return {"id": index, "epoch": self.epoch, "source": wav}
-
-
-class BucketBatchSampler(torch.utils.data.Sampler):
-    """fairseq ``batch_by_size``: sort by length, pack greedily so that ``len(batch) * longest <= max_tokens``.
-
-    A single item longer than ``max_tokens`` gets a batch of its own. Items of equal length are shuffled first (ties broken per epoch), batches are shuffled per epoch.
-    With ``num_replicas > 1`` every rank gets the same number of batches (the remainder is dropped)
-    and rank r takes batches ``r, r + R, ...``, so update k on R ranks sees the same R batches as
-    update k of one process with ``update_freq = R``.
-    """
-
-    def __init__(self, sizes, *, max_tokens: int, max_sentences: int | None = None, seed: int,
-                 num_replicas: int = 1, rank: int = 0):
-        self.sizes = np.asarray(sizes, dtype=np.int64)
-        self.max_tokens, self.max_sentences, self.seed = max_tokens, max_sentences, seed
-        self.num_replicas, self.rank = num_replicas, rank
-        self.epoch = 1
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def all_batches(self, epoch: int) -> list[list[int]]:
-        rng = _rng(self.seed, epoch, 2)
-        order = rng.permutation(len(self.sizes))
-        order = order[np.argsort(-self.sizes[order], kind="stable")]
-        batches, cur, longest = [], [], 0
-        for i in order:
-            n = int(self.sizes[i])
-            longest_new = max(longest, n)
-            full = self.max_sentences is not None and len(cur) >= self.max_sentences
-            if cur and (full or (len(cur) + 1) * longest_new > self.max_tokens):
-                batches.append(cur)
-                cur, longest_new = [], n
-            cur.append(int(i))
-            longest = longest_new
-        if cur:
-            batches.append(cur)
-        return [batches[j] for j in _rng(self.seed, epoch, 3).permutation(len(batches))]
-
-    def batches(self, epoch: int | None = None) -> list[list[int]]:
-        b = self.all_batches(self.epoch if epoch is None else epoch)
-        if self.num_replicas > 1:
-            b = b[: len(b) - len(b) % self.num_replicas]
-        return b[self.rank :: self.num_replicas]
-
-    def __iter__(self):
-        return iter(self.batches())
-
-    def __len__(self) -> int:
-        return len(self.batches())
 
 
 class AudioCollator:
@@ -271,24 +221,7 @@ class AudioCollator:
                 "mask": mask, "indices": torch.tensor(ids), "num_masked": int(mask.sum())}
 
 
-class _SkipBatches(torch.utils.data.Sampler):
-    def __init__(self, batches: list[list[int]]):
-        self._batches = batches
-
-    def __iter__(self):
-        return iter(self._batches)
-
-    def __len__(self) -> int:
-        return len(self._batches)
-
-
 def build_audio_loader(dataset: AudioDataset, sampler: BucketBatchSampler, collator: AudioCollator, *,
                        num_workers: int, epoch: int, start_batch: int = 0) -> torch.utils.data.DataLoader:
     """The loader for one epoch, starting after ``start_batch`` batches (skipped without loading them)."""
-    dataset.set_epoch(epoch)
-    sampler.set_epoch(epoch)
-    batches = sampler.batches(epoch)[start_batch:]
-    return torch.utils.data.DataLoader(
-        dataset, batch_sampler=_SkipBatches(batches), collate_fn=collator, num_workers=num_workers,
-        generator=torch.Generator().manual_seed(int(epoch)), persistent_workers=False,
-        multiprocessing_context="fork" if num_workers > 0 else None)
+    return build_loader(dataset, sampler, collator, num_workers=num_workers, epoch=epoch, start_batch=start_batch)

@@ -18,7 +18,8 @@ class ModalitySpec:
     mask_config: type  # dataclass of the masker
     data_config: type  # dataclass of the data pipeline
     build_encoder: Callable[[Any], Any]
-    build_pretrain_data: Callable[..., Any]  # (cfg, encoder, dist, *, epoch, start_batch) -> PretrainData
+    build_pretrain_data: Callable[..., Any]  # (cfg, encoder, dist, *, seed) -> PretrainData
+    resolve_config: Callable[[Any], Any] = lambda cfg: cfg  # fill data-dependent fields (e.g. vocab size)
 
 
 def _audio() -> ModalitySpec:
@@ -34,9 +35,24 @@ def _audio() -> ModalitySpec:
     )
 
 
+def _text() -> ModalitySpec:
+    from data2vec.modalities import text
+    from data2vec.modalities.text import data
+
+    return ModalitySpec(
+        name="text",
+        encoder_config=text.TextEncoderConfig,
+        mask_config=text.TokenMaskConfig,
+        data_config=data.TextDataConfig,
+        build_encoder=text.TextEncoder,
+        build_pretrain_data=data.build_pretrain_data,
+        resolve_config=data.resolve_config,
+    )
+
+
 # name -> factory; modules are imported on first use, so readers under data2vec.data can use
 # modality helpers (e.g. masking) without import cycles
-MODALITIES: dict[str, Callable[[], ModalitySpec]] = {"audio": _audio}
+MODALITIES: dict[str, Callable[[], ModalitySpec]] = {"audio": _audio, "text": _text}
 
 
 def get_modality(name: str) -> ModalitySpec:

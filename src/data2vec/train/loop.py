@@ -145,7 +145,7 @@ class Trainer:
             raise ValueError("no masked positions in this update: raise masking.mask_prob")
         scale = self.dist.world_size / n_global
         loss_sum = torch.zeros((), dtype=torch.float64)
-        target_var = pred_var = 0.0
+        variances = []  # (target_var, pred_var) of micro-batches where they are defined
         for j, batch in enumerate(micro_batches):
             batch = to_device(batch, device)
             last = j == len(micro_batches) - 1
@@ -155,8 +155,8 @@ class Trainer:
                     out = model(batch, self.student)
                 (out.loss_sum * scale).backward()
             loss_sum += out.loss_sum.detach().double().cpu()
-            target_var += out.target_var.item() / len(micro_batches)
-            pred_var += out.pred_var.item() / len(micro_batches)
+            if math.isfinite(out.target_var.item()) and math.isfinite(out.pred_var.item()):
+                variances.append((out.target_var.item(), out.pred_var.item()))
 
         params = [p for p in model.student.parameters() if p.grad is not None]
         max_norm = cfg.optim.clip_norm if cfg.optim.clip_norm > 0 else float("inf")
@@ -174,6 +174,8 @@ class Trainer:
         self.step += 1
         decay = model.update_teacher(self.step)
         loss_global = self._all_reduce(loss_sum.view(1))[0].item()
+        target_var = sum(v[0] for v in variances) / len(variances) if variances else float("nan")
+        pred_var = sum(v[1] for v in variances) / len(variances) if variances else float("nan")
         return {"loss": loss_global / n_global, "lr": lr, "grad_norm": grad_norm, "target_var": target_var,
                 "pred_var": pred_var, "ema_decay": decay, "masked": int(n_global)}
 
@@ -258,6 +260,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     spec = get_modality(cfg.modality)
+    cfg = spec.resolve_config(cfg)
     ckpt = None
     if resume:
         ckpt = load_checkpoint(ckpt_path)

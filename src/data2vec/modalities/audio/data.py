@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 import functools
 from pathlib import Path
-from typing import Any, NamedTuple
 
+from data2vec.data.sampler import PretrainData
 from data2vec.modalities.audio.encoder import conv_frame_lengths
 
 
@@ -27,13 +27,6 @@ class AudioDataConfig:
     max_sentences: int | None = None  # cap on utterances per batch
     enable_padding: bool = True  # True: pad with masks; False: crop to the shortest (fairseq recipe)
     num_workers: int = 1  # data-loader worker processes
-
-
-class PretrainData(NamedTuple):
-    sampler: Any
-    make_loader: Any  # (epoch, start_batch) -> iterable of batches
-    report: Any  # DataReport
-    num_examples: int
 
 
 def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:

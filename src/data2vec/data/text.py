@@ -1,0 +1,165 @@
+"""Text data for pretraining: byte-level BPE tokenizer, a binarized corpus, blocks, and the masking collator.
+
+A prepared text directory (``data2vec prepare text``) holds ``vocab.json`` + ``merges.txt`` (RoBERTa
+format: official RoBERTa/data2vec vocabularies load the same way) and ``{split}.npz`` with the token
+stream (each sentence ends with ``</s>``) and the sentence and document boundaries. Tokenization
+happens once; training loads the arrays (shared copy-on-write by loader workers).
+
+Blocks (fairseq ``TokenBlockDataset``, ``tokens_per_sample - 1`` tokens, then ``<s>`` prepended):
+``complete_doc`` packs whole sentences and never crosses a document boundary; ``none`` cuts the
+stream into equal blocks. A sentence longer than a block is split.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data2vec.modalities.text.masking import TokenMaskConfig, mask_tokens
+
+SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+
+
+class Tokenizer:
+    """Byte-level BPE (GPT-2/RoBERTa style) with RoBERTa's special ids: <s>=0, <pad>=1, </s>=2, <unk>=3."""
+
+    def __init__(self, directory: str | Path):
+        from tokenizers import ByteLevelBPETokenizer
+
+        d = Path(directory)
+        vocab, merges = d / "vocab.json", d / "merges.txt"
+        if not vocab.is_file() or not merges.is_file():
+            raise ValueError(f"{d} has no vocab.json + merges.txt (make them with `data2vec prepare text`)")
+        self.bpe = ByteLevelBPETokenizer(str(vocab), str(merges))
+        ids = {s: self.bpe.token_to_id(s) for s in SPECIALS}
+        missing = [s for s, i in ids.items() if i is None]
+        if missing:
+            raise ValueError(f"{vocab} lacks special tokens {missing}")
+        self.bos, self.pad, self.eos, self.unk, self.mask = (ids[s] for s in SPECIALS)
+        if self.pad != 1:
+            raise ValueError(f"<pad> must have id 1 (RoBERTa/fairseq layout), {vocab} has {self.pad}")
+        self.vocab_size = self.bpe.get_vocab_size()
+        self.special_ids = frozenset(ids.values())
+
+    def encode(self, text: str) -> list[int]:
+        return self.bpe.encode(text).ids
+
+    def decode(self, ids) -> str:
+        return self.bpe.decode([int(i) for i in ids])
+
+    @staticmethod
+    def train(sentences, out_dir: str | Path, vocab_size: int = 8000) -> "Tokenizer":
+        from tokenizers import ByteLevelBPETokenizer
+
+        bpe = ByteLevelBPETokenizer()
+        bpe.train_from_iterator(sentences, vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIALS),
+                                show_progress=False)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        bpe.save_model(str(out_dir))
+        return Tokenizer(out_dir)
+
+
+def binarize(documents: list[list[str]], tok: Tokenizer) -> dict[str, np.ndarray]:
+    """Documents (lists of sentences) -> token stream with ``</s>`` after each sentence, plus boundaries."""
+    encoded = tok.bpe.encode_batch([s for doc in documents for s in doc])
+    lengths = np.fromiter((len(e.ids) + 1 for e in encoded), dtype=np.int64, count=len(encoded))
+    tokens = np.empty(int(lengths.sum()), dtype=np.int32)
+    pos = 0
+    for e in encoded:
+        n = len(e.ids)
+        tokens[pos:pos + n] = e.ids
+        tokens[pos + n] = tok.eos
+        pos += n + 1
+    sent_ends = np.cumsum(lengths)
+    doc_sizes = np.fromiter((len(d) for d in documents), dtype=np.int64, count=len(documents))
+    doc_ends = sent_ends[np.cumsum(doc_sizes) - 1] if len(documents) else np.zeros(0, np.int64)
+    return {"tokens": tokens, "sent_ends": sent_ends, "doc_ends": doc_ends}
+
+
+def make_blocks(sent_ends: np.ndarray, doc_ends: np.ndarray, block: int, break_mode: str) -> np.ndarray:
+    """[N, 2] (start, end) token ranges of at most ``block`` tokens."""
+    if block < 1:
+        raise ValueError("tokens_per_sample must be at least 2")
+    total = int(sent_ends[-1]) if len(sent_ends) else 0
+    if break_mode == "none":
+        starts = np.arange(0, total, block)
+        return np.stack([starts, np.minimum(starts + block, total)], 1)
+    if break_mode != "complete_doc":
+        raise ValueError(f"break_mode must be 'complete_doc' or 'none', got {break_mode!r}")
+    doc_end_set = set(doc_ends.tolist())
+    out, start, prev = [], 0, 0
+    for end in sent_ends.tolist():
+        if end - start > block and prev > start:  # the sentence does not fit: close the block before it
+            out.append((start, prev))
+            start = prev
+        while end - start > block:  # a single sentence longer than a block
+            out.append((start, start + block))
+            start += block
+        prev = end
+        if end in doc_end_set:
+            if end > start:
+                out.append((start, end))
+            start = end
+    return np.asarray(out, dtype=np.int64).reshape(-1, 2)
+
+
+class TextBlockDataset(torch.utils.data.Dataset):
+    def __init__(self, npz_path: str | Path, *, tokens_per_sample: int, break_mode: str, bos: int):
+        data = np.load(npz_path)
+        self.tokens = data["tokens"]
+        self.blocks = make_blocks(np.asarray(data["sent_ends"]), np.asarray(data["doc_ends"]),
+                                  tokens_per_sample - 1, break_mode)
+        if len(self.blocks) == 0:
+            raise ValueError(f"{npz_path} holds no text")
+        self.bos = bos
+        self.sizes = (self.blocks[:, 1] - self.blocks[:, 0] + 1).astype(np.int64)
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, index: int) -> dict:
+        s, e = self.blocks[index]
+        toks = np.concatenate([[self.bos], np.asarray(self.tokens[s:e], dtype=np.int64)])
+        return {"id": index, "epoch": self.epoch, "tokens": toks}
+
+
+@dataclass
+class TextCollator:
+    """Samples -> {source (corrupted), teacher_source (clean), padding_mask, mask, indices, num_masked}."""
+
+    mask_cfg: TokenMaskConfig
+    seed: int
+    pad: int
+    mask_idx: int
+    special_ids: frozenset
+    vocab_size: int
+
+    def __call__(self, samples: list[dict]) -> dict:
+        B, T = len(samples), max(len(s["tokens"]) for s in samples)
+        clean = torch.full((B, T), self.pad, dtype=torch.long)
+        corrupt = clean.clone()
+        mask = torch.zeros(B, T, dtype=torch.bool)
+        for b, s in enumerate(samples):
+            n = len(s["tokens"])
+            src, m = mask_tokens(s["tokens"], self.mask_cfg, seed=self.seed, epoch=s["epoch"], index=s["id"],
+                                 mask_idx=self.mask_idx, special_ids=self.special_ids, vocab_size=self.vocab_size)
+            clean[b, :n] = torch.from_numpy(s["tokens"])
+            corrupt[b, :n] = torch.from_numpy(src)
+            mask[b, :n] = torch.from_numpy(m)
+        padding_mask = clean.eq(self.pad)
+        return {"source": corrupt, "teacher_source": clean,
+                "padding_mask": padding_mask if padding_mask.any() else None, "mask": mask,
+                "indices": torch.tensor([s["id"] for s in samples]), "num_masked": int(mask.sum())}
+
+
+def read_corpus_info(directory: str | Path) -> dict:
+    p = Path(directory) / "corpus.json"
+    return json.loads(p.read_text()) if p.is_file() else {}

@@ -1,0 +1,71 @@
+"""Text pretraining data: prepared directory -> blocks -> length-bucketed batches -> masking collator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from data2vec.data.sampler import PretrainData
+
+
+@dataclass(kw_only=True)
+class TextDataConfig:
+    path: str = ""  # directory from `data2vec prepare text` (vocab.json, merges.txt, train.npz)
+    train_subset: str = "train"
+    tokens_per_sample: int = 512  # block length including <s>
+    break_mode: Literal["complete_doc", "none"] = "complete_doc"
+    max_tokens: int = 8192  # batch budget: batch size x longest block, in tokens
+    max_sentences: int | None = None  # cap on blocks per batch
+    num_workers: int = 1
+
+
+def _require_dir(d: TextDataConfig) -> Path:
+    if not d.path:
+        raise ValueError("no training data: pass --data DIR (made by `data2vec prepare text --out DIR`)")
+    p = Path(d.path)
+    if not (p / f"{d.train_subset}.npz").is_file():
+        raise ValueError(f"{p / (d.train_subset + '.npz')} not found: --data must be a directory made by "
+                         "`data2vec prepare text --out DIR`")
+    return p
+
+
+def resolve_config(cfg):
+    """Take the vocabulary size from the data's tokenizer when the config leaves it at 0."""
+    if cfg.encoder.vocab_size == 0:
+        from data2vec.config import merge
+        from data2vec.data.text import Tokenizer
+
+        return merge(cfg, {"encoder": {"vocab_size": Tokenizer(_require_dir(cfg.data)).vocab_size}})
+    return cfg
+
+
+def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
+    from data2vec.data.sampler import BucketBatchSampler, build_loader
+    from data2vec.data.text import TextBlockDataset, TextCollator, Tokenizer
+
+    d: TextDataConfig = cfg.data
+    root = _require_dir(d)
+    tok = Tokenizer(root)
+    if tok.vocab_size != encoder.cfg.vocab_size:
+        raise ValueError(f"the tokenizer in {root} has {tok.vocab_size} tokens but encoder.vocab_size is "
+                         f"{encoder.cfg.vocab_size}; set encoder.vocab_size=0 to take it from the data")
+    if d.tokens_per_sample > encoder.cfg.max_positions:
+        raise ValueError(f"data.tokens_per_sample={d.tokens_per_sample} exceeds encoder.max_positions="
+                         f"{encoder.cfg.max_positions}")
+    dataset = TextBlockDataset(root / f"{d.train_subset}.npz", tokens_per_sample=d.tokens_per_sample,
+                               break_mode=d.break_mode, bos=tok.bos)
+    sampler = BucketBatchSampler(dataset.sizes, max_tokens=d.max_tokens, max_sentences=d.max_sentences, seed=seed,
+                                 num_replicas=dist.world_size, rank=dist.rank)
+    collator = TextCollator(cfg.masking, seed, tok.pad, tok.mask, tok.special_ids, tok.vocab_size)
+
+    class Report:
+        @staticmethod
+        def summary() -> str:
+            return (f"{root.name}/{d.train_subset}.npz: {int(dataset.sizes.sum()):,} tokens in {len(dataset):,} "
+                    f"blocks of <= {d.tokens_per_sample} ({d.break_mode}); vocabulary {tok.vocab_size:,}")
+
+    def make_loader(epoch: int, start_batch: int = 0):
+        return build_loader(dataset, sampler, collator, num_workers=d.num_workers, epoch=epoch, start_batch=start_batch)
+
+    return PretrainData(sampler, make_loader, Report(), len(dataset))
