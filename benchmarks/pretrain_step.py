@@ -10,7 +10,7 @@ Prints one JSON object per (preset, implementation) line: step time (mean and me
 steps, after warm-up), samples/s, audio seconds/s, peak RSS of the process so far, FLOPs per step
 counted by ``torch.utils.flop_counter`` and achieved GFLOP/s.
 
-    python benchmarks/pretrain_step.py                                # both presets, CPU, fp32
+    python benchmarks/pretrain_step.py                                # all presets, CPU, fp32
     python benchmarks/pretrain_step.py --presets audio-tiny-v1 --steps 10 --device cuda --precision bf16
 """
 
@@ -32,43 +32,74 @@ from data2vec.core.data2vec import Data2Vec
 from data2vec.modalities import get_modality
 from data2vec.modalities.audio.encoder import conv_frame_lengths, parse_conv_layers
 from data2vec.modalities.audio.masking import compute_span_mask
+from data2vec.modalities.text import mask_tokens
 from data2vec.presets import get_preset
 from data2vec.train.distributed import DistInfo
 from data2vec.train.loop import Trainer, autocast_context
 
-# batch per preset: (clips, samples per clip) - stated in the output
-BATCH = {"audio-tiny-v1": (16, 32000), "audio-base-v1": (4, 80000)}
+# batch per preset: (clips, samples per clip) or (sequences, tokens) - stated in the output
+BATCH = {"audio-tiny-v1": (16, 32000), "audio-base-v1": (4, 80000), "text-tiny-v1": (32, 128),
+         "text-base-v1": (8, 512)}
+TEXT_VOCAB = {"text-tiny-v1": 8000, "text-base-v1": 50265}
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def make_batch(cfg, encoder, batch: int, samples: int, seed: int = 0) -> dict:
+def make_batch(cfg, encoder, batch: int, length: int, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
-    source = torch.randn(batch, samples, generator=g)
-    frames = int(conv_frame_lengths(torch.tensor([samples]), encoder.conv_layers)[0])
+    if cfg.modality == "text":
+        V = cfg.encoder.vocab_size
+        clean = torch.randint(5, V, (batch, length), generator=g)
+        clean[:, 0], clean[:, -1] = 0, 2
+        rows = [mask_tokens(clean[b].numpy(), cfg.masking, seed=seed, epoch=1, index=b, mask_idx=4,
+                            special_ids={0, 1, 2, 3, 4}, vocab_size=V) for b in range(batch)]
+        source = torch.from_numpy(np.stack([r[0] for r in rows]))
+        mask = torch.from_numpy(np.stack([r[1] for r in rows]))
+        return {"source": source, "teacher_source": clean, "padding_mask": None, "mask": mask,
+                "num_masked": int(mask.sum())}
+    source = torch.randn(batch, length, generator=g)
+    frames = int(conv_frame_lengths(torch.tensor([length]), encoder.conv_layers)[0])
     mask = torch.from_numpy(compute_span_mask((batch, frames), None, cfg.masking, seed=seed, epoch=1,
                                               indices=np.arange(batch)))
     return {"source": source, "padding_mask": None, "mask": mask, "num_masked": int(mask.sum())}
 
 
-def hf_reference(cfg, device):
-    """HF Data2VecAudioModel student + teacher of the same shape, and a step function."""
+def _hf_audio(cfg):
     from transformers import Data2VecAudioConfig, Data2VecAudioModel
 
     e = cfg.encoder
     conv = parse_conv_layers(e.conv_feature_layers)
-    hcfg = Data2VecAudioConfig(
+    return Data2VecAudioModel(Data2VecAudioConfig(
         hidden_size=e.encoder_embed_dim, num_hidden_layers=e.encoder_layers,
         num_attention_heads=e.encoder_attention_heads, intermediate_size=e.encoder_ffn_embed_dim,
         conv_dim=[c[0] for c in conv], conv_kernel=[c[1] for c in conv], conv_stride=[c[2] for c in conv],
         conv_bias=e.conv_bias, num_conv_pos_embedding_groups=e.conv_pos_groups,
         conv_pos_kernel_size=e.conv_pos // e.pos_conv_depth, num_conv_pos_embeddings=e.pos_conv_depth,
         hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
-        layerdrop=0.0, mask_time_prob=0.05, attn_implementation="sdpa")  # > 0 creates masked_spec_embed; our mask is passed in
-    student = Data2VecAudioModel(hcfg).to(device)
-    head = torch.nn.Linear(hcfg.hidden_size, hcfg.hidden_size).to(device)
+        layerdrop=0.0, mask_time_prob=0.05, attn_implementation="sdpa"))  # > 0 creates masked_spec_embed
+
+
+def _hf_text(cfg):
+    from transformers import Data2VecTextConfig, Data2VecTextModel
+
+    e = cfg.encoder
+    return Data2VecTextModel(Data2VecTextConfig(
+        vocab_size=e.vocab_size, hidden_size=e.encoder_embed_dim, num_hidden_layers=e.encoder_layers,
+        num_attention_heads=e.encoder_attention_heads, intermediate_size=e.encoder_ffn_embed_dim,
+        max_position_embeddings=e.max_positions + 2, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="sdpa"),
+        add_pooling_layer=False)
+
+
+def hf_reference(cfg, device):
+    """HF Data2Vec{Audio,Text}Model student + teacher of the same shape, and a step function."""
+    text = cfg.modality == "text"
+    student = (_hf_text(cfg) if text else _hf_audio(cfg)).to(device)
+    C = student.config.hidden_size
+    head = (torch.nn.Sequential(torch.nn.Linear(C, 2 * C), torch.nn.GELU(), torch.nn.Linear(2 * C, C)) if text
+            else torch.nn.Linear(C, C)).to(device)
     teacher = copy.deepcopy(student).eval().requires_grad_(False)
     params = list(student.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=1e-4, foreach=True)
@@ -78,10 +109,16 @@ def hf_reference(cfg, device):
         src, mask = batch["source"].to(device), batch["mask"].to(device)
         with autocast_context(device, cfg.train.precision):
             with torch.no_grad():
-                hs = teacher(src, output_hidden_states=True).hidden_states[-k:]
-                y = sum(torch.nn.functional.instance_norm(h.float().transpose(1, 2)).transpose(1, 2) for h in hs) / k
-            x = student(src, mask_time_indices=mask).last_hidden_state
-            loss = torch.nn.functional.mse_loss(head(x[mask]).float(), y[mask], reduction="sum")
+                t_in = batch.get("teacher_source", batch["source"]).to(device)
+                hs = teacher(t_in, output_hidden_states=True).hidden_states[-k:]
+                if text:
+                    y = sum(torch.nn.functional.layer_norm(h.float(), h.shape[-1:]) for h in hs) / k
+                else:
+                    y = sum(torch.nn.functional.instance_norm(h.float().transpose(1, 2)).transpose(1, 2) for h in hs) / k
+            x = (student(src) if text else student(src, mask_time_indices=mask)).last_hidden_state
+            pred = head(x[mask]).float()
+            loss = (torch.nn.functional.smooth_l1_loss(pred, y[mask], beta=4.0, reduction="sum") if text
+                    else torch.nn.functional.mse_loss(pred, y[mask], reduction="sum"))
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -120,6 +157,8 @@ def run(preset: str, impl: str, args) -> dict:
     cfg.train.precision = args.precision
     cfg.encoder.encoder_layerdrop = 0.0  # same work every step
     cfg.encoder.dropout = cfg.encoder.attention_dropout = 0.0
+    if cfg.modality == "text":
+        cfg.encoder.vocab_size = TEXT_VOCAB[preset]
     b, s = args.batch or BATCH[preset]
     encoder = get_modality(cfg.modality).build_encoder(cfg.encoder)
     batch = make_batch(cfg, encoder, b, s)
@@ -135,11 +174,14 @@ def run(preset: str, impl: str, args) -> dict:
     mean = statistics.mean(times)
     out = {
         "preset": preset, "impl": impl, "device": str(device), "precision": args.precision,
-        "threads": torch.get_num_threads(), "batch": f"{b} x {s} samples ({s / 16000:.1f} s)",
+        "threads": torch.get_num_threads(),
+        "batch": f"{b} x {s} tokens" if cfg.modality == "text" else f"{b} x {s} samples ({s / 16000:.1f} s)",
         "params_M": round(n_params / 1e6, 2), "masked_frames": batch["num_masked"],
         "warmup": args.warmup, "steps": args.steps,
         "step_s_mean": round(mean, 4), "step_s_median": round(statistics.median(times), 4),
-        "samples_per_s": round(b / mean, 2), "audio_s_per_s": round(b * s / 16000 / mean, 2),
+        "samples_per_s": round(b / mean, 2),
+        **({"tokens_per_s": round(b * s / mean, 1)} if cfg.modality == "text" else
+           {"audio_s_per_s": round(b * s / 16000 / mean, 2)}),
         "gflop_per_step": round(flops / 1e9, 2), "achieved_gflop_s": round(flops / 1e9 / mean, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
@@ -150,7 +192,7 @@ def run(preset: str, impl: str, args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--presets", nargs="+", default=list(BATCH))
+    p.add_argument("--presets", nargs="+", default=list(BATCH), choices=list(BATCH))
     p.add_argument("--impls", nargs="+", default=["data2vec", "hf"], choices=["data2vec", "hf"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])

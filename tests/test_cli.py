@@ -15,7 +15,8 @@ from data2vec.presets import PRESETS
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["pretrain", "--help"], ["presets", "--help"],
-                                  ["prepare", "--help"], ["prepare", "speech", "--help"]])
+                                  ["prepare", "--help"], ["prepare", "speech", "--help"],
+                                  ["prepare", "text", "--help"]])
 def test_help(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
@@ -93,10 +94,11 @@ def test_readme_data2vec_commands_run(tmp_path):
     """Every `data2vec ...` line of the README runs: real for cheap ones, with --dry-run for training."""
     cmds = [c for c in _readme_commands() if c.startswith("data2vec ")]
     assert any("pretrain" in c for c in cmds) and any("prepare speech" in c for c in cmds)
+    assert any("prepare text" in c for c in cmds)
     for cmd in cmds:
         argv = shlex.split(cmd)[1:]
         argv = [str(tmp_path / a) if a.startswith(("runs/", "data/")) else a for a in argv]
-        if argv[0] == "prepare":
+        if argv[:2] == ["prepare", "speech"]:
             argv[argv.index("--hours") + 1] = "0.002"
         if argv[0] == "pretrain":
             if "--resume" in argv:  # needs a run to resume: point it at a fresh dry run of the recipe

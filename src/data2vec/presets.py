@@ -64,7 +64,7 @@ def audio_tiny_v1() -> PretrainConfig:
     cfg.model.ema = EMAConfig(ema_decay=0.998, ema_end_decay=0.9999, ema_anneal_end_step=2000)
     cfg.model.targets = TargetConfig(average_top_k_layers=3, instance_norm_target_layer=True)
     cfg.model.collapse = CollapseConfig(min_target_var=0.1, min_pred_var=0.01, var_check_after=500)
-    cfg.optim = OptimConfig(lr=1e-3, lr_scheduler="tri_stage", phase_ratio=(0.1, 0.6, 0.3), clip_norm=5.0)
+    cfg.optim = OptimConfig(lr=5e-4, lr_scheduler="tri_stage", phase_ratio=(0.1, 0.6, 0.3), clip_norm=5.0)  # docs/results.md
     cfg.train = TrainConfig(max_update=600, log_interval=5, save_interval_updates=100)
     return cfg
 
