@@ -126,7 +126,7 @@ class Data2Vec(nn.Module):
 
     @torch.no_grad()
     def teacher_layers(self, source, padding_mask, student_out: StudentOutput) -> list[torch.Tensor]:
-        """Teacher FFN outputs per layer on the unmasked input (eval mode, no grad)."""
+        """Teacher layer results (FFN or end-of-block outputs) on the unmasked input (eval mode, no grad)."""
         t = self.teacher.module
         t.eval()
         if self.cfg.ema.ema_transformer_only:
@@ -134,7 +134,7 @@ class Data2Vec(nn.Module):
         else:
             e = t.embed(source, padding_mask, None)
             out = t.context_encoder(e.x, e.padding_mask)
-        return out.ffn_outputs
+        return out.ffn_outputs if self.cfg.targets.layer_results == "ffn" else out.layer_outputs
 
     @torch.no_grad()
     def targets(self, source, padding_mask, student_out: StudentOutput) -> torch.Tensor:

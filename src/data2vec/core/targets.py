@@ -18,6 +18,7 @@ Shapes: B batch, T time, C channels, K layers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 @dataclass(kw_only=True)
 class TargetConfig:
     average_top_k_layers: int = 8  # K: how many top teacher layers are averaged
+    layer_results: Literal["ffn", "end"] = "ffn"  # ffn = FFN output before the residual (v1 speech/text); end = block output (v1 vision)
     instance_norm_target_layer: bool = False  # per layer: normalise each channel over time
     batch_norm_target_layer: bool = False  # per layer: normalise each channel over batch and time
     layer_norm_target_layer: bool = False  # per layer: parameter-free LN over channels
