@@ -42,7 +42,21 @@ def _text():
     return enc, cfg, {"source": source, "teacher_source": clean, "padding_mask": None, "mask": mask}
 
 
-MODALITIES = {"audio": _audio, "text": _text}
+def _vision():
+    from data2vec.modalities.vision import VisionEncoder, VisionEncoderConfig
+
+    enc = VisionEncoder(VisionEncoderConfig(image_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=3, num_heads=2,
+                                            drop_path_rate=0.1, dropout=0.1))
+    images = torch.randn(B, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(B, 16, dtype=torch.bool)
+    mask[:, 5:11] = True
+    cfg = Data2VecConfig(ema=EMAConfig(ema_transformer_only=False, ema_layers_only=False),
+                         targets=TargetConfig(average_top_k_layers=2, layer_results="end", layer_norm_target_layer=True,
+                                              layer_norm_targets=True))
+    return enc, cfg, {"source": images, "padding_mask": None, "mask": mask}
+
+
+MODALITIES = {"audio": _audio, "text": _text, "vision": _vision}
 
 
 @pytest.fixture(params=list(MODALITIES))

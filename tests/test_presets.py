@@ -103,6 +103,40 @@ TEXT_BASE_V1 = {
 }
 
 
+# Transcribed from SPEC A.3 "Official" (data2vec vision ViT-B/16), not fairseq's port.
+IMAGE_BASE_V1 = {
+    "encoder.patch_size": 16,
+    "encoder.image_size": 224,
+    "encoder.embed_dim": 768,
+    "encoder.depth": 12,
+    "encoder.num_heads": 12,
+    "encoder.layer_scale_init_value": 1e-4,
+    "encoder.layer_norm_eps": 1e-6,
+    "encoder.drop_path_rate": 0.25,
+    "encoder.attention_dropout": 0.05,
+    "masking.num_mask_patches": 120,
+    "masking.min_num_patches": 16,
+    "masking.max_num_patches": 196,
+    "masking.min_aspect": 0.3,
+    "model.ema.ema_decay": 0.9998,
+    "model.ema.ema_end_decay": 0.9998,  # constant tau
+    "model.ema.ema_transformer_only": False,  # EMA of the whole model ...
+    "model.ema.ema_layers_only": False,  # ... patch embedding included
+    "model.targets.average_top_k_layers": 6,
+    "model.targets.layer_results": "end",
+    "model.targets.layer_norm_target_layer": True,
+    "model.targets.layer_norm_targets": True,
+    "model.targets.instance_norm_target_layer": False,
+    "model.head_layers": 1,
+    "model.loss.loss_beta": 2.0,
+    "model.loss.loss_scale": 1 / 768,  # mean over channels too
+    "optim.lr": 2e-3,
+    "optim.weight_decay": 0.05,
+    "optim.clip_norm": 3.0,
+    "data.batch_size": 128,
+}
+
+
 def _get(d: dict, dotted: str):
     for part in dotted.split("."):
         d = d[part]
@@ -119,6 +153,11 @@ def test_text_base_v1_matches_spec(key):
     assert _get(to_dict(get_preset("text-base-v1")), key) == TEXT_BASE_V1[key]
 
 
+@pytest.mark.parametrize("key", sorted(IMAGE_BASE_V1))
+def test_image_base_v1_matches_spec(key):
+    assert _get(to_dict(get_preset("image-base-v1")), key) == pytest.approx(IMAGE_BASE_V1[key])
+
+
 def _build(name):
     cfg = get_preset(name)
     if cfg.modality == "text":
@@ -130,17 +169,20 @@ def _build(name):
 @pytest.mark.parametrize("name, low, high", [
     ("audio-base-v1", 93.0e6, 95.0e6),  # wav2vec 2.0 / data2vec Base: ~94 M with the head
     ("audio-tiny-v1", 0.5e6, 5e6),
-    ("text-base-v1", 125e6, 127e6),  # RoBERTa-Base-sized encoder + 2-layer regression head
+    ("text-base-v1", 125e6, 127e6),
+    ("image-base-v1", 85.5e6, 87e6),  # ViT-B/16 (86 M) + Linear head
+    ("image-tiny-v1", 2.5e6, 3.0e6),  # RoBERTa-Base-sized encoder + 2-layer regression head
     ("text-tiny-v1", 4e6, 7e6),
 ])
 def test_presets_build_with_expected_size(name, low, high):
     cfg, model = _build(name)
     n = sum(p.numel() for p in model.student.parameters())
     assert low < n < high, n
-    assert model.student.encoder.num_layers == cfg.encoder.encoder_layers
+    depth = getattr(cfg.encoder, "encoder_layers", None) or cfg.encoder.depth
+    assert model.student.encoder.num_layers == depth
     teacher = model.teacher.module
     layers = teacher.layers if cfg.model.ema.ema_transformer_only else teacher.context_encoder.layers
-    assert len(layers) == cfg.encoder.encoder_layers
+    assert len(layers) == depth
 
 
 def test_every_preset_is_listed_with_a_description_and_builds():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -67,3 +69,97 @@ def test_bad_image_shape_is_a_clear_error():
     enc = VisionEncoder(VisionEncoderConfig(image_size=28, patch_size=4, in_chans=1, embed_dim=16, depth=1, num_heads=2))
     with pytest.raises(ValueError, match=r"expected images \[B, 1, 28, 28\]"):
         enc.embed(torch.zeros(2, 3, 28, 28))
+
+
+# ---- masking --------------------------------------------------------------------------------
+def test_block_mask_count_shape_and_determinism():
+    from data2vec.modalities.vision import BlockMaskConfig, block_mask
+
+    cfg = BlockMaskConfig(num_mask_patches=120, min_num_patches=16, max_num_patches=196)
+    masks = np.stack([block_mask((14, 14), cfg, seed=0, epoch=1, index=i) for i in range(50)])
+    counts = masks.sum(1)
+    assert masks.shape == (50, 196) and counts.max() <= 120 and counts.mean() > 110  # BEiT: exact or just short
+    assert np.array_equal(masks[3], block_mask((14, 14), cfg, seed=0, epoch=1, index=3))
+    assert not np.array_equal(masks[3], block_mask((14, 14), cfg, seed=0, epoch=2, index=3))
+    grid = masks[0].reshape(14, 14)  # blocks, not salt and pepper: most masked patches have a masked neighbour
+    nb = np.zeros_like(grid)
+    nb[1:] |= grid[:-1]
+    nb[:-1] |= grid[1:]
+    nb[:, 1:] |= grid[:, :-1]
+    nb[:, :-1] |= grid[:, 1:]
+    assert (grid & nb).sum() >= 0.9 * grid.sum()
+    with pytest.raises(ValueError, match="exceeds"):
+        block_mask((7, 7), BlockMaskConfig(num_mask_patches=50), seed=0, epoch=1, index=0)
+
+
+# ---- readers and augmentation ----------------------------------------------------------------
+def test_image_folder_reads_every_mode(tmp_path):
+    from PIL import Image
+
+    from data2vec.data.images import AugmentConfig, ImageFolder
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.new("RGB", (40, 30), (255, 0, 0)).save(tmp_path / "a" / "rgb.jpg")
+    Image.new("L", (28, 28), 128).save(tmp_path / "a" / "grey.png")
+    Image.new("P", (20, 20)).save(tmp_path / "b" / "palette.gif")
+    Image.new("RGBA", (16, 16), (0, 0, 0, 0)).save(tmp_path / "b" / "alpha.png")  # transparent -> white
+    (tmp_path / "b" / "notes.txt").write_text("ignored")
+    aug = AugmentConfig(image_size=8, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    ds = ImageFolder(tmp_path, channels=3, augment_cfg=aug, seed=0, train=False)
+    assert ds.classes == ["a", "b"] and len(ds) == 4
+    items = {ds.files[i][0].name: ds[i] for i in range(4)}
+    assert all(it["image"].shape == (3, 8, 8) for it in items.values())
+    torch.testing.assert_close(items["alpha.png"]["image"], torch.ones(3, 8, 8), atol=1e-3, rtol=0)
+    torch.testing.assert_close(items["rgb.jpg"]["image"][:, 4, 4], torch.tensor([1.0, 0.0, 0.0]), atol=0.02, rtol=0)
+    assert items["palette.gif"]["label"] == 1
+    grey = ImageFolder(tmp_path, channels=1, augment_cfg=AugmentConfig(image_size=8, mean=(0.5,), std=(0.5,)),
+                       seed=0, train=True)
+    a, b = grey[1]["image"], grey[1]["image"]
+    assert a.shape == (1, 8, 8) and torch.equal(a, b)  # seeded augmentation
+    with pytest.raises(ValueError, match="no images"):
+        ImageFolder(tmp_path / "a" / "none", channels=1, augment_cfg=aug, seed=0) if False else \
+            ImageFolder((tmp_path / "empty").mkdir() or tmp_path / "empty", channels=1, augment_cfg=aug, seed=0)
+
+
+def test_idx_reader(tmp_path):
+    from data2vec.data.images import read_idx
+
+    arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    raw = bytes([0, 0, 0x08, 3]) + b"".join(d.to_bytes(4, "big") for d in arr.shape) + arr.tobytes()
+    (tmp_path / "x.idx").write_bytes(raw)
+    assert np.array_equal(read_idx(tmp_path / "x.idx"), arr)
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(ValueError, match="not an IDX"):
+        read_idx(tmp_path / "bad")
+
+
+# ---- pretraining --------------------------------------------------------------------------
+def test_image_pretrain_loss_falls(tmp_path, capsys):
+    import json
+    import statistics
+
+    from PIL import Image
+
+    from conftest import set_args
+    from data2vec.cli import main
+
+    rng = np.random.default_rng(0)
+    for c in range(3):  # three classes of structured 28x28 images: stripes at different angles + noise
+        (tmp_path / "img" / "train" / f"c{c}").mkdir(parents=True)
+        yy, xx = np.mgrid[0:28, 0:28]
+        for i in range(40):
+            phase = rng.uniform(0, 6.28)
+            img = 127 + 100 * np.sin((xx * np.cos(c) + yy * np.sin(c)) / 2.0 + phase) + rng.normal(0, 10, (28, 28))
+            Image.fromarray(img.clip(0, 255).astype(np.uint8), mode="L").save(tmp_path / "img" / "train" / f"c{c}" / f"{i}.png")
+    run = tmp_path / "run"
+    over = ["encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2", "model.targets.average_top_k_layers=2",
+            "model.loss.loss_scale=0.03125", "data.batch_size=24", "data.num_workers=0", "train.max_update=40",
+            "train.log_interval=1", "train.threads=1", "optim.warmup_updates=3"]
+    assert main(["pretrain", "--preset", "image-tiny-v1", "--data", str(tmp_path / "img"), "--out", str(run),
+                 *set_args(over)]) == 0
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    first = statistics.mean(r["loss"] for r in recs[:5])
+    last = statistics.mean(r["loss"] for r in recs[-5:])
+    assert last < 0.7 * first, (first, last)
+    assert "120 images in 3 classes" in capsys.readouterr().out

@@ -4,6 +4,7 @@
     data2vec presets --show audio-tiny-v1              # print a recipe's full config (JSON)
     data2vec prepare speech --out data/speech --hours 1
     data2vec prepare text --out data/text
+    data2vec prepare images --out data/images
     data2vec pretrain --preset audio-tiny-v1 --data data/speech --out runs/tiny [--set optim.lr=5e-4] [--resume]
     torchrun --nproc_per_node 2 -m data2vec.cli pretrain ...   # DDP
 
@@ -27,6 +28,14 @@ EXIT_COLLAPSE = 3
 EXIT_INTERRUPTED = 130
 
 
+def _deep_update(d: dict, u: dict) -> None:
+    for k, v in u.items():
+        if isinstance(v, dict) and isinstance(d.get(k), dict):
+            _deep_update(d[k], v)
+        else:
+            d[k] = v
+
+
 def _build_pretrain_config(args):
     from data2vec.config import load_file, merge, parse_override
     from data2vec.presets import get_preset
@@ -44,8 +53,11 @@ def _build_pretrain_config(args):
         raise ValueError("--preset is required (see `data2vec presets`), unless --resume finds RUN/config.json")
     if args.config:
         cfg = merge(cfg, load_file(args.config))
-    for item in args.set or []:
-        cfg = merge(cfg, parse_override(item))
+    overrides: dict = {}
+    for item in args.set or []:  # applied together: fields validated against each other see the final values
+        _deep_update(overrides, parse_override(item))
+    if overrides:
+        cfg = merge(cfg, overrides)
     if args.data:
         cfg = merge(cfg, {"data": {"path": str(Path(args.data).resolve())}})
     return cfg
@@ -90,6 +102,12 @@ def cmd_prepare_speech(args) -> int:
     return prepare_speech.run(args)
 
 
+def cmd_prepare_images(args) -> int:
+    from data2vec.data import prepare_images
+
+    return prepare_images.run(args)
+
+
 def cmd_prepare_text(args) -> int:
     from data2vec.data import prepare_text
 
@@ -130,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare_text.add_arguments(tx)
     tx.set_defaults(func=cmd_prepare_text)
+    im = prep_sub.add_parser("images", help="write the built-in Fashion-MNIST as train/valid/test image folders")
+    from data2vec.data import prepare_images
+
+    prepare_images.add_arguments(im)
+    im.set_defaults(func=cmd_prepare_images)
     return p
 
 

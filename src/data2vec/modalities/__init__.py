@@ -50,9 +50,23 @@ def _text() -> ModalitySpec:
     )
 
 
+def _vision() -> ModalitySpec:
+    from data2vec.modalities import vision
+    from data2vec.modalities.vision import data
+
+    return ModalitySpec(
+        name="vision",
+        encoder_config=vision.VisionEncoderConfig,
+        mask_config=vision.BlockMaskConfig,
+        data_config=data.ImageDataConfig,
+        build_encoder=vision.VisionEncoder,
+        build_pretrain_data=data.build_pretrain_data,
+    )
+
+
 # name -> factory; modules are imported on first use, so readers under data2vec.data can use
 # modality helpers (e.g. masking) without import cycles
-MODALITIES: dict[str, Callable[[], ModalitySpec]] = {"audio": _audio, "text": _text}
+MODALITIES: dict[str, Callable[[], ModalitySpec]] = {"audio": _audio, "text": _text, "vision": _vision}
 
 
 def get_modality(name: str) -> ModalitySpec:
