@@ -1,5 +1,5 @@
-# make demo: set up everything on a fresh Debian machine, build the built-in speech and text corpora,
-# pretrain the tiny speech and text models (about 15 minutes on 2 cores; rerunning resumes or reuses).
+# make demo: set up everything on a fresh Debian machine, build the built-in speech, text and image data,
+# pretrain the tiny speech, text and vision models (about 25 minutes on 2 cores; rerunning resumes or reuses).
 # make test: set up everything, run the test suite.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,6 +12,8 @@ DEMO_HOURS ?= 0.5
 DEMO_RUN ?= runs/demo-audio-tiny-v1
 DEMO_TEXT ?= data/text
 DEMO_TEXT_RUN ?= runs/demo-text-tiny-v1
+DEMO_IMAGES ?= data/images
+DEMO_IMAGE_RUN ?= runs/demo-image-tiny-v1
 
 .PHONY: demo test setup system-deps clean-venv
 
@@ -20,6 +22,8 @@ demo: setup
 	$(VENV)/bin/data2vec pretrain --preset audio-tiny-v1 --data $(DEMO_DATA) --out $(DEMO_RUN) --resume
 	$(VENV)/bin/data2vec prepare text --out $(DEMO_TEXT)
 	$(VENV)/bin/data2vec pretrain --preset text-tiny-v1 --data $(DEMO_TEXT) --out $(DEMO_TEXT_RUN) --resume
+	$(VENV)/bin/data2vec prepare images --out $(DEMO_IMAGES)
+	$(VENV)/bin/data2vec pretrain --preset image-tiny-v1 --data $(DEMO_IMAGES) --out $(DEMO_IMAGE_RUN) --resume
 
 test: setup
 	$(PY) -m pytest -q

@@ -33,13 +33,14 @@ from data2vec.modalities import get_modality
 from data2vec.modalities.audio.encoder import conv_frame_lengths, parse_conv_layers
 from data2vec.modalities.audio.masking import compute_span_mask
 from data2vec.modalities.text import mask_tokens
+from data2vec.modalities.vision import block_mask
 from data2vec.presets import get_preset
 from data2vec.train.distributed import DistInfo
 from data2vec.train.loop import Trainer, autocast_context
 
 # batch per preset: (clips, samples per clip) or (sequences, tokens) - stated in the output
 BATCH = {"audio-tiny-v1": (16, 32000), "audio-base-v1": (4, 80000), "text-tiny-v1": (32, 128),
-         "text-base-v1": (8, 512)}
+         "text-base-v1": (8, 512), "image-tiny-v1": (128, 28), "image-base-v1": (8, 224)}
 TEXT_VOCAB = {"text-tiny-v1": 8000, "text-base-v1": 50265}
 
 
@@ -59,6 +60,11 @@ def make_batch(cfg, encoder, batch: int, length: int, seed: int = 0) -> dict:
         mask = torch.from_numpy(np.stack([r[1] for r in rows]))
         return {"source": source, "teacher_source": clean, "padding_mask": None, "mask": mask,
                 "num_masked": int(mask.sum())}
+    if cfg.modality == "vision":
+        images = torch.randn(batch, cfg.encoder.in_chans, length, length, generator=g)
+        grid = (cfg.encoder.grid, cfg.encoder.grid)
+        mask = torch.from_numpy(np.stack([block_mask(grid, cfg.masking, seed=seed, epoch=1, index=b) for b in range(batch)]))
+        return {"source": images, "padding_mask": None, "mask": mask, "num_masked": int(mask.sum())}
     source = torch.randn(batch, length, generator=g)
     frames = int(conv_frame_lengths(torch.tensor([length]), encoder.conv_layers)[0])
     mask = torch.from_numpy(compute_span_mask((batch, frames), None, cfg.masking, seed=seed, epoch=1,
@@ -93,10 +99,22 @@ def _hf_text(cfg):
         add_pooling_layer=False)
 
 
+def _hf_vision(cfg):
+    from transformers import Data2VecVisionConfig, Data2VecVisionModel
+
+    e = cfg.encoder
+    return Data2VecVisionModel(Data2VecVisionConfig(
+        image_size=e.image_size, patch_size=e.patch_size, num_channels=e.in_chans, hidden_size=e.embed_dim,
+        num_hidden_layers=e.depth, num_attention_heads=e.num_heads, intermediate_size=int(e.embed_dim * e.mlp_ratio),
+        layer_norm_eps=e.layer_norm_eps, use_mask_token=True, use_shared_relative_position_bias=True,
+        use_mean_pooling=False, layer_scale_init_value=e.layer_scale_init_value, drop_path_rate=0.0,
+        attn_implementation="sdpa"), add_pooling_layer=False)
+
+
 def hf_reference(cfg, device):
-    """HF Data2Vec{Audio,Text}Model student + teacher of the same shape, and a step function."""
-    text = cfg.modality == "text"
-    student = (_hf_text(cfg) if text else _hf_audio(cfg)).to(device)
+    """HF Data2Vec{Audio,Text,Vision}Model student + teacher of the same shape, and a step function."""
+    text, vision = cfg.modality == "text", cfg.modality == "vision"
+    student = {"text": _hf_text, "vision": _hf_vision}.get(cfg.modality, _hf_audio)(cfg).to(device)
     C = student.config.hidden_size
     head = (torch.nn.Sequential(torch.nn.Linear(C, 2 * C), torch.nn.GELU(), torch.nn.Linear(2 * C, C)) if text
             else torch.nn.Linear(C, C)).to(device)
@@ -111,14 +129,24 @@ def hf_reference(cfg, device):
             with torch.no_grad():
                 t_in = batch.get("teacher_source", batch["source"]).to(device)
                 hs = teacher(t_in, output_hidden_states=True).hidden_states[-k:]
-                if text:
+                if vision:
+                    y = sum(torch.nn.functional.layer_norm(h.float()[:, 1:], h.shape[-1:]) for h in hs) / k
+                    y = torch.nn.functional.layer_norm(y, y.shape[-1:])
+                elif text:
                     y = sum(torch.nn.functional.layer_norm(h.float(), h.shape[-1:]) for h in hs) / k
                 else:
                     y = sum(torch.nn.functional.instance_norm(h.float().transpose(1, 2)).transpose(1, 2) for h in hs) / k
-            x = (student(src) if text else student(src, mask_time_indices=mask)).last_hidden_state
+            if vision:
+                x = student(src, bool_masked_pos=mask).last_hidden_state[:, 1:]
+            else:
+                x = (student(src) if text else student(src, mask_time_indices=mask)).last_hidden_state
             pred = head(x[mask]).float()
-            loss = (torch.nn.functional.smooth_l1_loss(pred, y[mask], beta=4.0, reduction="sum") if text
-                    else torch.nn.functional.mse_loss(pred, y[mask], reduction="sum"))
+            if vision:
+                loss = torch.nn.functional.smooth_l1_loss(pred, y[mask], beta=2.0)
+            elif text:
+                loss = torch.nn.functional.smooth_l1_loss(pred, y[mask], beta=4.0, reduction="sum")
+            else:
+                loss = torch.nn.functional.mse_loss(pred, y[mask], reduction="sum")
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -175,13 +203,14 @@ def run(preset: str, impl: str, args) -> dict:
     out = {
         "preset": preset, "impl": impl, "device": str(device), "precision": args.precision,
         "threads": torch.get_num_threads(),
-        "batch": f"{b} x {s} tokens" if cfg.modality == "text" else f"{b} x {s} samples ({s / 16000:.1f} s)",
-        "params_M": round(n_params / 1e6, 2), "masked_frames": batch["num_masked"],
+        "batch": {"text": f"{b} x {s} tokens", "vision": f"{b} images {s}x{s}"}.get(
+            cfg.modality, f"{b} x {s} samples ({s / 16000:.1f} s)"),
+        "params_M": round(n_params / 1e6, 2), "masked": batch["num_masked"],
         "warmup": args.warmup, "steps": args.steps,
         "step_s_mean": round(mean, 4), "step_s_median": round(statistics.median(times), 4),
         "samples_per_s": round(b / mean, 2),
         **({"tokens_per_s": round(b * s / mean, 1)} if cfg.modality == "text" else
-           {"audio_s_per_s": round(b * s / 16000 / mean, 2)}),
+           {} if cfg.modality == "vision" else {"audio_s_per_s": round(b * s / 16000 / mean, 2)}),
         "gflop_per_step": round(flops / 1e9, 2), "achieved_gflop_s": round(flops / 1e9 / mean, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }

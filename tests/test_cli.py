@@ -16,7 +16,7 @@ from data2vec.presets import PRESETS
 
 @pytest.mark.parametrize("argv", [["--help"], ["pretrain", "--help"], ["presets", "--help"],
                                   ["prepare", "--help"], ["prepare", "speech", "--help"],
-                                  ["prepare", "text", "--help"]])
+                                  ["prepare", "text", "--help"], ["prepare", "images", "--help"]])
 def test_help(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
