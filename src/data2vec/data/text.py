@@ -25,7 +25,13 @@ SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 
 
 class Tokenizer:
-    """Byte-level BPE (GPT-2/RoBERTa style) with RoBERTa's special ids: <s>=0, <pad>=1, </s>=2, <unk>=3."""
+    """Byte-level BPE (GPT-2/RoBERTa style) with RoBERTa's special ids: <s>=0, <pad>=1, </s>=2, <unk>=3.
+
+    ``vocab.json`` + ``merges.txt`` with the special tokens inside (ours, or HF RoBERTa's) give ids
+    directly. With a fairseq ``dict.txt`` beside GPT-2's ``vocab.json``/``merges.txt`` (official
+    RoBERTa/data2vec text checkpoints), BPE ids are mapped through the dictionary as fairseq does:
+    its line ``k`` holds a GPT-2 id and becomes id ``4 + k``; ``<mask>`` is appended last.
+    """
 
     def __init__(self, directory: str | Path):
         from tokenizers import ByteLevelBPETokenizer
@@ -35,21 +41,46 @@ class Tokenizer:
         if not vocab.is_file() or not merges.is_file():
             raise ValueError(f"{d} has no vocab.json + merges.txt (make them with `data2vec prepare text`)")
         self.bpe = ByteLevelBPETokenizer(str(vocab), str(merges))
+        self.to_fairseq: np.ndarray | None = None
+        if (d / "dict.txt").is_file():
+            self._init_fairseq_dict(d / "dict.txt")
+            return
         ids = {s: self.bpe.token_to_id(s) for s in SPECIALS}
         missing = [s for s, i in ids.items() if i is None]
         if missing:
-            raise ValueError(f"{vocab} lacks special tokens {missing}")
+            raise ValueError(f"{vocab} lacks special tokens {missing} (and there is no fairseq dict.txt beside it)")
         self.bos, self.pad, self.eos, self.unk, self.mask = (ids[s] for s in SPECIALS)
         if self.pad != 1:
             raise ValueError(f"<pad> must have id 1 (RoBERTa/fairseq layout), {vocab} has {self.pad}")
         self.vocab_size = self.bpe.get_vocab_size()
         self.special_ids = frozenset(ids.values())
 
+    def _init_fairseq_dict(self, path: Path) -> None:
+        symbols = [line.split(" ")[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        self.bos, self.pad, self.eos, self.unk = 0, 1, 2, 3
+        self.mask = 4 + len(symbols)
+        self.vocab_size = self.mask + 1
+        self.special_ids = frozenset({0, 1, 2, 3, self.mask})
+        self.to_fairseq = np.full(self.bpe.get_vocab_size(), self.unk, dtype=np.int64)
+        self.from_fairseq = {}
+        for k, sym in enumerate(symbols):
+            if sym.isdigit() and int(sym) < len(self.to_fairseq):
+                self.to_fairseq[int(sym)] = 4 + k
+                self.from_fairseq[4 + k] = int(sym)
+
     def encode(self, text: str) -> list[int]:
-        return self.bpe.encode(text).ids
+        ids = self.bpe.encode(text).ids
+        return ids if self.to_fairseq is None else self.to_fairseq[ids].tolist()
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        out = [e.ids for e in self.bpe.encode_batch(texts)]
+        return out if self.to_fairseq is None else [self.to_fairseq[i].tolist() for i in out]
 
     def decode(self, ids) -> str:
-        return self.bpe.decode([int(i) for i in ids])
+        ids = [int(i) for i in ids]
+        if self.to_fairseq is not None:
+            ids = [self.from_fairseq[i] for i in ids if i in self.from_fairseq]
+        return self.bpe.decode(ids)
 
     @staticmethod
     def train(sentences, out_dir: str | Path, vocab_size: int = 8000) -> "Tokenizer":
@@ -65,13 +96,13 @@ class Tokenizer:
 
 def binarize(documents: list[list[str]], tok: Tokenizer) -> dict[str, np.ndarray]:
     """Documents (lists of sentences) -> token stream with ``</s>`` after each sentence, plus boundaries."""
-    encoded = tok.bpe.encode_batch([s for doc in documents for s in doc])
-    lengths = np.fromiter((len(e.ids) + 1 for e in encoded), dtype=np.int64, count=len(encoded))
+    encoded = tok.encode_batch([s for doc in documents for s in doc])
+    lengths = np.fromiter((len(e) + 1 for e in encoded), dtype=np.int64, count=len(encoded))
     tokens = np.empty(int(lengths.sum()), dtype=np.int32)
     pos = 0
     for e in encoded:
-        n = len(e.ids)
-        tokens[pos:pos + n] = e.ids
+        n = len(e)
+        tokens[pos:pos + n] = e
         tokens[pos + n] = tok.eos
         pos += n + 1
     sent_ends = np.cumsum(lengths)

