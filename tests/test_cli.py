@@ -6,10 +6,11 @@ import json
 import re
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import MICRO_OVERRIDES, ROOT, run_cli, set_args
 from data2vec.cli import main
 from data2vec.presets import PRESETS
 
@@ -90,8 +91,9 @@ def test_readme_opens_with_the_two_make_commands():
     assert "data2vec pretrain --preset audio-tiny-v1" in make.stdout and "pytest" in make.stdout
 
 
-def test_readme_data2vec_commands_run(tmp_path):
-    """Every `data2vec ...` line of the README runs: real for cheap ones, with --dry-run for training."""
+def test_readme_data2vec_commands_run(tmp_path, speech_corpus):
+    """Every `data2vec ...` line of the README runs: real for cheap ones, with --dry-run for training
+    (a checkpoint a command needs is made by a 1-update micro run first)."""
     cmds = [c for c in _readme_commands() if c.startswith("data2vec ")]
     assert any("pretrain" in c for c in cmds) and any("prepare speech" in c for c in cmds)
     assert any("prepare text" in c for c in cmds)
@@ -100,8 +102,11 @@ def test_readme_data2vec_commands_run(tmp_path):
         argv = [str(tmp_path / a) if a.startswith(("runs/", "data/")) else a for a in argv]
         if argv[:2] == ["prepare", "speech"]:
             argv[argv.index("--hours") + 1] = "0.002"
+        if argv[0] == "convert" and not Path(argv[1]).exists():
+            run_cli("pretrain", "--preset", "audio-tiny-v1", "--data", str(speech_corpus), "--out",
+                    str(Path(argv[1]).parent), *set_args(MICRO_OVERRIDES + ["train.max_update=1"]))
         if argv[0] == "pretrain":
-            if "--resume" in argv:  # needs a run to resume: point it at a fresh dry run of the recipe
+            if "--resume" in argv and "--init" not in argv:  # needs a run to resume: a fresh dry run of the recipe
                 argv += ["--preset", "audio-tiny-v1"]
             argv.append("--dry-run")
         proc = run_cli(*argv, check=False, timeout=120)

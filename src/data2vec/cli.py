@@ -2,6 +2,7 @@
 
     data2vec presets                                   # list recipes
     data2vec presets --show audio-tiny-v1              # print a recipe's full config (JSON)
+    data2vec convert facebook-data2vec-audio-base/ --out models/audio-base   # HF dir or fairseq .pt
     data2vec prepare speech --out data/speech --hours 1
     data2vec prepare text --out data/text
     data2vec prepare images --out data/images
@@ -49,8 +50,14 @@ def _build_pretrain_config(args):
                              "drop --preset when resuming")
     elif args.preset:
         cfg = get_preset(args.preset)
+    elif args.init:
+        from data2vec.pretrained import load_pretrained
+
+        cfg = load_pretrained(args.init)[0]
     else:
-        raise ValueError("--preset is required (see `data2vec presets`), unless --resume finds RUN/config.json")
+        raise ValueError("--preset is required (see `data2vec presets`), unless --init or --resume gives the model")
+    if args.init:
+        cfg = merge(cfg, {"train": {"init_from": str(Path(args.init).resolve())}})
     if args.config:
         cfg = merge(cfg, load_file(args.config))
     overrides: dict = {}
@@ -80,6 +87,17 @@ def cmd_pretrain(args) -> int:
         return EXIT_COLLAPSE
     except (TrainingInterrupted, KeyboardInterrupt):
         return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from data2vec.pretrained import load_pretrained, save_pretrained
+
+    cfg, model = load_pretrained(args.src)
+    out = save_pretrained(cfg, model, args.out)
+    n = sum(p.numel() for p in model.student.parameters())
+    print(f"{args.src}: data2vec {cfg.modality} model, {n / 1e6:.2f} M student parameters (+ EMA teacher) -> "
+          f"{out}/config.json + model.safetensors")
     return 0
 
 
@@ -129,8 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override one config value, e.g. --set optim.lr=5e-4 (repeatable)")
     pt.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoint_last.pt")
+    pt.add_argument("--init", metavar="SRC", help="start from pretrained weights: a HF data2vec directory, a fairseq "
+                                                  ".pt, our checkpoint or converted directory (its config is the "
+                                                  "base unless --preset is given)")
     pt.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     pt.set_defaults(func=cmd_pretrain)
+
+    cv = sub.add_parser("convert", help="import a HF directory, fairseq .pt or checkpoint into our pickle-free format",
+                        description="Writes DIR/config.json + DIR/model.safetensors (student and EMA teacher); "
+                                    "continue pretraining from it with `data2vec pretrain --init DIR`.")
+    cv.add_argument("src", help="HF data2vec model directory, fairseq data2vec .pt, or checkpoint_last.pt")
+    cv.add_argument("--out", required=True, help="output directory")
+    cv.set_defaults(func=cmd_convert)
 
     pr = sub.add_parser("presets", help="list presets with one-line descriptions")
     pr.add_argument("--show", metavar="NAME", help="print the full config of one preset")

@@ -25,6 +25,7 @@ class TrainConfig:
     log_interval: int = 10  # updates between metric records
     save_interval_updates: int = 1000  # updates between checkpoints (and one at the end)
     threads: int = 0  # torch intra-op threads on CPU (0 = torch default)
+    init_from: str = ""  # start from these weights (HF dir, fairseq .pt, our checkpoint or converted dir)
 
 
 @dataclass(kw_only=True)

@@ -269,6 +269,13 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
     seed_everything(cfg.train.seed)
     encoder = spec.build_encoder(cfg.encoder)
     model = Data2Vec(encoder, cfg.model).to(dist_info.device)
+    if cfg.train.init_from and ckpt is None:
+        from data2vec.convert.fairseq_audio import load_into
+        from data2vec.pretrained import load_pretrained
+
+        load_into(model, load_pretrained(cfg.train.init_from)[1].state_dict())
+        if dist_info.is_main:
+            print(f"initialised student and teacher from {cfg.train.init_from}")
     data = spec.build_pretrain_data(cfg, encoder, dist_info, seed=cfg.train.seed)
     trainer = Trainer(cfg, model, dist_info)
     if ckpt is not None:

@@ -1,0 +1,130 @@
+"""Load pretrained weights from any supported format into a ``Data2Vec`` model (student + EMA teacher).
+
+    from data2vec.pretrained import load_pretrained
+    cfg, model = load_pretrained("path")   # HF directory, fairseq .pt, our checkpoint or converted directory
+
+Formats (detected from the files): a HF ``transformers`` directory (``config.json`` with a
+``data2vec-*`` model_type, ``model.safetensors`` or ``pytorch_model.bin``); a fairseq data2vec 1.0
+speech or text checkpoint (read with the restricted unpickler; its ``_ema`` teacher is kept); one of our
+training checkpoints (``checkpoint_last.pt``); a directory written by ``save_pretrained`` /
+``data2vec convert`` (``config.json`` + ``model.safetensors``, no pickle at all).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from data2vec.config import to_dict
+from data2vec.convert.fairseq_audio import load_into
+from data2vec.core.data2vec import Data2Vec
+from data2vec.modalities import get_modality
+from data2vec.train.config import PretrainConfig, pretrain_config_from_dict
+
+
+def build_model(cfg: PretrainConfig) -> Data2Vec:
+    return Data2Vec(get_modality(cfg.modality).build_encoder(cfg.encoder), cfg.model)
+
+
+def _sync_teacher(model: Data2Vec) -> None:
+    """Teacher := student (decay 0 copies every parameter and buffer)."""
+    model.teacher.update(model._teacher_source(), 0.0)
+
+
+def _from_hf(path: Path) -> tuple[PretrainConfig, Data2Vec]:
+    from data2vec.config import merge
+    from data2vec.convert.hf import BASE_PRESET, encoder_config_from_hf, encoder_state_from_hf, read_hf_dir
+    from data2vec.presets import get_preset
+
+    hf_cfg, sd = read_hf_dir(path)
+    modality, enc_cfg = encoder_config_from_hf(hf_cfg)
+    cfg = get_preset(BASE_PRESET[modality])
+    depth = getattr(enc_cfg, "encoder_layers", None) or enc_cfg.depth
+    k = min(cfg.model.targets.average_top_k_layers, depth)  # the recipe's K, capped for smaller models
+    cfg = merge(cfg, {"preset": f"{cfg.preset} (imported from {path.name})", "encoder": to_dict(enc_cfg),
+                      "model": {"targets": {"average_top_k_layers": k}}})
+    if modality == "vision":
+        cfg.data.augment.image_size = enc_cfg.image_size
+        cfg.model.loss.loss_scale = 1 / enc_cfg.embed_dim
+    model = build_model(cfg)
+    load_into(model.student.encoder, encoder_state_from_hf(modality, sd))
+    _sync_teacher(model)
+    return cfg, model
+
+
+def _from_fairseq(path: Path, ckpt: dict) -> tuple[PretrainConfig, Data2Vec]:
+    from data2vec.config import merge
+    from data2vec.presets import get_preset
+
+    model_cfg = ckpt["cfg"]["model"]
+    name = model_cfg.get("_name")
+    if name == "data2vec_audio":
+        from data2vec.convert import fairseq_audio as fa
+
+        enc, d2v, mask = fa.config_from_fairseq(model_cfg)
+        cfg = get_preset("audio-base-v1")
+        state = fa.state_dict_from_fairseq(ckpt["model"])
+    elif name == "data2vec_text":
+        from data2vec.convert import fairseq_text as ft
+
+        vocab = ckpt["model"]["encoder.sentence_encoder.embed_tokens.weight"].shape[0]
+        enc, d2v, mask = ft.config_from_fairseq(model_cfg, ckpt["cfg"]["task"], vocab)
+        cfg = get_preset("text-base-v1")
+        state = ft.state_dict_from_fairseq(ckpt["model"])
+    else:
+        raise ValueError(f"{path}: fairseq model {name!r} is not supported yet (data2vec_audio, data2vec_text are)")
+    cfg = merge(cfg, {"preset": f"{cfg.preset} (imported from {path.name})", "encoder": to_dict(enc),
+                      "model": to_dict(d2v), "masking": to_dict(mask)})
+    model = build_model(cfg)
+    load_into(model, state)
+    return cfg, model
+
+
+def load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
+    """Detect the format of ``path`` and return (config, model) on the CPU in eval mode."""
+    p = Path(path)
+    if p.is_dir():
+        cfg_file = p / "config.json"
+        if not cfg_file.is_file():
+            raise ValueError(f"{p} has no config.json: not a HF or data2vec model directory")
+        meta = json.loads(cfg_file.read_text())
+        if "modality" in meta:  # ours
+            from safetensors.torch import load_file
+
+            cfg = pretrain_config_from_dict(meta)
+            model = build_model(cfg)
+            load_into(model, load_file(str(p / "model.safetensors")))
+            return cfg, model.eval()
+        return tuple(x.eval() if isinstance(x, torch.nn.Module) else x for x in _from_hf(p))
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} does not exist")
+    try:  # our checkpoints load without pickle code
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - foreign pickle: try the restricted fairseq reader
+        ckpt = None
+    if isinstance(ckpt, dict) and "format_version" in ckpt:
+        cfg = pretrain_config_from_dict(ckpt["config"])
+        model = build_model(cfg)
+        load_into(model, ckpt["model"])
+        return cfg, model.eval()
+    from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
+
+    ckpt = load_fairseq_checkpoint(p)
+    if not isinstance(ckpt, dict) or "model" not in ckpt or not ckpt.get("cfg"):
+        raise ValueError(f"{p} is neither a data2vec checkpoint nor a fairseq checkpoint with a cfg")
+    cfg, model = _from_fairseq(p, ckpt)
+    return cfg, model.eval()
+
+
+def save_pretrained(cfg: PretrainConfig, model: Data2Vec, out_dir: str | Path) -> Path:
+    """Our pickle-free format: ``config.json`` (the resolved config) + ``model.safetensors`` (student + teacher)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "model.safetensors"))
+    return out
