@@ -17,7 +17,8 @@ from data2vec.presets import PRESETS
 
 @pytest.mark.parametrize("argv", [["--help"], ["pretrain", "--help"], ["presets", "--help"],
                                   ["prepare", "--help"], ["prepare", "speech", "--help"],
-                                  ["prepare", "text", "--help"], ["prepare", "images", "--help"]])
+                                  ["prepare", "text", "--help"], ["prepare", "images", "--help"],
+                                  ["convert", "--help"], ["export", "--help"]])
 def test_help(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)

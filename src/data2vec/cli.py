@@ -101,6 +101,17 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from data2vec.convert.hf import export_hf
+    from data2vec.pretrained import load_pretrained
+
+    cfg, model = load_pretrained(args.src)
+    out = export_hf(cfg, model, args.out)
+    print(f"{args.src}: exported the {cfg.modality} student encoder as a HF transformers model -> {out} "
+          f"(load with transformers' Data2Vec{cfg.modality.capitalize()}Model.from_pretrained)")
+    return 0
+
+
 def cmd_presets(args) -> int:
     from data2vec.config import to_dict
     from data2vec.presets import PRESETS, get_preset
@@ -159,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("src", help="HF data2vec model directory, fairseq data2vec .pt, or checkpoint_last.pt")
     cv.add_argument("--out", required=True, help="output directory")
     cv.set_defaults(func=cmd_convert)
+
+    ex = sub.add_parser("export", help="export a model's encoder to another format (HF transformers)")
+    ex.add_argument("src", help="our checkpoint or converted directory (or any format `convert` reads)")
+    ex.add_argument("--to", choices=["hf"], default="hf", help="target format (default hf)")
+    ex.add_argument("--out", required=True, help="output directory")
+    ex.set_defaults(func=cmd_export)
 
     pr = sub.add_parser("presets", help="list presets with one-line descriptions")
     pr.add_argument("--show", metavar="NAME", help="print the full config of one preset")

@@ -151,3 +151,66 @@ def read_hf_dir(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     except Exception as e:  # noqa: BLE001 - corrupt or truncated weight files
         raise ValueError(f"cannot read the weights in {d}: {e}") from None
     return cfg, sd
+
+
+def hf_config_from_encoder(modality: str, enc) -> dict:
+    """Our encoder config -> HF ``config.json`` dict (base model, no task head)."""
+    if modality == "audio":
+        from data2vec.modalities.audio.encoder import parse_conv_layers
+
+        if enc.extractor_mode != "layer_norm":
+            raise ValueError("HF Data2VecAudio has a layer-norm conv extractor only (extractor_mode=layer_norm)")
+        conv = parse_conv_layers(enc.conv_feature_layers)
+        k = max(3, enc.conv_pos // enc.pos_conv_depth)
+        return {"model_type": "data2vec-audio", "architectures": ["Data2VecAudioModel"],
+                "conv_dim": [c[0] for c in conv], "conv_kernel": [c[1] for c in conv], "conv_stride": [c[2] for c in conv],
+                "conv_bias": enc.conv_bias, "feat_extract_activation": "gelu", "hidden_size": enc.encoder_embed_dim,
+                "num_hidden_layers": enc.encoder_layers, "num_attention_heads": enc.encoder_attention_heads,
+                "intermediate_size": enc.encoder_ffn_embed_dim, "num_conv_pos_embeddings": enc.pos_conv_depth,
+                "conv_pos_kernel_size": k, "num_conv_pos_embedding_groups": enc.conv_pos_groups,
+                "layer_norm_eps": enc.layer_norm_eps, "hidden_dropout": enc.dropout,
+                "attention_dropout": enc.attention_dropout, "activation_dropout": enc.activation_dropout,
+                "layerdrop": enc.encoder_layerdrop, "mask_time_prob": 0.05}
+    if modality == "text":
+        if not enc.layernorm_embedding or not enc.no_scale_embedding:
+            raise ValueError("HF Data2VecText needs layernorm_embedding=true and no_scale_embedding=true")
+        return {"model_type": "data2vec-text", "architectures": ["Data2VecTextModel"], "vocab_size": enc.vocab_size,
+                "hidden_size": enc.encoder_embed_dim, "num_hidden_layers": enc.encoder_layers,
+                "num_attention_heads": enc.encoder_attention_heads, "intermediate_size": enc.encoder_ffn_embed_dim,
+                "max_position_embeddings": enc.max_positions + enc.pad + 1, "type_vocab_size": 1,
+                "layer_norm_eps": enc.layer_norm_eps, "pad_token_id": enc.pad, "bos_token_id": 0, "eos_token_id": 2,
+                "hidden_dropout_prob": enc.dropout, "attention_probs_dropout_prob": enc.attention_dropout,
+                "hidden_act": "gelu"}
+    return {"model_type": "data2vec-vision", "architectures": ["Data2VecVisionModel"], "image_size": enc.image_size,
+            "patch_size": enc.patch_size, "num_channels": enc.in_chans, "hidden_size": enc.embed_dim,
+            "num_hidden_layers": enc.depth, "num_attention_heads": enc.num_heads,
+            "intermediate_size": int(enc.embed_dim * enc.mlp_ratio), "layer_norm_eps": enc.layer_norm_eps,
+            "use_mask_token": True, "use_shared_relative_position_bias": True, "use_relative_position_bias": False,
+            "use_absolute_position_embeddings": False, "use_mean_pooling": False,
+            "layer_scale_init_value": enc.layer_scale_init_value, "drop_path_rate": enc.drop_path_rate,
+            "hidden_dropout_prob": enc.dropout, "attention_probs_dropout_prob": enc.attention_dropout}
+
+
+def hf_state_from_encoder(modality: str, enc_sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our encoder state dict -> HF base-model state dict (the inverse tables; text gets zero token types)."""
+    inverse = {v: k for k, v in TABLES[modality].items()}
+    sd = {k: v for k, v in enc_sd.items() if not k.endswith("rel_pos_index")}
+    out = map_keys(sd, inverse)
+    if modality == "text":
+        C = out["embeddings.word_embeddings.weight"].shape[1]
+        out["embeddings.token_type_embeddings.weight"] = torch.zeros(1, C)
+    return out
+
+
+def export_hf(cfg, model, out_dir: str | Path) -> Path:
+    """Write a HF ``transformers`` directory (config.json + model.safetensors) of the student encoder."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hf_cfg = hf_config_from_encoder(cfg.modality, cfg.encoder)
+    state = hf_state_from_encoder(cfg.modality, model.student.encoder.state_dict())
+    (out / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n")
+    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(out / "model.safetensors"),
+              metadata={"format": "pt"})
+    return out
