@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import re
 import shlex
@@ -18,7 +19,7 @@ from data2vec.presets import PRESETS
 @pytest.mark.parametrize("argv", [["--help"], ["pretrain", "--help"], ["presets", "--help"],
                                   ["prepare", "--help"], ["prepare", "speech", "--help"],
                                   ["prepare", "text", "--help"], ["prepare", "images", "--help"],
-                                  ["convert", "--help"], ["export", "--help"]])
+                                  ["convert", "--help"], ["export", "--help"], ["extract", "--help"]])
 def test_help(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
@@ -100,7 +101,8 @@ def test_readme_data2vec_commands_run(tmp_path, speech_corpus):
     assert any("prepare text" in c for c in cmds)
     for cmd in cmds:
         argv = shlex.split(cmd)[1:]
-        argv = [str(tmp_path / a) if a.startswith(("runs/", "data/")) else a for a in argv]
+        argv = [str(tmp_path / a) if a.startswith(("runs/", "data/", "models/")) else a for a in argv]
+        argv = [x for a in argv for x in (sorted(glob.glob(a)) if "*" in a else [a])]  # what the shell does
         if argv[:2] == ["prepare", "speech"]:
             argv[argv.index("--hours") + 1] = "0.002"
         if argv[0] == "convert" and not Path(argv[1]).exists():

@@ -112,6 +112,12 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_extract(args) -> int:
+    from data2vec import extract
+
+    return extract.run(args)
+
+
 def cmd_presets(args) -> int:
     from data2vec.config import to_dict
     from data2vec.presets import PRESETS, get_preset
@@ -176,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--to", choices=["hf"], default="hf", help="target format (default hf)")
     ex.add_argument("--out", required=True, help="output directory")
     ex.set_defaults(func=cmd_export)
+
+    et = sub.add_parser("extract", help="extract features (per frame/token/patch or pooled) from audio, images or text",
+                        description="Layers: final, all, or a block number. Writes .safetensors (one tensor per "
+                                    "input) or .npy (equal shapes, e.g. with --pool mean).")
+    from data2vec import extract
+
+    extract.add_arguments(et)
+    et.set_defaults(func=cmd_extract)
 
     pr = sub.add_parser("presets", help="list presets with one-line descriptions")
     pr.add_argument("--show", metavar="NAME", help="print the full config of one preset")

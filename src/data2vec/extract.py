@@ -1,0 +1,150 @@
+"""Feature extraction from a pretrained model, for audio files, images and text lines.
+
+    data2vec extract models/tiny a.wav b.flac --layer all --out feats.safetensors
+    data2vec extract models/text --text-file lines.txt --layer 4 --pool mean --out feats.npy
+
+Layers: ``final`` (the encoder output, after the vision final LayerNorm), ``N`` (end of block N,
+1-based) or ``all`` (every block, stacked). Per-frame/per-token outputs by default; ``--pool mean``
+averages over valid positions. ``.safetensors`` holds one tensor per input (``0``, ``1``, ...; variable
+lengths allowed); ``.npy`` needs equal shapes (pooled features, or images).
+
+Batching never changes the numbers: text is padded (padding is masked out of attention, so a padded
+batch equals one-by-one, tested), images have one size; audio goes one file at a time, because the
+stacked positional convolution of the speech encoder sees padding near the end of a shorter clip
+(fairseq and HF behave the same).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data2vec.pretrained import load_pretrained
+
+
+def _select(out, layer: str, valid: torch.Tensor | None, pool: str) -> list[torch.Tensor]:
+    if layer == "final":
+        x = out.x[:, None]
+    elif layer == "all":
+        x = torch.stack(out.layer_outputs, dim=1)
+    else:
+        n = int(layer)
+        if not 1 <= n <= len(out.layer_outputs):
+            raise ValueError(f"--layer {n}: the model has {len(out.layer_outputs)} layers")
+        x = out.layer_outputs[n - 1][:, None]
+    feats = []
+    for b in range(x.size(0)):
+        f = x[b] if valid is None else x[b][:, valid[b]]  # [L, T, C]
+        f = f.mean(dim=1) if pool == "mean" else f
+        feats.append(f[0] if layer != "all" else f)
+    return feats
+
+
+class Extractor:
+    def __init__(self, src: str | Path, *, tokenizer: str | Path | None = None, device: str = "cpu"):
+        self.cfg, model = load_pretrained(src)
+        self.encoder = model.student.encoder.to(device).eval()
+        self.device = torch.device(device)
+        self.tokenizer = None
+        if self.cfg.modality == "text":
+            from data2vec.data.text import Tokenizer
+
+            tdir = tokenizer or self.cfg.data.path
+            if not tdir:
+                raise ValueError("text model without a tokenizer: pass --tokenizer DIR (vocab.json + merges.txt)")
+            self.tokenizer = Tokenizer(tdir)
+
+    @torch.no_grad()
+    def _run(self, source, padding_mask=None):
+        e = self.encoder.embed(source.to(self.device), None if padding_mask is None else padding_mask.to(self.device))
+        return self.encoder.context_encoder(e.x, e.padding_mask), e.padding_mask
+
+    def audio(self, paths: list[str], layer: str, pool: str) -> list[torch.Tensor]:
+        from data2vec.data.audio import Manifest, AudioDataset
+
+        d = self.cfg.data
+        ds = AudioDataset(Manifest(Path("/"), [str(Path(p).resolve()) for p in paths], [0] * len(paths)),
+                          sample_rate=d.sample_rate, max_sample_size=10**12, min_sample_size=0,
+                          normalize=d.normalize, seed=0)
+        feats = []
+        for i in range(len(paths)):
+            out, _ = self._run(ds[i]["source"][None])
+            feats += _select(out, layer, None, pool)
+        return feats
+
+    def images(self, paths: list[str], layer: str, pool: str, batch_size: int = 32) -> list[torch.Tensor]:
+        from data2vec.data.images import augment, load_image
+
+        aug = self.cfg.data.augment
+        feats = []
+        for s in range(0, len(paths), batch_size):
+            x = torch.stack([augment(load_image(p, self.cfg.encoder.in_chans), aug, None) for p in paths[s:s + batch_size]])
+            out, _ = self._run(x)
+            feats += _select(out, layer, None, pool)
+        return feats
+
+    def text(self, lines: list[str], layer: str, pool: str, batch_size: int = 32) -> list[torch.Tensor]:
+        tok, limit = self.tokenizer, self.cfg.encoder.max_positions
+        feats = []
+        for s in range(0, len(lines), batch_size):
+            ids = [[tok.bos] + tok.encode(line)[: limit - 2] + [tok.eos] for line in lines[s:s + batch_size]]
+            x = torch.full((len(ids), max(map(len, ids))), tok.pad, dtype=torch.long)
+            for b, row in enumerate(ids):
+                x[b, : len(row)] = torch.tensor(row)
+            out, pad = self._run(x)
+            feats += _select(out, layer, None if pad is None else ~pad, pool)
+        return feats
+
+
+def save_features(feats: list[torch.Tensor], out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        shapes = {tuple(f.shape) for f in feats}
+        if len(shapes) != 1:
+            raise ValueError(f"features have different shapes {sorted(shapes)[:3]}...: use --pool mean or a "
+                             ".safetensors output")
+        np.save(out, torch.stack(feats).cpu().numpy())
+    elif out.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({str(i): f.contiguous().cpu() for i, f in enumerate(feats)}, str(out))
+    else:
+        raise ValueError(f"--out must end in .npy or .safetensors, got {out.name}")
+    return out
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="model: our checkpoint/converted directory, a HF directory or a fairseq .pt")
+    p.add_argument("inputs", nargs="*", help="audio or image files")
+    p.add_argument("--text-file", help="text model: one input per line of this file")
+    p.add_argument("--tokenizer", help="text model: directory with vocab.json + merges.txt (default: the model's data)")
+    p.add_argument("--layer", default="final", help="final, all, or a block number (1-based)")
+    p.add_argument("--pool", choices=["none", "mean"], default="none")
+    p.add_argument("--out", required=True, help="FILE.safetensors (one tensor per input) or FILE.npy")
+    p.add_argument("--device", default="cpu")
+
+
+def run(args) -> int:
+    ex = Extractor(args.model, tokenizer=args.tokenizer, device=args.device)
+    if args.layer not in ("final", "all") and not args.layer.isdigit():
+        raise ValueError(f"--layer must be final, all or a block number, got {args.layer!r}")
+    m = ex.cfg.modality
+    if m == "text":
+        if not args.text_file:
+            raise ValueError("a text model needs --text-file (one input per line)")
+        lines = [ln for ln in Path(args.text_file).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        feats = ex.text(lines, args.layer, args.pool)
+    elif not args.inputs:
+        raise ValueError(f"give the {m} files to extract features from")
+    else:
+        missing = [p for p in args.inputs if not Path(p).is_file()]
+        if missing:
+            raise ValueError(f"input files not found: {missing[:5]}")
+        feats = (ex.audio if m == "audio" else ex.images)(args.inputs, args.layer, args.pool)
+    out = save_features(feats, args.out)
+    print(f"{len(feats)} inputs -> {out} (layer {args.layer}, pool {args.pool}, shape of the first: "
+          f"{tuple(feats[0].shape)})")
+    return 0
