@@ -146,3 +146,36 @@ def test_export_to_hf_round_trip(make, tmp_path):
         assert torch.equal(orig[k], back[k]), k
     with torch.no_grad():
         torch.testing.assert_close(again(**inputs).last_hidden_state, hf(**inputs).last_hidden_state)
+
+
+def test_vision_fine_tuned_layout_imports_and_exports(tmp_path):
+    """Per-layer relative position bias + mean pooling (HF pooler.layernorm = our fc_norm)."""
+    from transformers import Data2VecVisionConfig, Data2VecVisionModel
+
+    from data2vec.convert.hf import export_hf
+
+    torch.manual_seed(2)
+    hf = Data2VecVisionModel(Data2VecVisionConfig(
+        image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, use_shared_relative_position_bias=False, use_relative_position_bias=True,
+        use_mean_pooling=True, layer_norm_eps=1e-6, drop_path_rate=0.0), add_pooling_layer=True).eval()
+    with torch.no_grad():
+        for n, p in hf.named_parameters():
+            if "relative_position_bias_table" in n or "lambda" in n or "pooler" in n:
+                p.normal_(0, 0.3)
+    hf.save_pretrained(tmp_path / "hf")
+    cfg, model = load_pretrained(tmp_path / "hf")
+    assert cfg.encoder.rel_pos_bias == "per_layer" and cfg.encoder.use_mean_pooling
+    x = torch.randn(2, 3, 16, 16)
+    enc = model.student.encoder
+    with torch.no_grad():
+        ref = hf(x, output_hidden_states=True)
+        out = enc(x)
+        pooled = enc.context_encoder.pooled(out)
+    for got, want in zip(out.layer_outputs, ref.hidden_states[1:]):
+        torch.testing.assert_close(got, want[:, 1:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pooled, ref.pooler_output, atol=1e-5, rtol=1e-5)
+    export_hf(cfg, model, tmp_path / "back")
+    again = Data2VecVisionModel.from_pretrained(tmp_path / "back", add_pooling_layer=True).eval()
+    back = again.state_dict()  # plus a mask token, which the exported model has for pretraining
+    assert all(torch.equal(v, back[k]) for k, v in hf.state_dict().items())

@@ -49,7 +49,12 @@ def _from_hf(path: Path) -> tuple[PretrainConfig, Data2Vec]:
         cfg.data.augment.image_size = enc_cfg.image_size
         cfg.model.loss.loss_scale = 1 / enc_cfg.embed_dim
     model = build_model(cfg)
-    load_into(model.student.encoder, encoder_state_from_hf(modality, sd))
+    enc_sd = encoder_state_from_hf(modality, sd)
+    own = model.student.encoder.state_dict()
+    for optional in ("mask_token", "mask_emb"):  # HF builds them only for masking (use_mask_token, mask_time_prob)
+        if optional in own and optional not in enc_sd:
+            enc_sd[optional] = own[optional]
+    load_into(model.student.encoder, enc_sd)
     _sync_teacher(model)
     return cfg, model
 

@@ -9,8 +9,9 @@ copy of the student.
 
 Folded parameters: HF text models add ``token_type_embeddings[0]`` to every token; it is added to our
 position table (each token gets exactly one position), which is exact.
-Not supported yet, with a clear error: vision checkpoints with per-layer relative position bias or
-mean pooling (the fine-tuned layout), absolute position embeddings, and audio adapters.
+Vision: both the pretrained layout (shared relative position bias, final LayerNorm) and the fine-tuned
+one (per-layer bias, mean pooling with ``fc_norm`` = HF ``pooler.layernorm``). Not supported, with a
+clear error: absolute position embeddings and audio adapters.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ TEXT_KEYS = {
 }
 TABLES = {"audio": AUDIO_KEYS, "text": TEXT_KEYS, "vision": VISION_KEYS}
 # HF keys we do not import: task heads, pooler, non-persistent/derived buffers
-DROPPED = re.compile(r"^(lm_head|classifier|projector|layer_weights|pooler|qa_outputs|decode_head|auxiliary_head)\b"
+DROPPED = re.compile(r"^(lm_head|classifier|projector|layer_weights|pooler\.dense|qa_outputs|decode_head|auxiliary_head)\b"
                      r"|position_ids$|token_type_ids$|relative_position_index$")
 PREFIXES = ("data2vec_audio.", "data2vec_text.", "data2vec_vision.")
 
@@ -101,15 +102,16 @@ def encoder_config_from_hf(hf: dict):
             layer_norm_eps=hf.get("layer_norm_eps", 1e-12))
     from data2vec.modalities.vision import VisionEncoderConfig
 
-    if hf.get("use_absolute_position_embeddings") or hf.get("use_relative_position_bias") \
-            or not hf.get("use_shared_relative_position_bias") or hf.get("use_mean_pooling", True):
-        raise ValueError("only the pretrained vision layout is supported (shared relative position bias, no "
-                         "absolute positions, no mean pooling); fine-tuned checkpoints come with fine-tuning")
+    if hf.get("use_absolute_position_embeddings"):
+        raise ValueError("vision models with absolute position embeddings are not data2vec's layout")
+    rel = "shared" if hf.get("use_shared_relative_position_bias") else \
+        "per_layer" if hf.get("use_relative_position_bias") else "none"
     return modality, VisionEncoderConfig(
         image_size=hf["image_size"], patch_size=hf["patch_size"], in_chans=hf.get("num_channels", 3),
         embed_dim=hf["hidden_size"], depth=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
         mlp_ratio=hf["intermediate_size"] / hf["hidden_size"], layer_scale_init_value=hf.get("layer_scale_init_value", 0.1),
-        drop_path_rate=hf.get("drop_path_rate", 0.1), layer_norm_eps=hf.get("layer_norm_eps", 1e-12))
+        drop_path_rate=hf.get("drop_path_rate", 0.1), layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
+        rel_pos_bias=rel, use_mean_pooling=hf.get("use_mean_pooling", True))
 
 
 def encoder_state_from_hf(modality: str, hf_sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -185,8 +187,9 @@ def hf_config_from_encoder(modality: str, enc) -> dict:
             "patch_size": enc.patch_size, "num_channels": enc.in_chans, "hidden_size": enc.embed_dim,
             "num_hidden_layers": enc.depth, "num_attention_heads": enc.num_heads,
             "intermediate_size": int(enc.embed_dim * enc.mlp_ratio), "layer_norm_eps": enc.layer_norm_eps,
-            "use_mask_token": True, "use_shared_relative_position_bias": True, "use_relative_position_bias": False,
-            "use_absolute_position_embeddings": False, "use_mean_pooling": False,
+            "use_mask_token": True, "use_shared_relative_position_bias": enc.rel_pos_bias == "shared",
+            "use_relative_position_bias": enc.rel_pos_bias == "per_layer",
+            "use_absolute_position_embeddings": False, "use_mean_pooling": enc.use_mean_pooling,
             "layer_scale_init_value": enc.layer_scale_init_value, "drop_path_rate": enc.drop_path_rate,
             "hidden_dropout_prob": enc.dropout, "attention_probs_dropout_prob": enc.attention_dropout}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,8 @@ class VisionEncoderConfig:
     attention_dropout: float = 0.0
     dropout: float = 0.0
     layer_norm_eps: float = 1e-6
+    rel_pos_bias: Literal["shared", "per_layer", "none"] = "shared"  # pretraining: shared; fine-tuned: per layer
+    use_mean_pooling: bool = False  # fine-tuned layout: no final norm, fc_norm on the mean of patch tokens
 
     def __post_init__(self):
         if self.image_size % self.patch_size:
@@ -80,8 +83,9 @@ class Attention(nn.Module):
         def split(t):
             return t.view(B, T, self.heads, C // self.heads).transpose(1, 2)
 
+        mask = None if bias_HTT is None else bias_HTT.unsqueeze(0).to(x_BTC.dtype)
         y = F.scaled_dot_product_attention(split(self.q(x_BTC)), split(self.k(x_BTC)), split(self.v(x_BTC)),
-                                           attn_mask=bias_HTT.unsqueeze(0).to(x_BTC.dtype),
+                                           attn_mask=mask,
                                            dropout_p=self.attention_dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
@@ -109,6 +113,9 @@ class Block(nn.Module):
         v = cfg.layer_scale_init_value
         self.lambda_1 = nn.Parameter(v * torch.ones(C)) if v > 0 else None
         self.lambda_2 = nn.Parameter(v * torch.ones(C)) if v > 0 else None
+        g = cfg.grid
+        self.rel_pos_bias = nn.Parameter(torch.zeros((2 * g - 1) ** 2 + 3, cfg.num_heads)) \
+            if cfg.rel_pos_bias == "per_layer" else None
 
     def forward(self, x, bias):
         a = self.dropout(self.attn(self.norm1(x), bias))
@@ -123,22 +130,35 @@ class VisionContextEncoder(nn.Module):
         super().__init__()
         g = cfg.grid
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
-        self.rel_pos_bias = nn.Parameter(torch.zeros((2 * g - 1) ** 2 + 3, cfg.num_heads))
+        self.rel_pos_bias = nn.Parameter(torch.zeros((2 * g - 1) ** 2 + 3, cfg.num_heads)) \
+            if cfg.rel_pos_bias == "shared" else None
         self.register_buffer("rel_pos_index", relative_position_index(g, g), persistent=False)
         rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
         self.layers = nn.ModuleList(Block(cfg, r) for r in rates)
-        self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.layer_norm_eps)
+        eps = cfg.layer_norm_eps
+        self.norm = None if cfg.use_mean_pooling else nn.LayerNorm(cfg.embed_dim, eps=eps)
+        self.fc_norm = nn.LayerNorm(cfg.embed_dim, eps=eps) if cfg.use_mean_pooling else None
+
+    def _bias(self, table: torch.Tensor | None, T: int) -> torch.Tensor | None:
+        return None if table is None else table[self.rel_pos_index.view(-1)].view(T, T, -1).permute(2, 0, 1)
 
     def forward(self, x_BNC: torch.Tensor, padding_mask=None) -> ContextOutput:
         T = x_BNC.size(1) + 1
-        bias = self.rel_pos_bias[self.rel_pos_index.view(-1)].view(T, T, -1).permute(2, 0, 1)
+        shared = self._bias(self.rel_pos_bias, T)
         x = torch.cat([self.cls_token.expand(x_BNC.size(0), -1, -1).to(x_BNC.dtype), x_BNC], dim=1)
         outs, ffns = [], []
         for layer in self.layers:
-            x, ffn = layer(x, bias)
+            x, ffn = layer(x, shared if layer.rel_pos_bias is None else self._bias(layer.rel_pos_bias, T))
             outs.append(x[:, 1:])
             ffns.append(ffn[:, 1:])
-        return ContextOutput(self.norm(x)[:, 1:], outs, ffns)
+        final = x if self.norm is None else self.norm(x)
+        return ContextOutput(final[:, 1:], outs, ffns)
+
+    def pooled(self, out: ContextOutput) -> torch.Tensor:
+        """Image-level feature: fc_norm(mean of patch tokens) in the fine-tuned layout (HF ``pooler_output``)."""
+        if self.fc_norm is None:
+            raise ValueError("this encoder has no mean-pooling head (use_mean_pooling=false)")
+        return self.fc_norm(out.x.mean(1))
 
 
 class VisionEncoder(nn.Module):
@@ -154,7 +174,9 @@ class VisionEncoder(nn.Module):
         """BEiT init: trunc-normal(0.02) for tokens and Linear weights, output projections rescaled by depth."""
         for p in (self.mask_token, self.context_encoder.cls_token):
             nn.init.trunc_normal_(p, std=0.02)
-        nn.init.trunc_normal_(self.context_encoder.rel_pos_bias, std=0.02)
+        for n, p in self.named_parameters():
+            if n.endswith("rel_pos_bias"):
+                nn.init.trunc_normal_(p, std=0.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
@@ -200,6 +222,8 @@ HF_KEYS = {
     "encoder.relative_position_bias.relative_position_bias_table": "context_encoder.rel_pos_bias",
     "layernorm.weight": "context_encoder.norm.weight",
     "layernorm.bias": "context_encoder.norm.bias",
+    "pooler.layernorm.weight": "context_encoder.fc_norm.weight",
+    "pooler.layernorm.bias": "context_encoder.fc_norm.bias",
     **{f"encoder.layer.{{i}}.{hf}": f"context_encoder.layers.{{i}}.{ours}" for hf, ours in {
         "attention.attention.query.weight": "attn.q.weight", "attention.attention.query.bias": "attn.q.bias",
         "attention.attention.key.weight": "attn.k.weight",
@@ -209,5 +233,6 @@ HF_KEYS = {
         "output.dense.weight": "fc2.weight", "output.dense.bias": "fc2.bias",
         "layernorm_before.weight": "norm1.weight", "layernorm_before.bias": "norm1.bias",
         "layernorm_after.weight": "norm2.weight", "layernorm_after.bias": "norm2.bias",
-        "lambda_1": "lambda_1", "lambda_2": "lambda_2"}.items()},
+        "lambda_1": "lambda_1", "lambda_2": "lambda_2",
+        "attention.attention.relative_position_bias.relative_position_bias_table": "rel_pos_bias"}.items()},
 }
