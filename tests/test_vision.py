@@ -163,3 +163,50 @@ def test_image_pretrain_loss_falls(tmp_path, capsys):
     last = statistics.mean(r["loss"] for r in recs[-5:])
     assert last < 0.7 * first, (first, last)
     assert "120 images in 3 classes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layout", ["shared", "per_layer"])
+def test_official_beit_pth_imports(tmp_path, layout):
+    """An official-format checkpoint (fused qkv, q_bias/v_bias, gamma_*, argparse args) loads with the same outputs."""
+    import argparse
+
+    from data2vec.pretrained import load_pretrained
+
+    torch.manual_seed(0)
+    cfg = VisionEncoderConfig(image_size=16, patch_size=4, in_chans=3, embed_dim=32, depth=2, num_heads=2,
+                              mlp_ratio=2.0, rel_pos_bias=layout, use_mean_pooling=layout == "per_layer",
+                              drop_path_rate=0.0)
+    ours = VisionEncoder(cfg).eval()
+    with torch.no_grad():
+        for n, p in ours.named_parameters():
+            if "rel_pos_bias" in n or "lambda" in n:
+                p.normal_(0, 0.3)
+    o = ours.state_dict()
+    sd = {"cls_token": o["context_encoder.cls_token"], "mask_token": o["mask_token"],
+          "patch_embed.proj.weight": o["patch_embed.weight"], "patch_embed.proj.bias": o["patch_embed.bias"],
+          "lm_head.weight": torch.randn(32, 32), "lm_head.bias": torch.zeros(32)}
+    if layout == "shared":
+        sd["rel_pos_bias.relative_position_bias_table"] = o["context_encoder.rel_pos_bias"]
+        sd["norm.weight"], sd["norm.bias"] = o["context_encoder.norm.weight"], o["context_encoder.norm.bias"]
+    else:
+        sd["fc_norm.weight"], sd["fc_norm.bias"] = o["context_encoder.fc_norm.weight"], o["context_encoder.fc_norm.bias"]
+    for i in range(2):
+        L = f"context_encoder.layers.{i}."
+        b = f"blocks.{i}."
+        sd[b + "attn.qkv.weight"] = torch.cat([o[L + "attn.q.weight"], o[L + "attn.k.weight"], o[L + "attn.v.weight"]])
+        sd[b + "attn.q_bias"], sd[b + "attn.v_bias"] = o[L + "attn.q.bias"], o[L + "attn.v.bias"]
+        sd[b + "attn.relative_position_index"] = torch.zeros(17, 17, dtype=torch.long)  # a buffer, ignored
+        if layout == "per_layer":
+            sd[b + "attn.relative_position_bias_table"] = o[L + "rel_pos_bias"]
+        for ours_k, theirs in (("attn.proj", "attn.proj"), ("fc1", "mlp.fc1"), ("fc2", "mlp.fc2"), ("norm1", "norm1"),
+                               ("norm2", "norm2")):
+            sd[b + theirs + ".weight"], sd[b + theirs + ".bias"] = o[L + ours_k + ".weight"], o[L + ours_k + ".bias"]
+        sd[b + "gamma_1"], sd[b + "gamma_2"] = o[L + "lambda_1"], o[L + "lambda_2"]
+    torch.save({"model": sd, "args": argparse.Namespace(model="beit_base_patch16_224")}, tmp_path / "ckpt.pth")
+    got_cfg, model = load_pretrained(tmp_path / "ckpt.pth")
+    assert got_cfg.encoder.rel_pos_bias == layout and got_cfg.encoder.image_size == 16
+    assert got_cfg.encoder.num_heads == 2 and got_cfg.encoder.depth == 2
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model.student.encoder(x).x, ours(x).x)
+    assert torch.equal(model.student.head.weight, sd["lm_head.weight"])

@@ -5,7 +5,8 @@
 
 Formats (detected from the files): a HF ``transformers`` directory (``config.json`` with a
 ``data2vec-*`` model_type, ``model.safetensors`` or ``pytorch_model.bin``); a fairseq data2vec 1.0
-speech or text checkpoint (read with the restricted unpickler; its ``_ema`` teacher is kept); one of our
+speech or text checkpoint (read with the restricted unpickler; its ``_ema`` teacher is kept); an official
+data2vec vision / BEiT ``.pth`` (pretrained or fine-tuned layout, ``model_ema`` as teacher); one of our
 training checkpoints (``checkpoint_last.pt``); a directory written by ``save_pretrained`` /
 ``data2vec convert`` (``config.json`` + ``model.safetensors``, no pickle at all).
 """
@@ -87,6 +88,33 @@ def _from_fairseq(path: Path, ckpt: dict) -> tuple[PretrainConfig, Data2Vec]:
     return cfg, model
 
 
+def _from_beit(path: Path, ckpt: dict) -> tuple[PretrainConfig, Data2Vec]:
+    from data2vec.config import merge
+    from data2vec.convert import beit
+    from data2vec.presets import get_preset
+
+    sd = ckpt.get("model", ckpt)
+    enc = beit.config_from_beit(sd)
+    cfg = get_preset("image-base-v1")
+    k = min(cfg.model.targets.average_top_k_layers, enc.depth)
+    cfg = merge(cfg, {"preset": f"image-base-v1 (imported from {path.name})", "encoder": to_dict(enc),
+                      "data": {"augment": {"image_size": enc.image_size}},
+                      "model": {"targets": {"average_top_k_layers": k}, "loss": {"loss_scale": 1 / enc.embed_dim}}})
+    model = build_model(cfg)
+    own = model.student.encoder.state_dict()
+    state = beit.encoder_state_from_beit(sd)
+    state.setdefault("mask_token", own["mask_token"])  # fine-tuned checkpoints have none
+    load_into(model.student.encoder, state)
+    if "lm_head.weight" in sd:
+        model.student.head.load_state_dict({"weight": sd["lm_head.weight"], "bias": sd["lm_head.bias"]})
+    _sync_teacher(model)
+    if isinstance(ckpt.get("model_ema"), dict):  # the official EMA teacher
+        ema = beit.encoder_state_from_beit(ckpt["model_ema"])
+        ema.setdefault("mask_token", own["mask_token"])
+        load_into(model.teacher.module, ema)
+    return cfg, model.eval()
+
+
 def load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
     """Detect the format of ``path`` and return (config, model) on the CPU in eval mode."""
     p = Path(path)
@@ -117,6 +145,10 @@ def load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
     from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
 
     ckpt = load_fairseq_checkpoint(p)
+    from data2vec.convert import beit
+
+    if isinstance(ckpt, dict) and beit.is_beit_state(ckpt.get("model", ckpt)):
+        return _from_beit(p, ckpt)
     if not isinstance(ckpt, dict) or "model" not in ckpt or not ckpt.get("cfg"):
         raise ValueError(f"{p} is neither a data2vec checkpoint nor a fairseq checkpoint with a cfg")
     cfg, model = _from_fairseq(p, ckpt)
