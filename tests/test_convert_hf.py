@@ -179,3 +179,29 @@ def test_vision_fine_tuned_layout_imports_and_exports(tmp_path):
     again = Data2VecVisionModel.from_pretrained(tmp_path / "back", add_pooling_layer=True).eval()
     back = again.state_dict()  # plus a mask token, which the exported model has for pretraining
     assert all(torch.equal(v, back[k]) for k, v in hf.state_dict().items())
+
+
+@pytest.mark.slow
+def test_published_base_shapes_import_exactly(tmp_path):
+    """Random weights in the shapes of facebook/data2vec-{audio,text,vision}-base (HF default configs)."""
+    from transformers import (Data2VecAudioConfig, Data2VecAudioModel, Data2VecTextConfig, Data2VecTextModel,
+                              Data2VecVisionConfig, Data2VecVisionModel)
+
+    torch.manual_seed(0)
+    cases = [
+        (Data2VecAudioModel(Data2VecAudioConfig(layerdrop=0.0)), None, torch.randn(1, 8000), 0),
+        (Data2VecTextModel(Data2VecTextConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1,
+                                              layer_norm_eps=1e-5, pad_token_id=1)),
+         None, torch.randint(4, 50265, (1, 16)), 0),
+        (Data2VecVisionModel(Data2VecVisionConfig(use_mask_token=True, use_shared_relative_position_bias=True,
+                                                  use_mean_pooling=False, layer_norm_eps=1e-6, drop_path_rate=0.0)),
+         None, torch.randn(1, 3, 224, 224), 1),
+    ]
+    for i, (hf, _, x, strip) in enumerate(cases):
+        hf.eval().save_pretrained(tmp_path / str(i))
+        cfg, model = load_pretrained(tmp_path / str(i))
+        with torch.no_grad():
+            want = hf(x).last_hidden_state[:, strip:]  # vision: both after the final LayerNorm, CLS dropped
+            got = model.student.encoder(x).x
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        del hf, model
