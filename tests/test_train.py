@@ -102,3 +102,19 @@ def test_ddp_two_ranks_equals_one_process_with_accumulation(speech_corpus, tmp_p
     ld = [r["loss"] for r in _metrics(tmp_path / "ddp")]
     assert ls == pytest.approx(ld, rel=1e-5)
     assert ls[0] != ls[-1]  # the models trained: this is not two untouched initialisations agreeing
+
+
+def test_resume_a_checkpoint_written_before_a_config_field_existed(speech_corpus, tmp_path):
+    """Adding a config field with a default must not lock users out of their runs."""
+    from data2vec.train.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    assert main(_pretrain_args(speech_corpus, run, ["train.max_update=2"])) == 0
+    ckpt = load_checkpoint(run / "checkpoint_last.pt")
+    del ckpt["config"]["model"]["targets"]["layer_results"]  # as written by an older version
+    save_checkpoint(run / "checkpoint_last.pt", {k: v for k, v in ckpt.items() if k != "format_version"})
+    cfg = json.loads((run / "config.json").read_text())
+    del cfg["model"]["targets"]["layer_results"]
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert main(["pretrain", "--out", str(run), "--resume", "--set", "train.max_update=3"]) == 0
+    assert load_checkpoint(run / "checkpoint_last.pt")["step"] == 3

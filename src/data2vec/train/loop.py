@@ -39,7 +39,7 @@ from data2vec.core.data2vec import Data2Vec
 from data2vec.core.monitors import check_collapse
 from data2vec.modalities import get_modality
 from data2vec.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from data2vec.train.config import PretrainConfig
+from data2vec.train.config import PretrainConfig, pretrain_config_from_dict
 from data2vec.train.distributed import DistInfo, cleanup, init_distributed
 from data2vec.train.optim import build_optimizer, lr_at
 from data2vec.train.run_log import RunLog
@@ -223,6 +223,8 @@ class Trainer:
 
 def _check_resume_config(cfg: PretrainConfig, saved: dict) -> None:
     now = to_dict(cfg)
+    # fields added to the config classes since the checkpoint was written take their defaults
+    saved = to_dict(pretrain_config_from_dict(saved))
     diffs = [k for k in _FROZEN_SECTIONS if now.get(k) != saved.get(k)]
     if diffs:
         detail = []
