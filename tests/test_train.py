@@ -118,3 +118,47 @@ def test_resume_a_checkpoint_written_before_a_config_field_existed(speech_corpus
     (run / "config.json").write_text(json.dumps(cfg))
     assert main(["pretrain", "--out", str(run), "--resume", "--set", "train.max_update=3"]) == 0
     assert load_checkpoint(run / "checkpoint_last.pt")["step"] == 3
+
+
+def test_trainer_runs_any_task_and_scales_group_lrs():
+    """The loop is not data2vec-specific: a plain regression task trains; ``lr_scale`` scales a group's lr."""
+    from torch import nn
+
+    from data2vec.core.data2vec import StepLoss
+    from data2vec.train.config import TrainConfig
+    from data2vec.train.distributed import DistInfo
+    from data2vec.train.loop import Trainer
+    from data2vec.train.optim import OptimConfig
+
+    class Regression(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trainable = nn.Linear(4, 1)
+
+        @staticmethod
+        def num_units(batch):
+            return batch["x"].size(0)
+
+        def step_loss(self, batch, wrapped):
+            err = wrapped(batch["x"]).squeeze(-1) - batch["y"]
+            return StepLoss((err**2).sum(), batch["x"].size(0), {"mean_y": batch["y"].mean().item()})
+
+        def after_update(self, step):
+            return {"seen": step}
+
+    class Cfg:
+        optim = OptimConfig(lr=0.05, lr_scheduler="fixed", weight_decay=0.0)
+        train = TrainConfig(max_update=50, precision="fp32")
+        encoder = None
+
+    torch.manual_seed(0)
+    task = Regression()
+    trainer = Trainer(Cfg, task, DistInfo(0, 1, 0, torch.device("cpu")))
+    trainer.optimizer.param_groups[-1]["lr_scale"] = 0.1
+    x = torch.randn(64, 4)
+    batch = {"x": x, "y": x @ torch.tensor([1.0, -2.0, 0.5, 3.0])}
+    first = trainer.train_update([batch])
+    for _ in range(48):
+        last = trainer.train_update([batch])
+    assert last["loss"] < 0.2 * first["loss"] and last["seen"] == 49 and last["units"] == 64
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([0.05, 0.005])

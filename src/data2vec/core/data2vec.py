@@ -90,6 +90,14 @@ class Student(nn.Module):
         return StudentOutput(pred, out.x, e.unmasked.detach(), e.padding_mask)
 
 
+class StepLoss(NamedTuple):
+    """What a training task returns to the loop for one micro-batch."""
+
+    loss_sum: torch.Tensor  # summed over the batch's units; the loop divides by the global unit count
+    sample_size: int
+    logs: dict  # floats to log (averaged over micro-batches)
+
+
 class Data2VecOutput(NamedTuple):
     loss_sum: torch.Tensor  # scaled loss summed over masked positions (divide by the global sample size)
     sample_size: int  # number of masked positions in this batch
@@ -140,6 +148,26 @@ class Data2Vec(nn.Module):
     def targets(self, source, padding_mask, student_out: StudentOutput) -> torch.Tensor:
         layers = self.teacher_layers(source, padding_mask, student_out)
         return build_targets(layers, self.cfg.targets, student_out.padding_mask_BT)
+
+    # ---- the training-task interface of data2vec.train.loop.Trainer ------------------------
+    log_keys = ("target_var", "pred_var")
+    units_name = "masked"  # the loss is a mean over masked positions
+
+    @property
+    def trainable(self) -> nn.Module:
+        return self.student
+
+    @staticmethod
+    def num_units(batch: dict) -> int:
+        return int(batch["num_masked"])
+
+    def step_loss(self, batch: dict, wrapped: nn.Module | None = None) -> StepLoss:
+        out = self(batch, wrapped)
+        return StepLoss(out.loss_sum, out.sample_size,
+                        {"target_var": out.target_var.item(), "pred_var": out.pred_var.item()})
+
+    def after_update(self, step: int) -> dict:
+        return {"ema_decay": self.update_teacher(step)}
 
     def forward(self, batch: dict, student: nn.Module | None = None) -> Data2VecOutput:
         """One data2vec pass. ``student`` may be the DDP-wrapped ``self.student``."""

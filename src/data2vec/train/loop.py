@@ -120,16 +120,24 @@ class _StopFlag:
 
 
 class Trainer:
-    """Holds model, DDP wrapper, optimizer and position; ``train_update`` does one optimizer update."""
+    """Holds the task model, DDP wrapper, optimizer and position; ``train_update`` does one optimizer update.
 
-    def __init__(self, cfg: PretrainConfig, model: Data2Vec, dist_info: DistInfo):
+    The model is any *training task* (duck-typed; ``Data2Vec`` is one, fine-tuning heads are others):
+    - ``trainable``: the module the optimizer updates and DDP wraps (data2vec: the student);
+    - ``step_loss(batch, wrapped) -> StepLoss(loss_sum, sample_size, logs)``: the loss *summed* over the
+      batch's ``sample_size`` units (masked positions, examples) and per-batch floats to log;
+    - ``after_update(step) -> dict``: called after each optimizer step (data2vec: the EMA update);
+    - ``num_units(batch) -> int``: the batch's sample size, known before the forward pass.
+    """
+
+    def __init__(self, cfg, model: nn.Module, dist_info: DistInfo):
         self.cfg, self.model, self.dist = cfg, model, dist_info
         self.device = dist_info.device
-        self.optimizer = build_optimizer(model.student, cfg.optim)
-        self.student: nn.Module = model.student
+        self.optimizer = build_optimizer(model.trainable, cfg.optim)
+        self.wrapped: nn.Module = model.trainable
         if dist_info.world_size > 1:
             unused = float(getattr(cfg.encoder, "encoder_layerdrop", 0.0)) > 0
-            self.student = DDP(model.student, device_ids=[self.device] if self.device.type == "cuda" else None,
+            self.wrapped = DDP(model.trainable, device_ids=[self.device] if self.device.type == "cuda" else None,
                                find_unused_parameters=unused)
         self.step = 0
         self.epoch = 1
@@ -138,27 +146,29 @@ class Trainer:
     # ---- one update -------------------------------------------------------------------------
     def train_update(self, micro_batches: list[dict]) -> dict:
         cfg, model, device = self.cfg, self.model, self.device
-        model.student.train()
-        n_local = sum(int(b["num_masked"]) for b in micro_batches)
+        model.trainable.train()
+        n_local = sum(model.num_units(b) for b in micro_batches)
         n_global = self._all_reduce(torch.tensor([float(n_local)], dtype=torch.float64))[0].item()
         if n_global <= 0:
-            raise ValueError("no masked positions in this update: raise masking.mask_prob")
+            raise ValueError("nothing to learn from in this update (no masked positions / examples): "
+                             "raise masking.mask_prob or check the data")
         scale = self.dist.world_size / n_global
         loss_sum = torch.zeros((), dtype=torch.float64)
-        variances = []  # (target_var, pred_var) of micro-batches where they are defined
+        logs: dict[str, list[float]] = {}  # per micro-batch values, averaged where finite
         for j, batch in enumerate(micro_batches):
             batch = to_device(batch, device)
             last = j == len(micro_batches) - 1
-            sync = contextlib.nullcontext() if last or not isinstance(self.student, DDP) else self.student.no_sync()
+            sync = contextlib.nullcontext() if last or not isinstance(self.wrapped, DDP) else self.wrapped.no_sync()
             with sync:
                 with autocast_context(device, cfg.train.precision):
-                    out = model(batch, self.student)
+                    out = model.step_loss(batch, self.wrapped)
                 (out.loss_sum * scale).backward()
             loss_sum += out.loss_sum.detach().double().cpu()
-            if math.isfinite(out.target_var.item()) and math.isfinite(out.pred_var.item()):
-                variances.append((out.target_var.item(), out.pred_var.item()))
+            for k, v in out.logs.items():
+                if math.isfinite(v):
+                    logs.setdefault(k, []).append(v)
 
-        params = [p for p in model.student.parameters() if p.grad is not None]
+        params = [p for p in model.trainable.parameters() if p.grad is not None]
         max_norm = cfg.optim.clip_norm if cfg.optim.clip_norm > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
         if not math.isfinite(grad_norm):
@@ -168,16 +178,19 @@ class Trainer:
                 "train.precision=fp32.")
         lr = lr_at(self.step, cfg.optim, cfg.train.max_update)
         for g in self.optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)  # lr_scale: e.g. layer-wise decay when fine-tuning
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        decay = model.update_teacher(self.step)
+        extra = model.after_update(self.step)
         loss_global = self._all_reduce(loss_sum.view(1))[0].item()
-        target_var = sum(v[0] for v in variances) / len(variances) if variances else float("nan")
-        pred_var = sum(v[1] for v in variances) / len(variances) if variances else float("nan")
-        return {"loss": loss_global / n_global, "lr": lr, "grad_norm": grad_norm, "target_var": target_var,
-                "pred_var": pred_var, "ema_decay": decay, "masked": int(n_global)}
+        record = {"loss": loss_global / n_global, "lr": lr, "grad_norm": grad_norm}
+        record.update({k: sum(v) / len(v) for k, v in logs.items()})
+        for k in getattr(model, "log_keys", ()):
+            record.setdefault(k, float("nan"))  # defined in no micro-batch of this update
+        record.update(extra)
+        record[getattr(model, "units_name", "units")] = int(n_global)
+        return record
 
     def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
         if self.dist.world_size == 1:
