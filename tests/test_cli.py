@@ -93,26 +93,47 @@ def test_readme_opens_with_the_two_make_commands():
     assert "data2vec pretrain --preset audio-tiny-v1" in make.stdout and "pytest" in make.stdout
 
 
+MICRO_BY_PRESET = {
+    "audio-tiny-v1": MICRO_OVERRIDES,
+    "image-tiny-v1": ["encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2", "data.batch_size=8",
+                      "model.targets.average_top_k_layers=2", "data.num_workers=0", "train.threads=1"],
+}
+
+
 def test_readme_data2vec_commands_run(tmp_path, speech_corpus):
-    """Every `data2vec ...` line of the README runs: real for cheap ones, with --dry-run for training
-    (a checkpoint a command needs is made by a 1-update micro run first)."""
+    """Every `data2vec ...` line of the README runs: real for cheap ones, with --dry-run for training.
+    A checkpoint a command needs is made first by running the README's own pretrain line for that run
+    directory for one update with a micro model."""
     cmds = [c for c in _readme_commands() if c.startswith("data2vec ")]
     assert any("pretrain" in c for c in cmds) and any("prepare speech" in c for c in cmds)
-    assert any("prepare text" in c for c in cmds)
-    for cmd in cmds:
-        argv = shlex.split(cmd)[1:]
+    assert any("prepare text" in c for c in cmds) and any("finetune" in c for c in cmds)
+
+    def localize(argv):
         argv = [str(tmp_path / a) if a.startswith(("runs/", "data/", "models/")) else a for a in argv]
-        argv = [x for a in argv for x in (sorted(glob.glob(a)) if "*" in a else [a])]  # what the shell does
+        return [x for a in argv for x in (sorted(glob.glob(a)) if "*" in a else [a])]  # what the shell does
+
+    def ensure_checkpoint(path: str):
+        if Path(path).exists() or not path.endswith("checkpoint_last.pt"):
+            return
+        run_dir = str(Path(path).parent)
+        line = next(c for c in cmds if " pretrain " in f" {c} " and run_dir.endswith(c.split("--out ")[1].split()[0]))
+        argv = localize(shlex.split(line)[1:])
+        preset = argv[argv.index("--preset") + 1]
+        run_cli(*argv, *set_args(MICRO_BY_PRESET[preset] + ["train.max_update=1"]))
+
+    for cmd in cmds:
+        argv = localize(shlex.split(cmd)[1:])
         if argv[:2] == ["prepare", "speech"]:
             argv[argv.index("--hours") + 1] = "0.002"
-        if argv[0] == "convert" and not Path(argv[1]).exists():
-            run_cli("pretrain", "--preset", "audio-tiny-v1", "--data", str(speech_corpus), "--out",
-                    str(Path(argv[1]).parent), *set_args(MICRO_OVERRIDES + ["train.max_update=1"]))
-        if argv[0] == "pretrain":
+        if argv[0] == "convert":
+            ensure_checkpoint(argv[1])
+        if "--init" in argv:
+            ensure_checkpoint(argv[argv.index("--init") + 1])
+        if argv[0] in ("pretrain", "finetune"):
             if "--resume" in argv and "--init" not in argv:  # needs a run to resume: a fresh dry run of the recipe
                 argv += ["--preset", "audio-tiny-v1"]
             argv.append("--dry-run")
-        proc = run_cli(*argv, check=False, timeout=120)
+        proc = run_cli(*argv, check=False, timeout=180)
         assert proc.returncode == 0, f"README command failed: {cmd}\n{proc.stdout}\n{proc.stderr}"
 
 

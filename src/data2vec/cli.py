@@ -118,6 +118,56 @@ def cmd_extract(args) -> int:
     return extract.run(args)
 
 
+def _build_finetune_config(args):
+    from data2vec.config import load_file, merge, parse_override
+    from data2vec.finetune.loop import FinetuneConfig, ImageFinetuneDataConfig, finetune_config_from_dict
+
+    saved = Path(args.out) / "config.json"
+    if args.resume and saved.is_file():
+        cfg = finetune_config_from_dict(json.loads(saved.read_text()))
+    else:
+        if args.init:
+            from data2vec.pretrained import load_pretrained
+
+            src = load_pretrained(args.init)[0]
+        elif args.preset:
+            from data2vec.presets import get_preset
+
+            src = get_preset(args.preset)
+        else:
+            raise ValueError("give --init SRC (pretrained weights) or --preset NAME (random init of its encoder)")
+        if src.modality != "vision":
+            raise ValueError(f"image-classification needs a vision model, {args.init or args.preset} is {src.modality}")
+        cfg = FinetuneConfig(init=str(Path(args.init).resolve()) if args.init else "", encoder=src.encoder,
+                             data=ImageFinetuneDataConfig(augment=src.data.augment))
+    if args.config:
+        cfg = merge(cfg, load_file(args.config))
+    overrides: dict = {}
+    for item in args.set or []:
+        _deep_update(overrides, parse_override(item))
+    if overrides:
+        cfg = merge(cfg, overrides)
+    if args.data:
+        cfg = merge(cfg, {"data": {"path": str(Path(args.data).resolve())}})
+    return cfg
+
+
+def cmd_finetune(args) -> int:
+    from data2vec.finetune.loop import finetune
+
+    cfg = _build_finetune_config(args)
+    if args.dry_run:
+        from data2vec.config import to_dict
+
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
+    try:
+        finetune(cfg, args.out, resume=args.resume)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return 0
+
+
 def cmd_presets(args) -> int:
     from data2vec.config import to_dict
     from data2vec.presets import PRESETS, get_preset
@@ -169,6 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "base unless --preset is given)")
     pt.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     pt.set_defaults(func=cmd_pretrain)
+
+    ft = sub.add_parser("finetune", help="fine-tune a pretrained (or randomly initialised) encoder on labels")
+    ft_sub = ft.add_subparsers(dest="task", required=True, metavar="TASK")
+    ic = ft_sub.add_parser("image-classification", help="mean-pooled fc_norm head on image folders",
+                           description="Writes config.json, metrics.jsonl, tb/, curves.png, checkpoint_last.pt, "
+                                       "checkpoint_best.pt (best validation top-1) and metrics.json (test).")
+    ic.add_argument("--init", metavar="SRC", help="pretrained weights (any format `data2vec convert` reads)")
+    ic.add_argument("--preset", help="without --init: random initialisation of this preset's encoder")
+    ic.add_argument("--data", help="directory with train/valid/test/<class>/<images>")
+    ic.add_argument("--out", required=True, help="run directory")
+    ic.add_argument("--config", help="YAML/JSON file of overrides")
+    ic.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one value, e.g. data.label_fraction=0.1")
+    ic.add_argument("--resume", action="store_true")
+    ic.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    ic.set_defaults(func=cmd_finetune)
 
     cv = sub.add_parser("convert", help="import a HF directory, fairseq .pt or checkpoint into our pickle-free format",
                         description="Writes DIR/config.json + DIR/model.safetensors (student and EMA teacher); "

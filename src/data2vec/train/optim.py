@@ -46,7 +46,10 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool) -> li
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_1d)
+    if hasattr(model, "optim_param_groups"):  # e.g. layer-wise lr decay when fine-tuning
+        groups = model.optim_param_groups(cfg.weight_decay, cfg.no_decay_1d)
+    else:
+        groups = param_groups(model, cfg.weight_decay, cfg.no_decay_1d)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(groups, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps, foreach=True)
 

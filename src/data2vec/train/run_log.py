@@ -47,7 +47,8 @@ class RunLog:
     def log(self, step: int, metrics: dict) -> None:
         if not self.enabled:
             return
-        rec = {"step": step, **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}}
+        rec = {"step": step, **{k: ((round(v, 6) if math.isfinite(v) else None) if isinstance(v, float) else v)
+                                for k, v in metrics.items()}}  # undefined values are null (valid JSON)
         self.records.append(rec)
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -55,16 +56,15 @@ class RunLog:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)) and math.isfinite(v):
                     self.tb.add_scalar(f"train/{k}", v, step)
+        shown = {k: metrics[k] for k in ("loss", "lr", "target_var", "pred_var", "acc", "valid_top1", "samples_per_s")
+                 if isinstance(metrics.get(k), (int, float)) and math.isfinite(metrics[k])}
+        text = " ".join(f"{k} {v:.2e}" if k == "lr" else f"{k} {v:.4g}" for k, v in shown.items())
         if self.bar is not None and self.bar.disable:  # not a terminal (CI, nohup): a plain line now and then
             if time.time() - self._last_print >= self.print_every_s or step >= self.bar.total:
                 self._last_print = time.time()
-                print(f"update {step}/{self.bar.total} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e} "
-                      f"target_var {metrics['target_var']:.3f} pred_var {metrics['pred_var']:.3f} "
-                      f"{metrics.get('samples_per_s', 0):.1f} samples/s", flush=True)
+                print(f"update {step}/{self.bar.total} {text}", flush=True)
         elif self.bar is not None:
-            self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
-                                 tput=f"{metrics.get('samples_per_s', 0):.1f}/s",
-                                 target_var=f"{metrics['target_var']:.3f}", refresh=False)
+            self.bar.set_postfix_str(text, refresh=False)
 
     def advance(self, n: int = 1) -> None:
         if self.bar is not None:
@@ -78,19 +78,22 @@ class RunLog:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        steps = [r["step"] for r in self.records]
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-        axes[0].plot(steps, [r["loss"] for r in self.records])
-        axes[0].set_title("loss (per masked position)")
-        axes[1].plot(steps, [r["lr"] for r in self.records])
-        axes[1].set_title("learning rate")
-        axes[2].plot(steps, [r["target_var"] for r in self.records], label="target_var")
-        axes[2].plot(steps, [r["pred_var"] for r in self.records], label="pred_var")
-        axes[2].set_title("std over positions (collapse monitor)")
-        axes[2].legend()
-        for ax in axes:
+        panels = [("loss", ["loss"], "loss (per unit)"), ("lr", ["lr"], "learning rate"),
+                  ("var", ["target_var", "pred_var"], "std over positions (collapse monitor)"),
+                  ("acc", ["acc", "valid_top1"], "accuracy")]
+        panels = [p for p in panels if any(k in r for r in self.records for k in p[1])]
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), squeeze=False)
+        for ax, (_, keys, title) in zip(axes[0], panels):
+            for k in keys:
+                pts = [(r["step"], r[k]) for r in self.records if isinstance(r.get(k), (int, float))
+                       and math.isfinite(r[k])]
+                if pts:
+                    ax.plot(*zip(*pts), label=k)
+            ax.set_title(title)
             ax.set_xlabel("update")
             ax.grid(alpha=0.3)
+            if len(keys) > 1:
+                ax.legend()
         fig.tight_layout()
         path = self.run_dir / "curves.png"
         fig.savefig(path, dpi=90)
@@ -105,10 +108,12 @@ class RunLog:
         if self.tb is not None:
             self.tb.close()
         self.plot()
-        first = self.records[0] if self.records else {}
-        last = self.records[-1] if self.records else {}
+        train = [r for r in self.records if "loss" in r]
+        first = train[0] if train else {}
+        last = train[-1] if train else {}
         summary = {**summary, "first_loss": first.get("loss"), "last_loss": last.get("loss"),
-                   "last_target_var": last.get("target_var"), "last_pred_var": last.get("pred_var"),
+                   **({"last_target_var": last.get("target_var"), "last_pred_var": last.get("pred_var")}
+                      if "target_var" in last else {}),
                    "wall_time_s": round(time.time() - self.start_time, 1)}
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         lines = [f"{k}: {v}" for k, v in summary.items()]

@@ -1,0 +1,1 @@
+"""Fine-tuning tasks on pretrained data2vec encoders."""

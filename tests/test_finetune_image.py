@@ -1,0 +1,95 @@
+"""Image classification fine-tuning: layer-wise lr decay, linear probe, and a tiny run that learns."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import set_args
+from data2vec.cli import main
+from data2vec.finetune.image import ImageClassifier, ImageHeadConfig
+from data2vec.modalities.vision import VisionEncoder, VisionEncoderConfig
+
+
+def _encoder():
+    return VisionEncoder(VisionEncoderConfig(image_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=3,
+                                             num_heads=2, drop_path_rate=0.0))
+
+
+def test_layer_decay_groups():
+    model = ImageClassifier(_encoder(), ImageHeadConfig(num_classes=3, layer_decay=0.5))
+    scale = {}
+    for g in model.optim_param_groups(0.05, True):
+        for p in g["params"]:
+            scale[id(p)] = (g["lr_scale"], g["weight_decay"])
+    named = dict(model.named_parameters())
+    assert scale[id(named["head.weight"])] == (1.0, 0.05)
+    assert scale[id(named["head.bias"])] == (1.0, 0.0)
+    assert scale[id(named["encoder.context_encoder.layers.2.fc1.weight"])] == (0.5, 0.05)
+    assert scale[id(named["encoder.context_encoder.layers.0.fc1.weight"])] == (0.125, 0.05)
+    assert scale[id(named["encoder.patch_embed.weight"])] == (0.0625, 0.05)
+    assert scale[id(named["encoder.context_encoder.cls_token"])] == (0.0625, 0.0)
+
+
+def test_linear_probe_freezes_the_encoder():
+    model = ImageClassifier(_encoder(), ImageHeadConfig(num_classes=3, linear_probe=True)).train()
+    assert not model.encoder.training and not any(p.requires_grad for p in model.encoder.parameters())
+    assert sum(p.numel() for g in model.optim_param_groups(0.0, True) for p in g["params"]) == 32 * 2 + 32 * 3 + 3
+
+
+def _image_folders(root, n=30):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:28, 0:28]
+    for split, count in (("train", n), ("valid", 10), ("test", 10)):
+        for c in range(3):
+            (root / split / f"c{c}").mkdir(parents=True)
+            for i in range(count):
+                # vertical stripes, one frequency per class (invariant to the flips of the augmentation)
+                img = 127 + 100 * np.sin(xx * (0.4, 1.0, 2.2)[c] + rng.uniform(0, 6.28)) + 0 * yy
+                img += rng.normal(0, 10, (28, 28))
+                Image.fromarray(img.clip(0, 255).astype(np.uint8), mode="L").save(root / split / f"c{c}" / f"{i}.png")
+
+
+SMALL = ["encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2", "encoder.drop_path_rate=0.0",
+         "data.batch_size=30", "data.num_workers=0", "train.max_update=80", "train.log_interval=5",
+         "train.threads=1", "eval_interval=20", "optim.lr=2e-3", "optim.warmup_updates=3",
+         "data.augment.crop_scale=(0.8, 1.0)"]
+
+
+def test_finetune_from_scratch_learns_and_reports(tmp_path, capsys):
+    _image_folders(tmp_path / "img")
+    run = tmp_path / "ft"
+    assert main(["finetune", "image-classification", "--preset", "image-tiny-v1", "--data", str(tmp_path / "img"),
+                 "--out", str(run), *set_args(SMALL)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["best_valid"]["top1"] > 0.6 and metrics["test"]["top1"] > 0.6  # chance is 1/3
+    assert metrics["test"]["examples"] == 30 and metrics["test"]["top5"] == 1.0
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("valid_top1" in r for r in recs) and (run / "checkpoint_best.pt").is_file()
+    assert "labelled training images" in capsys.readouterr().out
+
+
+def test_finetune_from_pretrained_with_few_labels(tmp_path):
+    from data2vec.config import merge
+    from data2vec.pretrained import build_model, save_pretrained
+    from data2vec.presets import get_preset
+
+    _image_folders(tmp_path / "img")
+    cfg = merge(get_preset("image-tiny-v1"), {"encoder": {"embed_dim": 32, "depth": 2, "num_heads": 2},
+                                              "model": {"targets": {"average_top_k_layers": 2}}})
+    src = save_pretrained(cfg, build_model(cfg), tmp_path / "pre")
+    run = tmp_path / "ft"
+    assert main(["finetune", "image-classification", "--init", str(src), "--data", str(tmp_path / "img"), "--out",
+                 str(run), *set_args(["data.label_fraction=0.2", "train.max_update=4", "data.num_workers=0",
+                                      "eval_interval=2", "train.threads=1"])]) == 0
+    cfg_out = json.loads((run / "config.json").read_text())
+    assert cfg_out["init"].endswith("pre") and cfg_out["head"]["num_classes"] == 3
+    ck = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert ck["step"] == 4
+    with pytest.raises(SystemExit):
+        main(["finetune", "image-classification", "--help"])
