@@ -93,3 +93,19 @@ def test_finetune_from_pretrained_with_few_labels(tmp_path):
     assert ck["step"] == 4
     with pytest.raises(SystemExit):
         main(["finetune", "image-classification", "--help"])
+
+
+def test_finetune_resume_continues(tmp_path):
+    _image_folders(tmp_path / "img", n=8)
+    run = tmp_path / "ft"
+    base = ["finetune", "image-classification", "--preset", "image-tiny-v1", "--data", str(tmp_path / "img"),
+            "--out", str(run)]
+    small = ["encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2", "data.batch_size=8",
+             "data.num_workers=0", "train.threads=1", "eval_interval=2", "train.save_interval_updates=2"]
+    assert main([*base, *set_args(small + ["train.max_update=2"])]) == 0
+    assert main([*base, *set_args(small + ["train.max_update=2"])]) == 2  # exists: needs --resume
+    assert main([*base, "--resume", *set_args(["train.max_update=4"])]) == 0
+    ck = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert ck["step"] == 4 and ck["config"]["encoder"]["embed_dim"] == 32
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 4
