@@ -109,3 +109,32 @@ def test_finetune_resume_continues(tmp_path):
     assert ck["step"] == 4 and ck["config"]["encoder"]["embed_dim"] == 32
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 4
+
+
+def test_soft_targets_match_cross_entropy_label_smoothing():
+    from data2vec.finetune.image import soft_targets
+
+    logits, y = torch.randn(5, 4), torch.tensor([0, 3, 1, 1, 2])
+    t = soft_targets(y, 4, 0.1)
+    assert torch.allclose(t.sum(1), torch.ones(5))
+    ours = -(t * torch.log_softmax(logits, -1)).sum(1).mean()
+    torch.testing.assert_close(ours, torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1))
+
+
+@pytest.mark.parametrize("mixup, cutmix", [(0.8, 0.0), (0.0, 1.0)])
+def test_mixup_and_cutmix(mixup, cutmix):
+    from data2vec.finetune.image import mix_batch, soft_targets
+
+    torch.manual_seed(0)
+    x = torch.stack([torch.full((1, 8, 8), float(i)) for i in range(4)])
+    t = soft_targets(torch.arange(4), 4, 0.0)
+    mx, mt = mix_batch(x, t, ImageHeadConfig(num_classes=4, mixup=mixup, cutmix=cutmix))
+    assert torch.allclose(mt.sum(1), torch.ones(4))
+    lam = mt[0, 0].item()  # sample 0 mixed with sample 3 (the reversed batch)
+    assert 0 <= lam <= 1 and torch.isclose(mt[0, 3], torch.tensor(1 - lam))
+    if cutmix:  # lambda is the true share of sample 0's pixels
+        assert (mx[0] == 0).float().mean().item() == pytest.approx(lam)
+    else:
+        torch.testing.assert_close(mx[0], torch.full((1, 8, 8), 3 * (1 - lam)))
+    off = ImageHeadConfig(num_classes=4)
+    assert mix_batch(x, t, off)[0] is x

@@ -5,7 +5,8 @@ pretraining final LayerNorm is not used). Layer-wise learning-rate decay (BEiT l
 and shared position bias 0, block i -> i + 1, fc_norm and head depth + 1), label smoothing, drop path
 (``encoder.drop_path_rate``), and a linear-probe mode (frozen encoder in eval mode, only
 ``fc_norm`` + ``head`` train). Implements the training-task interface of ``data2vec.train.loop.Trainer``.
-Not yet: mixup/cutmix (the official recipe uses them; see the issue note).
+Mixup / cutmix (timm semantics, batch mode: the batch is mixed with its reverse; cutmix's lambda is
+corrected to the pasted box's true area; label smoothing is applied to the mixed soft targets).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ class ImageHeadConfig:
     label_smoothing: float = 0.1
     layer_decay: float = 0.65  # lr of layer l = lr * layer_decay ** (depth + 1 - l); 1 = off
     linear_probe: bool = False  # freeze the encoder; train fc_norm + head only
+    mixup: float = 0.0  # Beta(a, a) mixing of image pairs (official v1 ViT-B: 0.8; 0 = off)
+    cutmix: float = 0.0  # Beta(a, a) area of a pasted box (official: 1.0; 0 = off)
+    mix_prob: float = 1.0  # probability of mixing a batch at all
+    mix_switch_prob: float = 0.5  # with both on: probability of cutmix instead of mixup
 
 
 class ImageClassifier(nn.Module):
@@ -65,10 +70,13 @@ class ImageClassifier(nn.Module):
         return int(batch["labels"].numel())
 
     def step_loss(self, batch: dict, wrapped: nn.Module) -> StepLoss:
-        logits = wrapped(batch["source"]).float()
-        loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.cfg.label_smoothing, reduction="sum")
-        acc = (logits.argmax(-1) == batch["labels"]).float().mean().item()
-        return StepLoss(loss, int(batch["labels"].numel()), {"acc": acc})
+        x, y = batch["source"], batch["labels"]
+        targets = soft_targets(y, self.cfg.num_classes, self.cfg.label_smoothing)
+        x, targets = mix_batch(x, targets, self.cfg)
+        logits = wrapped(x).float()
+        loss = -(targets * F.log_softmax(logits, dim=-1)).sum()
+        acc = (logits.argmax(-1) == targets.argmax(-1)).float().mean().item()
+        return StepLoss(loss, int(y.numel()), {"acc": acc})
 
     def after_update(self, step: int) -> dict:
         return {}
@@ -91,6 +99,36 @@ class ImageClassifier(nn.Module):
                                                    "lr_scale": self.cfg.layer_decay ** (depth + 1 - layer)})
             g["params"].append(p)
         return list(groups.values())
+
+
+def soft_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    """One-hot with label smoothing as in ``F.cross_entropy(label_smoothing=...)``: (1 - s) + s / K on the label."""
+    off = smoothing / num_classes
+    t = torch.full((labels.numel(), num_classes), off, device=labels.device)
+    return t.scatter_(1, labels[:, None], 1.0 - smoothing + off)
+
+
+def mix_batch(x: torch.Tensor, targets: torch.Tensor, cfg: ImageHeadConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup or cutmix of the batch with its reverse (global torch RNG, so it is restored on resume)."""
+    use_mixup, use_cutmix = cfg.mixup > 0, cfg.cutmix > 0
+    if not (use_mixup or use_cutmix) or torch.rand(()).item() >= cfg.mix_prob:
+        return x, targets
+    cut = use_cutmix and (not use_mixup or torch.rand(()).item() < cfg.mix_switch_prob)
+    alpha = cfg.cutmix if cut else cfg.mixup
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    flipped = x.flip(0)
+    if cut:
+        H, W = x.shape[-2:]
+        rh, rw = int(H * (1 - lam) ** 0.5), int(W * (1 - lam) ** 0.5)
+        cy, cx = int(torch.randint(H, ())), int(torch.randint(W, ()))
+        y0, y1 = max(cy - rh // 2, 0), min(cy + rh // 2, H)
+        x0, x1 = max(cx - rw // 2, 0), min(cx + rw // 2, W)
+        x = x.clone()
+        x[..., y0:y1, x0:x1] = flipped[..., y0:y1, x0:x1]
+        lam = 1.0 - (y1 - y0) * (x1 - x0) / (H * W)
+    else:
+        x = lam * x + (1 - lam) * flipped
+    return x, lam * targets + (1 - lam) * targets.flip(0)
 
 
 @torch.no_grad()
