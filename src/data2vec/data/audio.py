@@ -1,13 +1,18 @@
 """Speech data for pretraining, with fairseq ``FileAudioDataset`` semantics.
 
 manifest (``.tsv``) -> ``validate_manifest`` (report bad entries before training) -> ``AudioDataset``
-(read, resample to 16 kHz, mono, normalise, random crop) -> ``BucketBatchSampler`` (length-bucketed
-batches under a sample budget, sharded over ranks) -> ``AudioCollator`` (pad or crop, padding masks,
-span masks) -> ``build_audio_loader``.
+(read, mono, resample to the target rate, normalise, random crop) -> ``BucketBatchSampler`` (length-bucketed
+batches under a sample budget, sharded over ranks; shared with text, see ``data2vec.data.sampler``)
+-> ``AudioCollator`` (pad or crop, padding masks, span masks) -> ``build_audio_loader``.
 
-Every random choice (crop offset, batch order, mask) is drawn from a generator seeded by
-``(seed, epoch, index)``: batches are the same in any worker process, on any rank and after a resume,
-and the global RNG is never touched.
+Mirrors fairseq ``fairseq/data/audio/raw_audio_dataset.py`` (``FileAudioDataset``: skip clips shorter than
+``min_sample_size``, ``F.layer_norm`` over the whole clip, random crop to ``max_sample_size``, crop the batch
+to its shortest clip when padding is off). Deviations: the manifest is checked up front (fairseq fails
+mid-epoch on a bad file), other sample rates and multi-channel files are converted instead of rejected,
+and every random choice comes from a generator seeded by ``(seed, epoch, index)`` rather than the global
+RNG, so batches are the same in any worker process, on any rank and after a resume.
+
+Shapes: B = batch, T = samples (padded), S = samples of one clip, C = channels, F = conv frames.
 """
 
 from __future__ import annotations
@@ -20,33 +25,46 @@ from typing import Callable
 
 import numpy as np
 import soundfile as sf
+import soxr
 import torch
+import torch.nn.functional as F
 
-from data2vec.data.sampler import BucketBatchSampler, build_loader, rng as _rng
+from data2vec.data.sampler import BucketBatchSampler, build_loader, rng
 from data2vec.modalities.audio.masking import SpanMaskConfig, compute_span_mask
 
 __all__ = ["AudioCollator", "AudioDataset", "BucketBatchSampler", "DataReport", "Manifest", "build_audio_loader",
            "read_manifest", "validate_manifest"]
 
+_PARALLEL_PROBE_MIN = 64  # probe headers in a thread pool from this many entries on (it is I/O bound)
+_MAX_EXAMPLES = 5  # example paths kept per problem kind
+_COLLATE_CROP_OFFSET = 1 << 30  # collator crops use index + offset: a different stream from the dataset crop
+
 
 @dataclass
 class Manifest:
+    """A fairseq manifest: audio files relative to ``root`` with their lengths in samples."""
+
     root: Path
     paths: list[str]
-    sizes: list[int]  # samples at the target rate (declared ones until validated)
-    source: Path | None = None
-    rates: list[int] = field(default_factory=list)  # file sample rates (after validation)
+    sizes: list[int]  # as declared in the file; at the target rate after validate_manifest
+    source: Path | None = None  # the .tsv it came from
 
     def __len__(self) -> int:
         return len(self.paths)
 
 
 def read_manifest(path: str | Path) -> Manifest:
-    """fairseq manifest: line 1 = root directory, then ``relative/path<TAB>num_samples`` per line."""
+    """Parse a fairseq ``.tsv``: line 1 = audio root, then ``relative/path<TAB>num_samples`` per line.
+
+    Extra columns are ignored. A relative root is taken relative to the manifest's directory.
+    """
     path = Path(path)
     lines = path.read_text().splitlines()
-    if not lines:
-        raise ValueError(f"{path} is empty: line 1 must be the audio root directory")
+    if not lines or not lines[0].strip():
+        raise ValueError(f"{path}:1: line 1 must be the audio root directory, got an empty line")
+    if "\t" in lines[0]:
+        raise ValueError(f"{path}:1: line 1 must be the audio root directory, got an entry {lines[0]!r} "
+                         "(fairseq manifests start with the root; add it as the first line)")
     root = Path(lines[0].strip())
     if not root.is_absolute():
         root = (path.parent / root).resolve()
@@ -55,96 +73,151 @@ def read_manifest(path: str | Path) -> Manifest:
         if not line.strip():
             continue
         cols = line.split("\t")
-        if len(cols) < 2 or not cols[1].strip().lstrip("-").isdigit():
-            raise ValueError(f"{path}:{n}: expected 'relative/path<TAB>num_samples', got {line!r}")
+        if len(cols) < 2 or not cols[0] or not cols[1].strip().isdigit():
+            raise ValueError(f"{path}:{n}: expected 'relative/path<TAB>num_samples' (a tab, a count >= 0), "
+                             f"got {line!r}")
         paths.append(cols[0])
         sizes.append(int(cols[1]))
     return Manifest(root, paths, sizes, path)
 
 
+# Problem kinds in report order: the first four drop the entry, the rest keep it (converted on read).
+_DROPPED = ("missing", "unreadable", "empty", "too_short")
+_KEPT = ("resampled", "multi_channel", "size_mismatch")
+
+
 @dataclass
 class DataReport:
-    """What ``validate_manifest`` found: counts per problem and a few example paths for each."""
+    """What ``validate_manifest`` found: entries, usable ones, a count and example paths per problem kind."""
 
     name: str
+    sample_rate: int
+    min_samples: int
     total: int = 0
     usable: int = 0
-    problems: Counter = field(default_factory=Counter)
-    examples: dict = field(default_factory=dict)
-    notes: list = field(default_factory=list)
+    usable_samples: int = 0  # total usable audio at sample_rate
+    counts: Counter = field(default_factory=Counter)  # kind (see _DROPPED, _KEPT) -> entries
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    resampled_from: Counter = field(default_factory=Counter)  # source rate -> entries
 
     def add(self, kind: str, path: str, detail: str = "") -> None:
-        self.problems[kind] += 1
+        self.counts[kind] += 1
         ex = self.examples.setdefault(kind, [])
-        if len(ex) < 5:
+        if len(ex) < _MAX_EXAMPLES:
             ex.append(f"{path} ({detail})" if detail else path)
 
+    def _label(self, kind: str) -> str:
+        if kind == "resampled":
+            rates = ", ".join(f"{r}->{self.sample_rate} Hz" for r in sorted(self.resampled_from))
+            return f"resampled {rates}"
+        return {"missing": "missing", "unreadable": "unreadable", "empty": "empty (0 frames)",
+                "too_short": f"too short (< min_sample_size={self.min_samples} samples)",
+                "multi_channel": "multi-channel, averaged to mono",
+                "size_mismatch": "length differs from the manifest (real length used)"}[kind]
+
     def summary(self) -> str:
-        lines = [f"{self.name}: {self.total} entries, {self.usable} usable"]
-        for kind, n in sorted(self.problems.items()):
-            lines.append(f"  {n} {kind}: e.g. {', '.join(self.examples[kind])}")
-        return "\n".join(lines + [f"  {note}" for note in self.notes])
+        hours = self.usable_samples / self.sample_rate / 3600
+        lines = [f"{self.name}: {self.total} entries, {self.usable} usable ({hours:.2f} h at {self.sample_rate} Hz)"]
+        for verdict, kinds in (("skipped", _DROPPED), ("kept", _KEPT)):
+            for kind in kinds:
+                if self.counts[kind]:
+                    more = ", ..." if self.counts[kind] > len(self.examples[kind]) else ""
+                    lines.append(f"  {verdict}: {self.counts[kind]} {self._label(kind)}; "
+                                 f"e.g. {', '.join(self.examples[kind])}{more}")
+        return "\n".join(lines)
 
 
-def _probe(path: Path):
+def _probe(path: Path) -> tuple[str | None, object]:
+    """(None, soundfile header info) or (problem kind, detail). Reads the header only."""
+    if not path.is_file():
+        return "missing", ""
     try:
-        return sf.info(str(path))
-    except Exception as e:  # noqa: BLE001 - any libsndfile failure means "unreadable"
-        return e
+        return None, sf.info(str(path))
+    except (RuntimeError, OSError) as e:  # libsndfile errors are RuntimeErrors
+        return "unreadable", str(e).splitlines()[-1][:80]
+
+
+def _fix_hint(report: DataReport, manifest: Manifest) -> str:
+    hints = []
+    if report.counts["missing"]:
+        hints.append(f"check the audio root on line 1 of the manifest (now {manifest.root}) and the relative paths")
+    if report.counts["unreadable"] or report.counts["empty"]:
+        hints.append("re-create the unreadable/empty files (e.g. `data2vec prepare speech`)")
+    if report.counts["too_short"]:
+        hints.append(f"lower data.min_sample_size (now {report.min_samples}) or use longer clips")
+    return "; ".join(hints) or "add entries to the manifest"
 
 
 def validate_manifest(manifest: Manifest, *, sample_rate: int, min_samples: int) -> tuple[Manifest, DataReport]:
-    """Check every entry (header only, no decoding); keep what can be used, count and name the rest.
+    """Check every entry's header (no decoding); keep what can be used, count and name the rest.
 
     Missing, unreadable, empty and (like fairseq) shorter-than-``min_samples`` files are dropped; other
-    sample rates are kept and resampled on read; multi-channel files are averaged to mono. Sizes become
-    the true lengths at ``sample_rate``.
+    sample rates are kept and resampled on read; multi-channel files are averaged to mono. Sizes in the
+    returned manifest are the real lengths at ``sample_rate``, not the declared ones.
+
+    Raises:
+        ValueError: nothing usable is left (with the report and what to fix).
     """
-    report = DataReport(str(manifest.source.name if manifest.source else "manifest"), total=len(manifest))
+    report = DataReport(manifest.source.name if manifest.source else "manifest", sample_rate, min_samples,
+                        total=len(manifest))
     files = [manifest.root / p for p in manifest.paths]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        infos = list(pool.map(_probe, files))
-    keep_paths, keep_sizes, keep_rates = [], [], []
-    rates = Counter()
-    for rel, declared, f, info in zip(manifest.paths, manifest.sizes, files, infos):
-        if isinstance(info, Exception):
-            report.add("missing" if not f.exists() else "unreadable", rel, "" if not f.exists() else str(info)[:80])
+    if len(files) >= _PARALLEL_PROBE_MIN:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            probes = list(pool.map(_probe, files))
+    else:
+        probes = [_probe(f) for f in files]
+    keep_paths, keep_sizes = [], []
+    for rel, declared, (problem, info) in zip(manifest.paths, manifest.sizes, probes):
+        if problem is not None:
+            report.add(problem, rel, info)
             continue
         if info.frames <= 0:
             report.add("empty", rel)
             continue
-        size = int(round(info.frames * sample_rate / info.samplerate))
+        size = round(info.frames * sample_rate / info.samplerate)  # the length soxr produces
         if size < min_samples:
-            report.add(f"shorter than min_sample_size={min_samples}", rel, f"{size} samples")
+            report.add("too_short", rel, f"{size} samples")
             continue
         if info.samplerate != sample_rate:
-            rates[info.samplerate] += 1
-            report.add(f"resampled to {sample_rate} Hz", rel, f"{info.samplerate} Hz")
+            report.resampled_from[info.samplerate] += 1
+            report.add("resampled", rel, f"{info.samplerate} Hz")
         if info.channels > 1:
-            report.add("multi-channel, averaged to mono", rel, f"{info.channels} ch")
+            report.add("multi_channel", rel, f"{info.channels} channels")
         if declared != info.frames:
-            report.add("length differs from the manifest (true length used)", rel, f"{declared} vs {info.frames}")
+            report.add("size_mismatch", rel, f"{declared} declared, {info.frames} real")
         keep_paths.append(rel)
         keep_sizes.append(size)
-        keep_rates.append(info.samplerate)
-    report.usable = len(keep_paths)
+    report.usable, report.usable_samples = len(keep_paths), sum(keep_sizes)
     if report.usable == 0:
-        raise ValueError(f"no usable audio in {manifest.source}:\n{report.summary()}\n"
-                         "fix the paths (line 1 of the manifest is the root directory) or the files")
-    return Manifest(manifest.root, keep_paths, keep_sizes, manifest.source, keep_rates), report
+        raise ValueError(f"no usable audio in {manifest.source or 'the manifest'}:\n{report.summary()}\n"
+                         f"to fix: {_fix_hint(report, manifest)}")
+    return Manifest(manifest.root, keep_paths, keep_sizes, manifest.source), report
 
 
-def crop_offset(length: int, target: int, seed: int, epoch: int, index: int) -> int:
-    """Random crop start (deterministic in seed, epoch, index)."""
-    return int(_rng(seed, epoch, index, 1).integers(0, length - target + 1)) if length > target else 0
+def _crop_start(length: int, target: int, seed: int, epoch: int, index: int) -> int:
+    """Random start of a ``target``-long window in ``length`` samples, fixed by (seed, epoch, index)."""
+    return int(rng(seed, epoch, index, 1).integers(0, length - target + 1)) if length > target else 0
 
 
 class AudioDataset(torch.utils.data.Dataset):
+    """Mono float32 clips at ``sample_rate``, normalised per utterance, randomly cropped to ``max_sample_size``.
+
+    Each sample is ``{"id": index, "epoch": epoch, "source": x_S}``; the epoch travels with the sample so
+    the collator's crops and masks depend on it without the collator holding state in each worker.
+    """
+
     def __init__(self, manifest: Manifest, *, sample_rate: int, max_sample_size: int, min_sample_size: int,
                  normalize: bool, seed: int):
+        if max_sample_size < 1:
+            raise ValueError(f"max_sample_size must be >= 1, got {max_sample_size}")
+        sizes = np.asarray(manifest.sizes, dtype=np.int64)
+        short = np.flatnonzero(sizes < min_sample_size)
+        if len(short):
+            raise ValueError(f"{len(short)} entries are shorter than min_sample_size={min_sample_size} "
+                             f"(e.g. {manifest.paths[short[0]]}): pass the manifest through validate_manifest")
         self.manifest, self.sample_rate, self.normalize, self.seed = manifest, sample_rate, normalize, seed
         self.max_sample_size, self.min_sample_size = max_sample_size, min_sample_size
-        self.sizes = np.minimum(np.asarray(manifest.sizes, dtype=np.int64), max_sample_size)
+        self.sizes = np.minimum(sizes, max_sample_size)  # effective lengths, for batching
         self.epoch = 1
 
     def set_epoch(self, epoch: int) -> None:
@@ -154,33 +227,34 @@ class AudioDataset(torch.utils.data.Dataset):
         return len(self.manifest)
 
     def read(self, index: int) -> np.ndarray:
+        """The whole clip as float32 mono at ``sample_rate``, [S]."""
         path = self.manifest.root / self.manifest.paths[index]
         try:
-            wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        except Exception as e:  # noqa: BLE001
-            raise RuntimeError(f"cannot read {path}: {e}") from None
-        wav = wav.mean(axis=1)
+            wav_SC, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        except (RuntimeError, OSError) as e:
+            raise RuntimeError(f"cannot read {path} (entry {index}): {e}; did it change after the manifest "
+                               "was validated?") from e
+        if wav_SC.shape[0] == 0:
+            raise RuntimeError(f"{path} (entry {index}) is empty now; it had audio when the manifest was validated")
+        wav_S = wav_SC.mean(axis=1)
         if rate != self.sample_rate:
-            import soxr
-
-            wav = soxr.resample(wav, rate, self.sample_rate).astype(np.float32)
-        return wav
+            wav_S = soxr.resample(wav_S, rate, self.sample_rate)
+        return np.ascontiguousarray(wav_S, dtype=np.float32)
 
     def __getitem__(self, index: int) -> dict:
-        wav = torch.from_numpy(np.ascontiguousarray(self.read(index)))
-        if self.normalize:  # fairseq: F.layer_norm(wav, wav.shape)
-            wav = torch.nn.functional.layer_norm(wav, wav.shape)
-        if wav.numel() > self.max_sample_size:
-            start = crop_offset(wav.numel(), self.max_sample_size, self.seed, self.epoch, index)
-            wav = wav[start:start + self.max_sample_size]
-        return {"id": index, "epoch": self.epoch, "source": wav}
+        x_S = torch.from_numpy(self.read(index))
+        if self.normalize:  # fairseq: F.layer_norm(wav, wav.shape), before the crop
+            x_S = F.layer_norm(x_S, x_S.shape)
+        start = _crop_start(x_S.numel(), self.max_sample_size, self.seed, self.epoch, index)
+        return {"id": index, "epoch": self.epoch, "source": x_S[start:start + self.max_sample_size]}
 
 
 class AudioCollator:
-    """Samples -> batch dict with padding masks (samples and frames) and the span mask.
+    """Samples -> batch with padding masks (samples and frames) and the span mask.
 
-    ``pad=True`` right-pads to the longest clip; ``pad=False`` crops every clip to the shortest
-    (fairseq ``enable_padding: false``), at a random offset deterministic in (seed, epoch, id).
+    ``pad=True`` right-pads with zeros to the longest clip; ``pad=False`` crops every clip to the shortest
+    (fairseq ``enable_padding: false``) at an offset fixed by (seed, epoch, id). Either way no clip is longer
+    than ``max_sample_size``. The epoch is read from the samples (see ``AudioDataset``).
     """
 
     def __init__(self, *, frame_lengths_fn: Callable, mask_cfg: SpanMaskConfig, seed: int, pad: bool,
@@ -189,39 +263,41 @@ class AudioCollator:
         self.pad, self.max_sample_size = pad, max_sample_size
 
     def __call__(self, samples: list[dict]) -> dict:
-        samples = [s for s in samples if s["source"].numel() > 0]
+        """Returns source [B, T] float32, padding_mask [B, T] / frame_padding_mask [B, F] (True = padding,
+        both None without padding), mask [B, F] (True = masked), indices [B] long and num_masked."""
         if not samples:
-            raise ValueError("empty batch")
+            raise ValueError("cannot collate an empty batch")
         epoch = samples[0]["epoch"]
-        ids = [s["id"] for s in samples]
-        lengths = torch.tensor([s["source"].numel() for s in samples])
-        B = len(samples)
-        if self.pad:
-            T = int(lengths.max())
-            source = torch.zeros(B, T)
-            for b, s in enumerate(samples):
-                source[b, : lengths[b]] = s["source"]
-            padding_mask = torch.arange(T)[None, :] >= lengths[:, None]
-        else:
-            T = int(lengths.min())
-            source = torch.stack([
-                s["source"][(o := crop_offset(int(lengths[b]), T, self.seed, epoch, s["id"] + (1 << 30))):o + T]
-                for b, s in enumerate(samples)])
-            padding_mask = torch.zeros(B, T, dtype=torch.bool)
-        frames = int(self.frame_lengths_fn(torch.tensor([T]))[0])
-        if padding_mask.any():
-            frame_lengths = self.frame_lengths_fn(lengths).clamp(max=frames)
-            frame_padding_mask = torch.arange(frames)[None, :] >= frame_lengths[:, None]
-        else:
-            padding_mask = frame_padding_mask = None
-        mask = torch.from_numpy(compute_span_mask(
-            (B, frames), None if frame_padding_mask is None else frame_padding_mask.numpy(), self.mask_cfg,
-            seed=self.seed, epoch=epoch, indices=np.asarray(ids)))
-        return {"source": source, "padding_mask": padding_mask, "frame_padding_mask": frame_padding_mask,
-                "mask": mask, "indices": torch.tensor(ids), "num_masked": int(mask.sum())}
+        assert all(s["epoch"] == epoch for s in samples), "samples from different epochs in one batch"
+        ids = [int(s["id"]) for s in samples]
+        lengths = [s["source"].numel() for s in samples]
+        T = min(max(lengths) if self.pad else min(lengths), self.max_sample_size)
+        source_BT = torch.zeros(len(samples), T, dtype=torch.float32)
+        for b, (s, i) in enumerate(zip(samples, ids)):
+            start = _crop_start(lengths[b], T, self.seed, epoch, i + _COLLATE_CROP_OFFSET)
+            x_S = s["source"][start:start + T]
+            source_BT[b, : x_S.numel()] = x_S
+        lengths_B = torch.tensor([min(n, T) for n in lengths])
+        num_frames = int(self.frame_lengths_fn(torch.tensor([T]))[0])
+        padding_mask_BT = frame_padding_mask_BF = None
+        if bool((lengths_B < T).any()):
+            padding_mask_BT = torch.arange(T)[None, :] >= lengths_B[:, None]
+            frame_lengths_B = self.frame_lengths_fn(lengths_B).clamp(0, num_frames)
+            frame_padding_mask_BF = torch.arange(num_frames)[None, :] >= frame_lengths_B[:, None]
+        mask_BF = torch.from_numpy(compute_span_mask(
+            (len(samples), num_frames), None if frame_padding_mask_BF is None else frame_padding_mask_BF.numpy(),
+            self.mask_cfg, seed=self.seed, epoch=epoch, indices=ids))
+        return {"source": source_BT, "padding_mask": padding_mask_BT, "frame_padding_mask": frame_padding_mask_BF,
+                "mask": mask_BF, "indices": torch.tensor(ids, dtype=torch.long), "num_masked": int(mask_BF.sum())}
 
 
 def build_audio_loader(dataset: AudioDataset, sampler: BucketBatchSampler, collator: AudioCollator, *,
                        num_workers: int, epoch: int, start_batch: int = 0) -> torch.utils.data.DataLoader:
-    """The loader for one epoch, starting after ``start_batch`` batches (skipped without loading them)."""
+    """The loader for one epoch, from batch ``start_batch`` on (earlier ones are skipped without loading).
+
+    Sets the epoch on the dataset and the sampler (the collator takes it from the samples). The loader
+    draws from its own ``torch.Generator``, never the global RNG; its len() is the number of batches left.
+    """
+    if start_batch < 0:
+        raise ValueError(f"start_batch must be >= 0, got {start_batch}")
     return build_loader(dataset, sampler, collator, num_workers=num_workers, epoch=epoch, start_batch=start_batch)
