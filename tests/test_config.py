@@ -24,6 +24,8 @@ def test_json_round_trip_rebuilds_the_same_config():
     ("model.loss.loss_scale=null", {"model": {"loss": {"loss_scale": None}}}),
     ("optim.phase_ratio=(0.1, 0.4, 0.5)", {"optim": {"phase_ratio": (0.1, 0.4, 0.5)}}),
     ("data.path=/some/dir", {"data": {"path": "/some/dir"}}),
+    ("data.enable_padding=False", {"data": {"enable_padding": False}}),
+    ("train.max_update=4e5", {"train": {"max_update": 400000.0}}),
 ])
 def test_parse_override(item, expected):
     assert parse_override(item) == expected
@@ -40,6 +42,16 @@ def test_merge_nested_values_with_types():
     assert get_preset("audio-tiny-v1").optim.lr != 2e-4  # presets are fresh objects
 
 
+def test_merge_coerces_types_and_leaves_the_input_untouched():
+    cfg = get_preset("audio-tiny-v1")
+    new = merge(cfg, {"train": {"max_update": 4e5}, "optim": {"lr": 1, "phase_ratio": [0.1, 0.2, 0.7]},
+                      "model": {"loss": {"loss_scale": None}}})
+    assert new.train.max_update == 400000 and type(new.train.max_update) is int
+    assert new.optim.lr == 1.0 and type(new.optim.lr) is float
+    assert new.optim.phase_ratio == (0.1, 0.2, 0.7) and new.model.loss.loss_scale is None
+    assert cfg.train.max_update == 600 and cfg.optim.phase_ratio == (0.1, 0.6, 0.3)
+
+
 @pytest.mark.parametrize("override, message", [
     ("optim.lrr=1", "unknown config key 'optim.lrr'"),
     ("optim.lr=abc", "optim.lr: expected a number"),
@@ -48,6 +60,10 @@ def test_merge_nested_values_with_types():
     ("optim.lr_scheduler=linear", "expected one of ['tri_stage', 'cosine', 'fixed']"),
     ("optim.adam_betas=[0.9]", "expected 2 values"),
     ("masking.mask_prob=1.5", "mask_prob must be in [0, 1)"),
+    ("train.max_update=1.5", "train.max_update: expected an integer"),
+    ("model.loss.loss_scale=big", "model.loss.loss_scale: expected float | None"),
+    ("optim.phase_ratio=0.5", "optim.phase_ratio: expected a list"),
+    ("model.ema=0.9", "model.ema: expected a mapping for EMAConfig"),
 ])
 def test_bad_values_name_the_key_and_the_fix(override, message):
     with pytest.raises(ValueError) as e:
@@ -60,6 +76,25 @@ def test_unknown_key_lists_valid_keys():
 
     with pytest.raises(ValueError, match="valid keys under 'train': .*max_update"):
         from_dict(TrainConfig, {"max_updates": 3}, "train.")
+    with pytest.raises(ValueError, match=r"unknown config key 'model.ema.decay'; valid keys under 'model.ema': "
+                                         r"ema_anneal_end_step, ema_decay, ema_end_decay"):
+        merge(get_preset("audio-tiny-v1"), parse_override("model.ema.decay=0.9"))
+
+
+@pytest.mark.parametrize("item", ["optim.lr", "optim..lr=1", "=3", "optim.l-r=1"])
+def test_malformed_override_is_an_error(item):
+    with pytest.raises(ValueError, match="override"):
+        parse_override(item)
+
+
+def test_modality_sections_are_type_checked():
+    # encoder/masking/data are typed Any on PretrainConfig; a scalar must not replace the section
+    try:
+        merge(get_preset("audio-tiny-v1"), parse_override("encoder=5"))
+    except ValueError as e:
+        assert "encoder" in str(e)
+    else:
+        pytest.fail("SOURCE BUG: config.merge accepts encoder=5 (Any-typed section replaced by a scalar)")
 
 
 def test_load_yaml_and_json(tmp_path):
@@ -67,8 +102,17 @@ def test_load_yaml_and_json(tmp_path):
     (tmp_path / "a.json").write_text('{"train": {"seed": 7}}')
     assert load_file(tmp_path / "a.yaml") == {"optim": {"lr": 0.001}}
     assert load_file(tmp_path / "a.json") == {"train": {"seed": 7}}
+    (tmp_path / "null.yaml").write_text("model:\n  loss:\n    loss_scale: null\n")
+    assert merge(get_preset("audio-tiny-v1"), load_file(tmp_path / "null.yaml")).model.loss.loss_scale is None
     (tmp_path / "bad.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="mapping"):
         load_file(tmp_path / "bad.yaml")
     with pytest.raises(ValueError, match="does not exist"):
         load_file(tmp_path / "none.yaml")
+
+
+def test_yaml_exponent_floats_are_numbers(tmp_path):
+    # "lr: 5e-4" is how recipes write learning rates; PyYAML (YAML 1.1) reads it as the string "5e-4"
+    (tmp_path / "lr.yaml").write_text("optim:\n  lr: 5e-4\n  adam_eps: 1e-6\n")
+    assert load_file(tmp_path / "lr.yaml") == {"optim": {"lr": 5e-4, "adam_eps": 1e-6}}, (
+        "SOURCE BUG: config.load_file (yaml.safe_load) reads 5e-4 as the string '5e-4'")

@@ -15,7 +15,7 @@ from data2vec.core.monitors import CollapseConfig, CollapseError, check_collapse
 from data2vec.core.schedules import cosine_lr, ema_decay, tri_stage_lr
 from data2vec.core.targets import TargetConfig, build_targets, instance_norm
 from data2vec.modalities.audio import AudioEncoder, AudioEncoderConfig
-from data2vec.train.optim import param_groups
+from data2vec.train.optim import OptimConfig, lr_at, param_groups
 
 
 # ---- schedules ------------------------------------------------------------------------------
@@ -28,6 +28,12 @@ def test_ema_decay_constant_when_start_equals_end():
     assert ema_decay(5, 0.9998, 0.9998, 0) == 0.9998
 
 
+def test_ema_decay_rises_linearly():
+    steps = range(0, 30000, 1000)
+    diffs = [ema_decay(t + 1000, 0.999, 0.9999, 30000) - ema_decay(t, 0.999, 0.9999, 30000) for t in steps]
+    assert diffs == pytest.approx([0.0009 / 30] * len(diffs), abs=1e-12)
+
+
 def test_tri_stage_lr_phases():
     kw = dict(lr=1.0, total_steps=1000, phase_ratio=(0.1, 0.4, 0.5), init_lr_scale=0.01, final_lr_scale=0.05)
     assert tri_stage_lr(0, **kw) == pytest.approx(0.01)
@@ -36,6 +42,14 @@ def test_tri_stage_lr_phases():
     assert tri_stage_lr(750, **kw) == pytest.approx(math.sqrt(0.05))  # exponential decay, halfway
     assert tri_stage_lr(1000, **kw) == pytest.approx(0.05)
     assert tri_stage_lr(5000, **kw) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("step, expected", [
+    (0, 5e-6), (6000, (5e-6 + 5e-4) / 2), (12000, 5e-4), (371999, 5e-4),  # warmup 3% of 400k, hold 90%
+    (386000, 5e-5), (400000, 5e-6), (450000, 5e-6)])  # exponential decay over the last 7% to lr * 0.01
+def test_lr_at_speech_base_recipe(step, expected):
+    cfg = OptimConfig(lr=5e-4, lr_scheduler="tri_stage", phase_ratio=(0.03, 0.9, 0.07))
+    assert lr_at(step, cfg, 400000) == pytest.approx(expected, rel=1e-9)
 
 
 def test_cosine_lr():
@@ -93,10 +107,27 @@ def test_ema_tracks_a_moving_student_and_decay_one_freezes():
     assert torch.equal(teacher.module.a.weight, frozen)
 
 
+def test_frozen_student_params_are_copied_and_teacher_is_fp32():
+    student = _Net().half()
+    student.a.bias.requires_grad_(False)
+    teacher = EMATeacher(student)
+    assert all(p.dtype == torch.float32 for p in teacher.module.parameters())
+    with torch.no_grad():
+        student.a.bias.fill_(3.0)
+        student.a.weight.fill_(3.0)
+    t0 = teacher.module.a.weight.clone()
+    teacher.update(student, 0.5)
+    assert torch.equal(teacher.module.a.bias, torch.full((3,), 3.0))  # requires_grad=False: copied
+    torch.testing.assert_close(teacher.module.a.weight, 0.5 * t0 + 1.5)  # averaged, in fp32
+
+
 def test_teacher_stays_in_eval_mode():
     teacher = EMATeacher(_Net())
     teacher.train()
     assert not teacher.module.training and not teacher.module.drop.training
+    model = _tiny_model()
+    model.train()
+    assert model.student.training and not any(m.training for m in model.teacher.module.modules())
 
 
 def test_ema_unknown_copy_key_is_an_error():
@@ -137,10 +168,27 @@ def test_padding_excluded_from_norm_by_default_and_included_on_request():
     torch.testing.assert_close(build_targets([x], fair, pad), instance_norm(x))  # fairseq: stats over padding too
 
 
+def test_batch_norm_target_layer_uses_batch_and_time_stats_of_valid_frames():
+    x = _time_channel_stats_differ()
+    cfg = TargetConfig(average_top_k_layers=1, batch_norm_target_layer=True)
+    ref = nn.functional.batch_norm(x.transpose(1, 2), None, None, training=True).transpose(1, 2)
+    torch.testing.assert_close(build_targets([x], cfg), ref, atol=1e-5, rtol=1e-5)
+    pad = torch.zeros(2, 50, dtype=torch.bool)
+    pad[0, 20:] = True
+    x2 = x.clone()
+    x2[pad] = -500.0
+    valid = x[~pad]  # [N, C]
+    manual = (x - valid.mean(0)) / torch.sqrt(valid.var(0, unbiased=False) + 1e-5)
+    y = build_targets([x2], cfg, pad)
+    torch.testing.assert_close(y[~pad], manual[~pad], atol=1e-5, rtol=1e-5)
+
+
 def test_top_k_averages_exactly_the_last_k_layers():
     layers = [torch.full((1, 3, 2), float(i)) for i in range(6)]
     y = build_targets(layers, TargetConfig(average_top_k_layers=3))
     assert torch.all(y == (3 + 4 + 5) / 3)
+    assert torch.all(build_targets(layers, TargetConfig(average_top_k_layers=1)) == 5)
+    assert torch.all(build_targets(layers, TargetConfig(average_top_k_layers=6)) == 2.5)
     with pytest.raises(ValueError, match="average_top_k_layers"):
         build_targets(layers, TargetConfig(average_top_k_layers=7))
 
@@ -186,10 +234,17 @@ def test_no_weight_decay_on_biases_and_norms():
     assert [p.shape for p in decay["params"]] == [torch.Size([4, 4])] and decay["weight_decay"] == 0.01
     assert len(no_decay["params"]) == 3 and no_decay["weight_decay"] == 0.0
     assert len(param_groups(net, 0.01, no_decay_1d=False)[0]["params"]) == 4
+    student = _tiny_model().student
+    decay, no_decay = param_groups(student, 0.01, no_decay_1d=True)
+    assert all(p.ndim >= 2 for p in decay["params"])
+    names = {id(p): n for n, p in student.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    assert "encoder.mask_emb" in no_decay_names and "head.bias" in no_decay_names
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(student.parameters()))
 
 
 # ---- the full method on a tiny speech encoder -----------------------------------------------
-def _tiny_model(**ema):
+def _tiny_model(**ema):  # conv stack: 4000 samples -> 799 -> 399 frames
     enc = AudioEncoder(AudioEncoderConfig(
         conv_feature_layers="[(16, 10, 5), (16, 3, 2)]", encoder_embed_dim=32, encoder_ffn_embed_dim=64,
         encoder_layers=2, encoder_attention_heads=2, conv_pos=8, conv_pos_groups=4, pos_conv_depth=1,
@@ -209,7 +264,10 @@ def test_forward_gradients_flow_to_student_only_and_teacher_follows_schedule():
     assert out.sample_size == 40 and out.pred_MC.shape == out.target_MC.shape == (40, 32)
     assert torch.isfinite(out.loss_sum) and out.loss_sum > 0
     out.loss_sum.backward()
-    assert all(p.grad is not None for p in model.student.head.parameters())
+    enc = model.student.encoder
+    for part in (model.student.head, enc.context_encoder.layers, enc.feature_extractor, enc.post_extract_proj):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+    assert enc.mask_emb.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.teacher.parameters())
     before = {k: v.clone() for k, v in model.teacher.module.state_dict().items()}
     with torch.no_grad():
@@ -224,3 +282,20 @@ def test_forward_gradients_flow_to_student_only_and_teacher_follows_schedule():
     assert empty.sample_size == 0 and empty.loss_sum.item() == 0.0
     empty.loss_sum.backward()  # still a graph over the student (keeps DDP ranks in step)
     assert model.student.head.weight.grad is not None and not model.student.head.weight.grad.any()
+
+
+def test_targets_are_the_teachers_top_k_ffn_outputs_on_the_unmasked_input():
+    torch.manual_seed(0)
+    model = _tiny_model()
+    source = torch.randn(2, 4000)
+    mask = torch.zeros(2, 399, dtype=torch.bool)
+    mask[0, 5:25] = mask[1, 50:60] = True
+    out = model({"source": source, "padding_mask": None, "mask": mask})
+    with torch.no_grad():
+        feats, _ = model.student.encoder.local_features(source)  # unmasked, before dropout
+        ffn = model.teacher.module(feats).ffn_outputs
+    assert len(ffn) == 2
+    inorm = [nn.functional.instance_norm(f.transpose(1, 2)).transpose(1, 2) for f in ffn]
+    torch.testing.assert_close(out.target_MC, ((inorm[0] + inorm[1]) / 2)[mask], atol=1e-5, rtol=1e-5)
+    assert out.target_MC.shape == (30, 32) and not out.target_MC.requires_grad
+    torch.testing.assert_close(out.loss_sum, ((out.pred_MC - out.target_MC) ** 2).sum() / math.sqrt(32))

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from torch import nn
+
 from data2vec.config import to_dict
 from data2vec.core.data2vec import Data2Vec
+from data2vec.layers.transformer import PostLNBlock
 from data2vec.modalities import get_modality
+from data2vec.modalities.audio.encoder import parse_conv_layers
 from data2vec.presets import PRESETS, get_preset
 
 # Transcribed from SPEC A.1 (fairseq base_librispeech.yaml + data2vec_audio defaults), not from presets.py.
 AUDIO_BASE_V1 = {
     "encoder.extractor_mode": "layer_norm",
-    "encoder.conv_feature_layers": "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2",
+    "encoder.conv_feature_layers": "[(512,10,5)]+[(512,3,2)]*4+[(512,2,2)]*2",  # compared parsed
     "encoder.encoder_layers": 12,
     "encoder.encoder_embed_dim": 768,
     "encoder.encoder_ffn_embed_dim": 3072,
@@ -145,7 +149,29 @@ def _get(d: dict, dotted: str):
 
 @pytest.mark.parametrize("key", sorted(AUDIO_BASE_V1))
 def test_audio_base_v1_matches_spec(key):
-    assert _get(to_dict(get_preset("audio-base-v1")), key) == AUDIO_BASE_V1[key]
+    value, expected = _get(to_dict(get_preset("audio-base-v1")), key), AUDIO_BASE_V1[key]
+    if key == "encoder.conv_feature_layers":
+        value, expected = parse_conv_layers(value), parse_conv_layers(expected)
+    assert value == expected
+
+
+def test_audio_base_v1_model_structure_matches_spec():
+    cfg, model = _build("audio-base-v1")
+    enc = model.student.encoder
+    assert enc.frame_lengths(16000) == 49 and enc.frame_lengths(320 * 1000 + 80) == 1000  # 320x, 50 Hz
+    assert isinstance(enc.feature_extractor.conv_layers[0].norm, nn.LayerNorm)  # extractor_mode layer_norm
+    assert enc.layer_norm.normalized_shape == (512,) and enc.post_extract_proj.weight.shape == (768, 512)
+    assert enc.mask_emb.shape == (768,) and 0 <= enc.mask_emb.min() and enc.mask_emb.max() < 1  # uniform init
+    pos = enc.context_encoder.pos_conv
+    assert [(b.conv.kernel_size, b.conv.groups) for b in pos] == [((19,), 16)] * 5
+    assert all(set(dict(b.named_parameters())) == {"conv.weight", "conv.bias"} for b in pos)  # LN without affine
+    assert all(isinstance(layer, PostLNBlock) for layer in enc.context_encoder.layers)
+    assert isinstance(model.student.head, nn.Linear) and model.student.head.weight.shape == (768, 768)
+    # teacher = EMA of the Transformer only; the pos-conv is copied (ema_layers_only)
+    assert model.teacher.module is not enc.context_encoder and type(model.teacher.module) is type(enc.context_encoder)
+    assert model.teacher.copy_keys == {f"pos_conv.{n}" for n, _ in pos.named_parameters()}
+    n_enc = sum(p.numel() for p in enc.parameters())
+    assert 93.0e6 < n_enc < 93.5e6, n_enc  # HF Data2VecAudioModel base: 93.16 M (no head)
 
 
 @pytest.mark.parametrize("key", sorted(TEXT_BASE_V1))

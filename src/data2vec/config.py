@@ -128,6 +128,8 @@ def merge(cfg, data: dict, prefix: str = ""):
         cur = getattr(cfg, k)
         if dataclasses.is_dataclass(cur) and isinstance(v, dict):
             changes[k] = merge(cur, v, prefix + k + ".")
+        elif dataclasses.is_dataclass(cur):  # a section typed Any (per modality) still takes only a mapping
+            raise ValueError(f"{prefix + k}: expected a mapping for {type(cur).__name__}, got {v!r}")
         else:
             changes[k] = coerce(v, hints[k], prefix + k)
     return dataclasses.replace(cfg, **changes)
@@ -159,6 +161,24 @@ def parse_override(item: str) -> dict:
     return out
 
 
+def yaml_load(text: str):
+    """``yaml.safe_load`` that also reads ``5e-4`` (no decimal point) as a number, as YAML 1.2 and JSON do;
+    PyYAML follows YAML 1.1 and would give the string '5e-4'."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+                   r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+        list("-+0123456789."))
+    return yaml.load(text, Loader=Loader)
+
+
 def load_file(path: str | Path) -> dict:
     """Read a YAML or JSON override file into a dict."""
     path = Path(path)
@@ -168,9 +188,7 @@ def load_file(path: str | Path) -> dict:
     if path.suffix == ".json":
         data = json.loads(text)
     else:
-        import yaml
-
-        data = yaml.safe_load(text) or {}
+        data = yaml_load(text) or {}
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping at the top level")
     return data
