@@ -37,8 +37,25 @@ def _deep_update(d: dict, u: dict) -> None:
             d[k] = v
 
 
-def _build_pretrain_config(args):
+def _apply_overrides(cfg, args):
+    """--config file, then --set (applied together: fields validated against each other see the final
+    values), then --data."""
     from data2vec.config import load_file, merge, parse_override
+
+    if args.config:
+        cfg = merge(cfg, load_file(args.config))
+    overrides: dict = {}
+    for item in args.set or []:
+        _deep_update(overrides, parse_override(item))
+    if overrides:
+        cfg = merge(cfg, overrides)
+    if args.data:
+        cfg = merge(cfg, {"data": {"path": str(Path(args.data).resolve())}})
+    return cfg
+
+
+def _build_pretrain_config(args):
+    from data2vec.config import merge
     from data2vec.presets import get_preset
     from data2vec.train.config import pretrain_config_from_dict
 
@@ -58,16 +75,7 @@ def _build_pretrain_config(args):
         raise ValueError("--preset is required (see `data2vec presets`), unless --init or --resume gives the model")
     if args.init:
         cfg = merge(cfg, {"train": {"init_from": str(Path(args.init).resolve())}})
-    if args.config:
-        cfg = merge(cfg, load_file(args.config))
-    overrides: dict = {}
-    for item in args.set or []:  # applied together: fields validated against each other see the final values
-        _deep_update(overrides, parse_override(item))
-    if overrides:
-        cfg = merge(cfg, overrides)
-    if args.data:
-        cfg = merge(cfg, {"data": {"path": str(Path(args.data).resolve())}})
-    return cfg
+    return _apply_overrides(cfg, args)
 
 
 def cmd_pretrain(args) -> int:
@@ -119,7 +127,6 @@ def cmd_extract(args) -> int:
 
 
 def _build_finetune_config(args):
-    from data2vec.config import load_file, merge, parse_override
     from data2vec.finetune.loop import FinetuneConfig, ImageFinetuneDataConfig, finetune_config_from_dict
 
     saved = Path(args.out) / "config.json"
@@ -140,16 +147,7 @@ def _build_finetune_config(args):
             raise ValueError(f"image-classification needs a vision model, {args.init or args.preset} is {src.modality}")
         cfg = FinetuneConfig(init=str(Path(args.init).resolve()) if args.init else "", encoder=src.encoder,
                              data=ImageFinetuneDataConfig(augment=src.data.augment))
-    if args.config:
-        cfg = merge(cfg, load_file(args.config))
-    overrides: dict = {}
-    for item in args.set or []:
-        _deep_update(overrides, parse_override(item))
-    if overrides:
-        cfg = merge(cfg, overrides)
-    if args.data:
-        cfg = merge(cfg, {"data": {"path": str(Path(args.data).resolve())}})
-    return cfg
+    return _apply_overrides(cfg, args)
 
 
 def cmd_finetune(args) -> int:
