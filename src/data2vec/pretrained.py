@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from data2vec.config import to_dict
-from data2vec.convert.fairseq_audio import load_into
+from data2vec.convert.keys import load_into
 from data2vec.core.data2vec import Data2Vec
 from data2vec.modalities import get_modality
 from data2vec.train.config import PretrainConfig, pretrain_config_from_dict

@@ -12,9 +12,9 @@ single weight-normed positional conv (``pos_conv_depth=1``, wav2vec 2.0) are ref
 
 from __future__ import annotations
 
-import re
-
 import torch
+
+from data2vec.convert.keys import load_into, map_keys  # noqa: F401 - load_into re-exported
 
 from data2vec.core.data2vec import Data2VecConfig, EMAConfig
 from data2vec.core.loss import LossConfig
@@ -53,31 +53,6 @@ _TOP_TABLE = {
     **{"encoder." + k: _S + "context_encoder." + v for k, v in _ENC_TABLE.items()},
 }
 _DROPPED = {"encoder.pos_conv.{j}.0.weight_g", "encoder.pos_conv.{j}.0.weight_v"}  # never in data2vec ckpts
-
-
-def _compile(table: dict[str, str]) -> list[tuple[re.Pattern, str]]:
-    out = []
-    for src, dst in table.items():
-        pat = re.escape(src).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{j\}", r"(?P<j>\d+)")
-        out.append((re.compile(pat + "$"), dst))
-    return out
-
-
-def map_keys(src: dict[str, torch.Tensor], table: dict[str, str], prefix_out: str = "") -> dict[str, torch.Tensor]:
-    """Rename every key of ``src`` through ``table``; raise on any key the table does not cover."""
-    compiled = _compile(table)
-    out, unknown = {}, []
-    for key, tensor in src.items():
-        for pat, dst in compiled:
-            m = pat.match(key)
-            if m:
-                out[prefix_out + dst.format(**m.groupdict())] = tensor
-                break
-        else:
-            unknown.append(key)
-    if unknown:
-        raise ValueError(f"fairseq checkpoint has keys the key table does not know: {unknown}")
-    return out
 
 
 def config_from_fairseq(model_cfg: dict) -> tuple[AudioEncoderConfig, Data2VecConfig, SpanMaskConfig]:
@@ -138,20 +113,3 @@ def state_dict_from_fairseq(fs_model_sd: dict[str, torch.Tensor]) -> dict[str, t
     ema = {k: v for k, v in ema.items() if not k.endswith("version")}
     out.update(map_keys(ema, _ENC_TABLE, prefix_out="teacher.module."))
     return out
-
-
-def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Strict load with shape checks and a message naming missing/unexpected keys."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    bad = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-           for k in set(own) & set(state) if own[k].shape != state[k].shape]
-    if missing or unexpected or bad:
-        raise ValueError(
-            "checkpoint does not match the model:"
-            + (f"\n  missing: {missing}" if missing else "")
-            + (f"\n  unexpected: {unexpected}" if unexpected else "")
-            + (f"\n  shape mismatch: {bad}" if bad else "")
-        )
-    model.load_state_dict(state, strict=True)

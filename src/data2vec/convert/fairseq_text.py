@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from data2vec.convert.fairseq_audio import map_keys
+from data2vec.convert.keys import map_keys
 from data2vec.core.data2vec import Data2VecConfig, EMAConfig
 from data2vec.core.loss import LossConfig
 from data2vec.core.targets import TargetConfig

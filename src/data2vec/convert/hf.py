@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from data2vec.convert.fairseq_audio import map_keys
+from data2vec.convert.keys import map_keys
 from data2vec.modalities.vision.encoder import HF_KEYS as VISION_KEYS
 
 MODEL_TYPES = {"data2vec-audio": "audio", "data2vec-text": "text", "data2vec-vision": "vision"}

@@ -144,7 +144,7 @@ def _finetune(cfg, run_dir, last_path, best_path, resume, dist_info) -> dict:
         cfg = merge(cfg, {"head": {"num_classes": len(data.train.classes)}})
     encoder = VisionEncoder(cfg.encoder)
     if cfg.init and not resume:
-        from data2vec.convert.fairseq_audio import load_into
+        from data2vec.convert.keys import load_into
         from data2vec.pretrained import load_pretrained
 
         load_into(encoder, load_pretrained(cfg.init)[1].student.encoder.state_dict())

@@ -285,7 +285,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
     encoder = spec.build_encoder(cfg.encoder)
     model = Data2Vec(encoder, cfg.model).to(dist_info.device)
     if cfg.train.init_from and ckpt is None:
-        from data2vec.convert.fairseq_audio import load_into
+        from data2vec.convert.keys import load_into
         from data2vec.pretrained import load_pretrained
 
         load_into(model, load_pretrained(cfg.train.init_from)[1].state_dict())
