@@ -127,7 +127,7 @@ def cmd_extract(args) -> int:
 
 
 def _build_finetune_config(args):
-    from data2vec.finetune.loop import FinetuneConfig, ImageFinetuneDataConfig, finetune_config_from_dict
+    from data2vec.finetune.loop import default_config, finetune_config_from_dict
 
     saved = Path(args.out) / "config.json"
     if args.resume and saved.is_file():
@@ -143,10 +143,7 @@ def _build_finetune_config(args):
             src = get_preset(args.preset)
         else:
             raise ValueError("give --init SRC (pretrained weights) or --preset NAME (random init of its encoder)")
-        if src.modality != "vision":
-            raise ValueError(f"image-classification needs a vision model, {args.init or args.preset} is {src.modality}")
-        cfg = FinetuneConfig(init=str(Path(args.init).resolve()) if args.init else "", encoder=src.encoder,
-                             data=ImageFinetuneDataConfig(augment=src.data.augment))
+        cfg = default_config(args.task, src, str(Path(args.init).resolve()) if args.init else "")
     return _apply_overrides(cfg, args)
 
 

@@ -11,13 +11,21 @@ corrected to the pasted box's true area; label smoothing is applied to the mixed
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from data2vec.core.data2vec import StepLoss
+from data2vec.data.images import AugmentConfig, ImageFolder
+from data2vec.finetune.loop import FinetuneBase, label_subset, with_num_classes
+from data2vec.modalities.vision import VisionEncoderConfig
+from data2vec.train.config import TrainConfig
+from data2vec.train.optim import OptimConfig
 
 
 @dataclass(kw_only=True)
@@ -147,3 +155,104 @@ def evaluate(model: ImageClassifier, loader, device: torch.device) -> dict:
         top5 += (topk == y[:, None]).any(-1).sum().item()
         n += y.numel()
     return {"top1": top1 / max(n, 1), "top5": top5 / max(n, 1), "loss": nll / max(n, 1), "examples": n}
+
+
+# ---- the fine-tuning task (data2vec.finetune.loop) ------------------------------------------------
+@dataclass(kw_only=True)
+class ImageFinetuneDataConfig:
+    path: str = ""  # DIR with train/valid/test/<class>/<images>
+    train_subset: str = "train"
+    valid_subset: str = "valid"
+    test_subset: str = "test"
+    label_fraction: float = 1.0  # fraction of the training labels used (per class, seeded)
+    batch_size: int = 128
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    num_workers: int = 1
+
+
+@dataclass(kw_only=True)
+class ImageFinetuneConfig(FinetuneBase):
+    task: Literal["image-classification"] = "image-classification"
+    encoder: VisionEncoderConfig
+    head: ImageHeadConfig = field(default_factory=ImageHeadConfig)
+    data: ImageFinetuneDataConfig = field(default_factory=ImageFinetuneDataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        lr=1e-3, adam_betas=(0.9, 0.999), adam_eps=1e-8, weight_decay=0.05, lr_scheduler="cosine",
+        warmup_updates=20, min_lr=1e-6, clip_norm=3.0))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_update=300, log_interval=10,
+                                                                   save_interval_updates=100))
+
+
+def collate(samples: list[dict]) -> dict:
+    labels = torch.tensor([s["label"] for s in samples])
+    return {"source": torch.stack([s["image"] for s in samples]), "labels": labels,
+            "indices": torch.tensor([s["id"] for s in samples])}
+
+
+class ImageFinetuneData:
+    def __init__(self, cfg: ImageFinetuneConfig, dist, seed: int):
+        from data2vec.data.sampler import BucketBatchSampler
+
+        d = cfg.data
+        root = Path(d.path)
+        if not d.path or not (root / d.train_subset).is_dir():
+            raise ValueError(f"--data must be a directory with {d.train_subset}/<class>/<images> "
+                             "(e.g. `data2vec prepare images --out DIR`)")
+        c = cfg.encoder.in_chans
+        self.train = ImageFolder(root / d.train_subset, channels=c, augment_cfg=d.augment, seed=seed, train=True)
+        keep = label_subset([c for _, c in self.train.files], d.label_fraction, seed)
+        self.train.files = [self.train.files[i] for i in keep]
+        self.train.sizes = np.ones(len(self.train.files), dtype=np.int64)
+        self.label_fraction = d.label_fraction
+        self.sets = {name: ImageFolder(root / sub, channels=c, augment_cfg=d.augment, seed=seed, train=False)
+                     for name, sub in (("valid", d.valid_subset), ("test", d.test_subset)) if (root / sub).is_dir()}
+        for name, s in self.sets.items():
+            if s.classes != self.train.classes:
+                raise ValueError(f"{name} classes {s.classes} differ from train classes {self.train.classes}")
+        self.sampler = BucketBatchSampler(self.train.sizes, max_tokens=d.batch_size, seed=seed,
+                                          num_replicas=dist.world_size, rank=dist.rank)
+        self.num_workers = d.num_workers
+        self.batch_size = d.batch_size
+
+    def describe(self) -> str:
+        return (f"{len(self.train):,} labelled training images ({self.label_fraction:g} of the labels), "
+                f"{len(self.train.classes)} classes")
+
+    def make_loader(self, epoch: int, start_batch: int = 0):
+        from data2vec.data.sampler import build_loader
+
+        return build_loader(self.train, self.sampler, collate, num_workers=self.num_workers, epoch=epoch,
+                            start_batch=start_batch)
+
+    def eval_loader(self, name: str):
+        return torch.utils.data.DataLoader(self.sets[name], batch_size=self.batch_size, collate_fn=collate,
+                                           num_workers=self.num_workers)
+
+
+class _ImageTask:
+    name = "image-classification"
+    modality = "vision"
+    config_cls = ImageFinetuneConfig
+    metric = "top1"
+    higher_is_better = True
+
+    @staticmethod
+    def default_config(src, init: str) -> ImageFinetuneConfig:
+        return ImageFinetuneConfig(init=init, encoder=src.encoder, data=ImageFinetuneDataConfig(augment=src.data.augment))
+
+    build_data = ImageFinetuneData
+
+    @staticmethod
+    def complete_config(cfg, data: ImageFinetuneData):
+        return with_num_classes(cfg, len(data.train.classes))
+
+    @staticmethod
+    def build_model(cfg, encoder, data) -> ImageClassifier:
+        return ImageClassifier(encoder, cfg.head)
+
+    @staticmethod
+    def evaluate(model, loader, device, cfg) -> dict:
+        return evaluate(model, loader, device)
+
+
+TASK = _ImageTask()
