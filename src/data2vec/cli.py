@@ -126,6 +126,17 @@ def cmd_extract(args) -> int:
     return extract.run(args)
 
 
+FINETUNE_TASKS = {  # task -> (help, --data help)
+    "image-classification": ("mean-pooled fc_norm head on image folders",
+                             "directory with train/valid/test/<class>/<images>"),
+    "asr": ("speech recognition: CTC head on letters",
+            "directory with train/valid/test .tsv manifests, .ltr labels and dict.ltr.txt "
+            "(`data2vec prepare speech`)"),
+    "text-classification": ("sentence (pair) classification or regression on the first token",
+                            "directory with GLUE-format train/dev/test .tsv files"),
+}
+
+
 def _build_finetune_config(args):
     from data2vec.finetune.loop import default_config, finetune_config_from_dict
 
@@ -217,18 +228,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     ft = sub.add_parser("finetune", help="fine-tune a pretrained (or randomly initialised) encoder on labels")
     ft_sub = ft.add_subparsers(dest="task", required=True, metavar="TASK")
-    ic = ft_sub.add_parser("image-classification", help="mean-pooled fc_norm head on image folders",
-                           description="Writes config.json, metrics.jsonl, tb/, curves.png, checkpoint_last.pt, "
-                                       "checkpoint_best.pt (best validation top-1) and metrics.json (test).")
-    ic.add_argument("--init", metavar="SRC", help="pretrained weights (any format `data2vec convert` reads)")
-    ic.add_argument("--preset", help="without --init: random initialisation of this preset's encoder")
-    ic.add_argument("--data", help="directory with train/valid/test/<class>/<images>")
-    ic.add_argument("--out", required=True, help="run directory")
-    ic.add_argument("--config", help="YAML/JSON file of overrides")
-    ic.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one value, e.g. data.label_fraction=0.1")
-    ic.add_argument("--resume", action="store_true")
-    ic.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    ic.set_defaults(func=cmd_finetune)
+    for task, (help_, data_help) in FINETUNE_TASKS.items():
+        t = ft_sub.add_parser(task, help=help_,
+                              description=f"{help_}. Writes config.json, metrics.jsonl, tb/, curves.png, "
+                                          "checkpoint_last.pt, checkpoint_best.pt (best validation score) and "
+                                          "metrics.json (test).")
+        t.add_argument("--init", metavar="SRC", help="pretrained weights (any format `data2vec convert` reads)")
+        t.add_argument("--preset", help="without --init: random initialisation of this preset's encoder")
+        t.add_argument("--data", help=data_help)
+        t.add_argument("--out", required=True, help="run directory")
+        t.add_argument("--config", help="YAML/JSON file of overrides")
+        t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override one value, e.g. data.label_fraction=0.1 (repeatable)")
+        t.add_argument("--resume", action="store_true")
+        t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+        t.set_defaults(func=cmd_finetune)
 
     cv = sub.add_parser("convert", help="import a HF directory, fairseq .pt or checkpoint into our pickle-free format",
                         description="Writes DIR/config.json + DIR/model.safetensors (student and EMA teacher); "
