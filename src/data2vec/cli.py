@@ -154,7 +154,7 @@ def _build_finetune_config(args):
             src = get_preset(args.preset)
         else:
             raise ValueError("give --init SRC (pretrained weights) or --preset NAME (random init of its encoder)")
-        cfg = default_config(args.task, src, str(Path(args.init).resolve()) if args.init else "")
+        cfg = default_config(args.task, src, str(Path(args.init).resolve()) if args.init else "", args.recipe)
     return _apply_overrides(cfg, args)
 
 
@@ -236,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--init", metavar="SRC", help="pretrained weights (any format `data2vec convert` reads)")
         t.add_argument("--preset", help="without --init: random initialisation of this preset's encoder")
         t.add_argument("--data", help=data_help)
+        t.add_argument("--recipe", help="a named recipe of the task (asr: base-10m, base-1h, base-10h, base-100h, "
+                                        "base-960h, tiny; default: tiny for narrow encoders, else base-1h)")
         t.add_argument("--out", required=True, help="run directory")
         t.add_argument("--config", help="YAML/JSON file of overrides")
         t.add_argument("--set", action="append", metavar="KEY=VALUE",

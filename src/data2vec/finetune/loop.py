@@ -64,11 +64,16 @@ def finetune_config_from_dict(d: dict):
     return from_dict(get_task(d["task"]).config_cls, d)
 
 
-def default_config(task: str, src, init: str = ""):
-    """The task's recipe for an encoder whose pretraining config is ``src`` (from a preset or checkpoint)."""
+def default_config(task: str, src, init: str = "", recipe: str | None = None):
+    """The task's recipe for an encoder whose pretraining config is ``src`` (from a preset or checkpoint);
+    ``recipe`` picks one of the task's named recipes (``TASK.recipes``) where it has several."""
     t = get_task(task)
     if src.modality != t.modality:
         raise ValueError(f"{task} needs a {t.modality} model, got a {src.modality} one")
+    if recipe:
+        if recipe not in getattr(t, "recipes", ()):
+            raise ValueError(f"{task} has no recipe {recipe!r}; available: {', '.join(getattr(t, 'recipes', ())) or 'none'}")
+        return t.default_config(src, init, recipe)
     return t.default_config(src, init)
 
 

@@ -136,7 +136,8 @@ class Trainer:
         self.optimizer = build_optimizer(model.trainable, cfg.optim)
         self.wrapped: nn.Module = model.trainable
         if dist_info.world_size > 1:
-            unused = float(getattr(cfg.encoder, "encoder_layerdrop", 0.0)) > 0
+            unused = (float(getattr(cfg.encoder, "encoder_layerdrop", 0.0)) > 0
+                      or bool(getattr(model, "has_unused_parameters", False)))
             self.wrapped = DDP(model.trainable, device_ids=[self.device] if self.device.type == "cuda" else None,
                                find_unused_parameters=unused)
         self.step = 0

@@ -86,7 +86,7 @@ def compute_span_mask(
                 f"{cfg.mask_length}; raise the minimum sample length or lower mask_length/min_masks"
             )
         starts = rng.choice(sz - min_len, num_mask, replace=False)
-        idc = np.asarray([starts[j] + off for j in range(len(starts)) for off in range(lengths[j])])
+        idc = np.asarray([starts[j] + off for j in range(len(starts)) for off in range(lengths[j])], dtype=np.int64)
         idc = np.unique(idc[idc < sz])
         if len(idc) >= sz:
             raise ValueError(f"the whole of sample {indices[i]} ({sz} frames) would be masked")

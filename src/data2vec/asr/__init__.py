@@ -1,0 +1,1 @@
+"""Speech recognition pieces: letter dictionary, CTC decoding, n-gram language models, error rates."""
