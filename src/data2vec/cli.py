@@ -111,8 +111,16 @@ def cmd_convert(args) -> int:
 
 def cmd_export(args) -> int:
     from data2vec.convert.hf import export_hf
+    from data2vec.finetune.inference import is_finetuned, load_finetuned
     from data2vec.pretrained import load_pretrained
 
+    if is_finetuned(args.src):
+        from data2vec.convert.hf_heads import TASK_ARCH, export_finetuned_hf
+
+        cfg, model = load_finetuned(args.src)
+        out = export_finetuned_hf(cfg, model, args.out)
+        print(f"{args.src}: exported the {cfg.task} model as HF transformers {TASK_ARCH[cfg.task]} -> {out}")
+        return 0
     cfg, model = load_pretrained(args.src)
     out = export_hf(cfg, model, args.out)
     print(f"{args.src}: exported the {cfg.modality} student encoder as a HF transformers model -> {out} "
@@ -246,6 +254,25 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
         t.set_defaults(func=cmd_finetune)
 
+    from data2vec.finetune import inference
+
+    ev = sub.add_parser("evaluate", help="evaluate a fine-tuned model on a labelled split")
+    ev_sub = ev.add_subparsers(dest="task", required=True, metavar="TASK")
+    for task, (help_, data_help) in FINETUNE_TASKS.items():
+        e = ev_sub.add_parser(task, help=help_, description=f"Evaluate a {task} model; prints metrics as JSON.")
+        inference.add_evaluate_arguments(e)
+        if task == "asr":
+            inference.add_decoder_arguments(e)
+        e.set_defaults(func=inference.cmd_evaluate)
+
+    tr = sub.add_parser("transcribe", help="transcribe audio files with a fine-tuned speech model",
+                        description="Prints PATH<TAB>TRANSCRIPT per file (any format libsndfile reads, any rate).")
+    tr.add_argument("model", help="`data2vec finetune asr` run directory or checkpoint")
+    tr.add_argument("audio", nargs="+", help="audio files")
+    tr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    inference.add_decoder_arguments(tr)
+    tr.set_defaults(func=inference.cmd_transcribe)
+
     cv = sub.add_parser("convert", help="import a HF directory, fairseq .pt or checkpoint into our pickle-free format",
                         description="Writes DIR/config.json + DIR/model.safetensors (student and EMA teacher); "
                                     "continue pretraining from it with `data2vec pretrain --init DIR`.")
@@ -253,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--out", required=True, help="output directory")
     cv.set_defaults(func=cmd_convert)
 
-    ex = sub.add_parser("export", help="export a model's encoder to another format (HF transformers)")
-    ex.add_argument("src", help="our checkpoint or converted directory (or any format `convert` reads)")
+    ex = sub.add_parser("export", help="export a model to HF transformers (a pretrained encoder, or a fine-tuned "
+                                       "model with its task head)")
+    ex.add_argument("src", help="our checkpoint, run or converted directory (or any format `convert` reads)")
     ex.add_argument("--to", choices=["hf"], default="hf", help="target format (default hf)")
     ex.add_argument("--out", required=True, help="output directory")
     ex.set_defaults(func=cmd_export)

@@ -62,12 +62,9 @@ class Extractor:
         return self.encoder.context_encoder(e.x, e.padding_mask), e.padding_mask
 
     def audio(self, paths: list[str], layer: str, pool: str) -> list[torch.Tensor]:
-        from data2vec.data.audio import Manifest, AudioDataset
+        from data2vec.data.audio import audio_files
 
-        d = self.cfg.data
-        ds = AudioDataset(Manifest(Path("/"), [str(Path(p).resolve()) for p in paths], [0] * len(paths)),
-                          sample_rate=d.sample_rate, max_sample_size=10**12, min_sample_size=0,
-                          normalize=d.normalize, seed=0)
+        ds = audio_files(paths, sample_rate=self.cfg.data.sample_rate, normalize=self.cfg.data.normalize)
         feats = []
         for i in range(len(paths)):
             out, _ = self._run(ds[i]["source"][None])

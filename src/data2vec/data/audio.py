@@ -301,3 +301,13 @@ def build_audio_loader(dataset: AudioDataset, sampler: BucketBatchSampler, colla
     if start_batch < 0:
         raise ValueError(f"start_batch must be >= 0, got {start_batch}")
     return build_loader(dataset, sampler, collator, num_workers=num_workers, epoch=epoch, start_batch=start_batch)
+
+
+def audio_files(paths: list[str], *, sample_rate: int, normalize: bool) -> AudioDataset:
+    """Whole clips of arbitrary audio files (no manifest, no crop) for inference: ``ds[i]["source"]``."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"audio file(s) not found: {', '.join(missing[:5])}")
+    man = Manifest(Path("/"), [str(Path(p).resolve()) for p in paths], [0] * len(paths))
+    return AudioDataset(man, sample_rate=sample_rate, max_sample_size=10**12, min_sample_size=0,
+                        normalize=normalize, seed=0)

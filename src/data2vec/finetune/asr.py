@@ -447,5 +447,23 @@ class _AsrTask:
     def evaluate(model, loader, device, cfg) -> dict:
         return evaluate(model, loader, device, model.tokens)
 
+    @staticmethod
+    def eval_data(cfg: AsrFinetuneConfig, data_dir: str, subset: str):
+        """Loader over DIR/<subset>.tsv + .ltr (+ .wrd) with the model's own letters (``data2vec evaluate``)."""
+        from data2vec.data.sampler import BucketBatchSampler, build_loader
+        from data2vec.modalities.audio.encoder import conv_frame_lengths, parse_conv_layers
+
+        manifest = Path(data_dir) / f"{subset}.tsv"
+        if not manifest.is_file():
+            raise FileNotFoundError(f"{manifest} not found (--data DIR --subset NAME reads DIR/NAME.tsv)")
+        conv = parse_conv_layers(cfg.encoder.conv_feature_layers)
+        fl = lambda n: conv_frame_lengths(n, conv)  # noqa: E731
+        ds = LabelledAudio(manifest, cfg.data.labels, LetterDictionary(list(cfg.head.symbols)), cfg.data, fl,
+                           cfg.train.seed)
+        collate = AsrCollator(frame_lengths=fl, head=cfg.head, channels=cfg.encoder.encoder_embed_dim,
+                              seed=cfg.train.seed, train=False)
+        sampler = BucketBatchSampler(ds.sizes, max_tokens=cfg.data.max_tokens, seed=cfg.train.seed)
+        return build_loader(ds, sampler, collate, num_workers=0, epoch=1)
+
 
 TASK = _AsrTask()

@@ -51,12 +51,17 @@ class ImageClassifier(nn.Module):
         self.cfg = cfg
         self.encoder = encoder
         C = encoder.embed_dim
-        self.fc_norm = nn.LayerNorm(C, eps=encoder.cfg.layer_norm_eps)
+        # an encoder in the fine-tuned layout (use_mean_pooling, e.g. imported from HF) brings its fc_norm;
+        # a pretrained one gets a fresh one (its final LayerNorm is then unused, as in BEiT fine-tuning)
+        own = getattr(encoder.context_encoder, "fc_norm", None) is None
+        self.fc_norm = nn.LayerNorm(C, eps=encoder.cfg.layer_norm_eps) if own else None
         self.head = nn.Linear(C, cfg.num_classes)
         nn.init.trunc_normal_(self.head.weight, std=2e-5)
         nn.init.zeros_(self.head.bias)
         if cfg.linear_probe:
             encoder.requires_grad_(False)
+            if self.fc_norm is None:
+                encoder.context_encoder.fc_norm.requires_grad_(True)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -66,7 +71,8 @@ class ImageClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         out = self.encoder(images)
-        return self.head(self.fc_norm(out.layer_outputs[-1].mean(1)))
+        norm = self.fc_norm if self.fc_norm is not None else self.encoder.context_encoder.fc_norm
+        return self.head(norm(out.layer_outputs[-1].mean(1)))
 
     # ---- training-task interface ----------------------------------------------------------
     @property
@@ -96,7 +102,9 @@ class ImageClassifier(nn.Module):
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            if name.startswith("encoder.context_encoder.layers."):
+            if "fc_norm" in name:  # ours or the encoder's: part of the head
+                layer = depth + 1
+            elif name.startswith("encoder.context_encoder.layers."):
                 layer = int(name.split(".")[3]) + 1
             elif name.startswith("encoder."):
                 layer = 0
@@ -253,6 +261,17 @@ class _ImageTask:
     @staticmethod
     def evaluate(model, loader, device, cfg) -> dict:
         return evaluate(model, loader, device)
+
+    @staticmethod
+    def eval_data(cfg: ImageFinetuneConfig, data_dir: str, subset: str):
+        """Loader over DIR/<subset>/<class>/<images> (``data2vec evaluate``); classes as in training."""
+        root = Path(data_dir) / subset
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root} not found (--data DIR --subset NAME reads DIR/NAME/<class>/...)")
+        ds = ImageFolder(root, channels=cfg.encoder.in_chans, augment_cfg=cfg.data.augment, seed=0, train=False)
+        if len(ds.classes) != cfg.head.num_classes:
+            raise ValueError(f"{root} has {len(ds.classes)} classes, the model {cfg.head.num_classes}")
+        return torch.utils.data.DataLoader(ds, batch_size=cfg.data.batch_size, collate_fn=collate)
 
 
 TASK = _ImageTask()

@@ -1,0 +1,121 @@
+"""HF ``transformers`` task models <-> our fine-tuned models (SPEC E.1-E.3, "Heads").
+
+- ``Data2VecAudioForCTC``: ``data2vec_audio.*`` (encoder) + ``lm_head`` -> ``CtcModel.proj``; the letters
+  come from the directory's ``vocab.json`` (HF's CTC tokenizer file: ``<pad>`` = 0 is the blank, as our
+  index 0). ``final_dropout`` -> ``head.final_dropout``.
+- ``Data2VecVisionForImageClassification``: ``data2vec_vision.*`` with ``pooler.layernorm`` (= BEiT
+  ``fc_norm``) + ``classifier`` -> ``ImageClassifier.head``; class names from ``id2label``.
+- ``Data2VecTextForSequenceClassification``: ``data2vec_text.*`` + ``classifier.{dense,out_proj}``.
+
+Import: ``finetuned_from_hf(DIR) -> (finetune config, model)`` (``data2vec evaluate``/``transcribe`` and
+``load_finetuned`` accept such a directory). Export: ``export_finetuned_hf(cfg, model, DIR)`` writes the
+matching HF class (``data2vec export RUN --to hf``); transformers' ``from_pretrained`` gives the same outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from data2vec.convert.keys import load_into
+
+ARCHS = {"Data2VecAudioForCTC": "asr", "Data2VecVisionForImageClassification": "image-classification",
+         "Data2VecTextForSequenceClassification": "text-classification"}
+TASK_ARCH = {v: k for k, v in ARCHS.items()}
+
+
+def finetuned_from_hf(path: str | Path):
+    """(fine-tuning config, model in eval mode) of a HF task-model directory."""
+    from data2vec.config import merge
+    from data2vec.convert.hf import read_hf_dir
+    from data2vec.finetune.loop import default_config, get_task
+    from data2vec.pretrained import load_pretrained
+
+    path = Path(path)
+    hf_cfg, sd = read_hf_dir(path)
+    arch = (hf_cfg.get("architectures") or [""])[0]
+    if arch not in ARCHS:
+        raise ValueError(f"{path} holds a {arch or 'base'} model, not a task model ({', '.join(ARCHS)}); "
+                         "fine-tune it with `data2vec finetune --init` first")
+    task_name = ARCHS[arch]
+    src_cfg, pre = load_pretrained(path)  # the encoder, with strict key accounting
+    cfg = default_config(task_name, src_cfg)
+    sd = {k: v for k, v in sd.items() if not k.startswith(("data2vec_audio.", "data2vec_vision.", "data2vec_text."))}
+    if task_name == "asr":
+        from data2vec.asr.dictionary import LetterDictionary
+
+        if hf_cfg.get("pad_token_id", 0) != 0:
+            raise ValueError(f"{path}: the CTC blank (pad_token_id) must be 0, got {hf_cfg.get('pad_token_id')}")
+        if not (path / "vocab.json").is_file():
+            raise ValueError(f"{path} has no vocab.json: the letters of the CTC head are unknown")
+        letters = LetterDictionary.from_hf_vocab(path / "vocab.json")
+        if len(letters) != hf_cfg["vocab_size"]:
+            raise ValueError(f"{path}: vocab.json has {len(letters)} entries, config.json vocab_size={hf_cfg['vocab_size']}")
+        cfg = merge(cfg, {"head": {"symbols": tuple(letters.tokens[4:]),
+                                   "final_dropout": hf_cfg.get("final_dropout", 0.0)}})
+        head = {"proj.weight": sd.pop("lm_head.weight"), "proj.bias": sd.pop("lm_head.bias")}
+    elif task_name == "image-classification":
+        n = len(hf_cfg.get("id2label") or {}) or sd["classifier.weight"].shape[0]
+        cfg = merge(cfg, {"head": {"num_classes": n}})
+        head = {"head.weight": sd.pop("classifier.weight"), "head.bias": sd.pop("classifier.bias")}
+    else:
+        n = hf_cfg.get("num_labels") or sd["classifier.out_proj.weight"].shape[0]
+        cfg = merge(cfg, {"head": {"num_classes": n}})
+        head = {k: sd.pop(k) for k in list(sd) if k.startswith("classifier.")}
+    if sd:
+        raise ValueError(f"{path}: keys of the {arch} head this converter does not know: {sorted(sd)}")
+    task = get_task(task_name)
+    model = task.build_model(cfg, pre.student.encoder, None)
+    state = model.state_dict()
+    state.update(head)
+    load_into(model, state)
+    return cfg, model.eval()
+
+
+def export_finetuned_hf(cfg, model, out_dir: str | Path) -> Path:
+    """Write the HF task model (config.json + model.safetensors [+ vocab.json for CTC])."""
+    from safetensors.torch import save_file
+
+    from data2vec.convert.hf import hf_config_from_encoder, hf_state_from_encoder
+
+    modality = {"asr": "audio", "image-classification": "vision", "text-classification": "text"}[cfg.task]
+    prefix = {"audio": "data2vec_audio.", "vision": "data2vec_vision.", "text": "data2vec_text."}[modality]
+    enc_cfg, enc_sd = cfg.encoder, model.encoder.state_dict()
+    head: dict[str, torch.Tensor] = {}
+    extra: dict = {}
+    if cfg.task == "asr":
+        head = {"lm_head.weight": model.proj.weight, "lm_head.bias": model.proj.bias}
+        extra = {"vocab_size": len(model.tokens), "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
+                 "final_dropout": cfg.head.final_dropout, "ctc_loss_reduction": "sum", "ctc_zero_infinity": True}
+    elif cfg.task == "image-classification":
+        from dataclasses import replace
+
+        if model.fc_norm is not None:  # BEiT fine-tuning layout: fc_norm instead of the final LayerNorm
+            enc_sd = {k: v for k, v in enc_sd.items() if not k.startswith("context_encoder.norm.")}
+            enc_sd |= {f"context_encoder.fc_norm.{k}": v for k, v in model.fc_norm.state_dict().items()}
+            enc_cfg = replace(enc_cfg, use_mean_pooling=True)
+        head = {"classifier.weight": model.head.weight, "classifier.bias": model.head.bias}
+        n = cfg.head.num_classes
+        extra = {"num_labels": n, "id2label": {str(i): f"LABEL_{i}" for i in range(n)},
+                 "label2id": {f"LABEL_{i}": i for i in range(n)}}
+    else:
+        head = {f"classifier.{k}": v for k, v in model.classifier.state_dict().items()}
+        n = cfg.head.num_classes
+        extra = {"num_labels": n, "problem_type": "regression" if n == 1 else "single_label_classification"}
+    hf_cfg = hf_config_from_encoder(modality, enc_cfg) | extra
+    hf_cfg["architectures"] = [TASK_ARCH[cfg.task]]
+    state = {prefix + k: v for k, v in hf_state_from_encoder(modality, enc_sd).items()} | head
+    if cfg.task == "text-classification":  # HF builds the sequence-classification base without a pooler
+        state = {k: v for k, v in state.items() if ".pooler." not in k}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n")
+    if cfg.task == "asr":
+        from data2vec.asr.dictionary import LetterDictionary
+
+        (out / "vocab.json").write_text(json.dumps(LetterDictionary(list(cfg.head.symbols)).hf_vocab(), indent=1) + "\n")
+    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(out / "model.safetensors"),
+              metadata={"format": "pt"})
+    return out
