@@ -93,3 +93,28 @@ def test_base_model_directory_is_not_a_task_model(tmp_path):
     export_hf(cfg, build_model(cfg), tmp_path / "base")
     with pytest.raises(ValueError, match="not a task model"):
         finetuned_from_hf(tmp_path / "base")
+
+
+def test_text_classifier_round_trips_through_hf_with_label_names(tmp_path):
+    from transformers import Data2VecTextForSequenceClassification
+
+    from data2vec.finetune.text import TextClassifier, TextFinetuneConfig, TextHeadConfig
+    from data2vec.modalities.text import TextEncoder, TextEncoderConfig
+
+    torch.manual_seed(0)
+    enc_cfg = TextEncoderConfig(vocab_size=40, max_positions=32, encoder_embed_dim=32, encoder_layers=2,
+                                encoder_ffn_embed_dim=64, encoder_attention_heads=2, dropout=0.0,
+                                attention_dropout=0.0, layernorm_embedding=True, no_scale_embedding=True)
+    cfg = TextFinetuneConfig(encoder=enc_cfg, head=TextHeadConfig(num_classes=2, labels=("negative", "positive")))
+    ours = TextClassifier(TextEncoder(enc_cfg), cfg.head).eval()
+    out = export_finetuned_hf(cfg, ours, tmp_path / "hf")
+    hf = Data2VecTextForSequenceClassification.from_pretrained(out).eval()
+    assert hf.config.id2label == {0: "negative", 1: "positive"}
+    tokens = torch.tensor([[0, 5, 6, 7, 2], [0, 9, 2, 1, 1]])
+    with torch.no_grad():
+        mine = ours(tokens)
+        torch.testing.assert_close(mine, hf(input_ids=tokens, attention_mask=tokens.ne(1).long()).logits,
+                                   atol=1e-5, rtol=1e-5)
+        cfg2, back = finetuned_from_hf(out)
+        assert cfg2.head.labels == ("negative", "positive")
+        torch.testing.assert_close(back(tokens), mine, atol=1e-6, rtol=1e-6)

@@ -299,3 +299,14 @@ def test_targets_are_the_teachers_top_k_ffn_outputs_on_the_unmasked_input():
     torch.testing.assert_close(out.target_MC, ((inorm[0] + inorm[1]) / 2)[mask], atol=1e-5, rtol=1e-5)
     assert out.target_MC.shape == (30, 32) and not out.target_MC.requires_grad
     torch.testing.assert_close(out.loss_sum, ((out.pred_MC - out.target_MC) ** 2).sum() / math.sqrt(32))
+
+
+def test_polynomial_schedule_is_fairseq_polynomial_decay():
+    from data2vec.core.schedules import polynomial_lr
+
+    kw = {"lr": 1e-3, "total_steps": 110, "warmup_steps": 10}
+    assert polynomial_lr(0, **kw) == 0.0 and polynomial_lr(5, **kw) == pytest.approx(5e-4)
+    assert polynomial_lr(10, **kw) == pytest.approx(1e-3)
+    assert polynomial_lr(60, **kw) == pytest.approx(5e-4)  # halfway through the decay, power 1
+    assert polynomial_lr(60, **kw, power=2.0) == pytest.approx(2.5e-4)
+    assert polynomial_lr(110, **kw, end_lr=1e-5) == 1e-5

@@ -145,6 +145,15 @@ FINETUNE_TASKS = {  # task -> (help, --data help)
 }
 
 
+RECIPE_HELP = {
+    "image-classification": "(no named recipes: the default follows SPEC B.2; override with --set)",
+    "asr": "base-10m, base-1h, base-10h, base-100h, base-960h (SPEC B.1) or tiny (CPU); default: tiny for "
+           "encoders narrower than 512, else base-1h",
+    "text-classification": "a GLUE task (cola, mnli, mrpc, qnli, qqp, rte, sst-2, sts-b; SPEC B.3), base (your own "
+                           "TSVs) or tiny (CPU); default: tiny for encoders narrower than 512, else base",
+}
+
+
 def _build_finetune_config(args):
     from data2vec.finetune.loop import default_config, finetune_config_from_dict
 
@@ -244,8 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--init", metavar="SRC", help="pretrained weights (any format `data2vec convert` reads)")
         t.add_argument("--preset", help="without --init: random initialisation of this preset's encoder")
         t.add_argument("--data", help=data_help)
-        t.add_argument("--recipe", help="a named recipe of the task (asr: base-10m, base-1h, base-10h, base-100h, "
-                                        "base-960h, tiny; default: tiny for narrow encoders, else base-1h)")
+        t.add_argument("--recipe", help=RECIPE_HELP[task])
         t.add_argument("--out", required=True, help="run directory")
         t.add_argument("--config", help="YAML/JSON file of overrides")
         t.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -311,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare_text.add_arguments(tx)
     tx.set_defaults(func=cmd_prepare_text)
+    rt = prep_sub.add_parser("rt-polarity", help="write the Rotten Tomatoes review polarity task (SST-2 format TSVs)")
+    from data2vec.data import prepare_rt
+
+    prepare_rt.add_arguments(rt)
+    rt.set_defaults(func=lambda a: prepare_rt.run(a))
     im = prep_sub.add_parser("images", help="write the built-in Fashion-MNIST as train/valid/test image folders")
     from data2vec.data import prepare_images
 

@@ -61,8 +61,11 @@ def finetuned_from_hf(path: str | Path):
         cfg = merge(cfg, {"head": {"num_classes": n}})
         head = {"head.weight": sd.pop("classifier.weight"), "head.bias": sd.pop("classifier.bias")}
     else:
-        n = hf_cfg.get("num_labels") or sd["classifier.out_proj.weight"].shape[0]
-        cfg = merge(cfg, {"head": {"num_classes": n}})
+        n = sd["classifier.out_proj.weight"].shape[0]
+        id2label = hf_cfg.get("id2label") or {}
+        names = [id2label.get(str(i), id2label.get(i, "")) for i in range(n)]
+        labels = tuple(names) if n > 1 and all(names) and not all(x == f"LABEL_{i}" for i, x in enumerate(names)) else ()
+        cfg = merge(cfg, {"head": {"num_classes": n, "labels": labels}})
         head = {k: sd.pop(k) for k in list(sd) if k.startswith("classifier.")}
     if sd:
         raise ValueError(f"{path}: keys of the {arch} head this converter does not know: {sorted(sd)}")
@@ -103,7 +106,9 @@ def export_finetuned_hf(cfg, model, out_dir: str | Path) -> Path:
     else:
         head = {f"classifier.{k}": v for k, v in model.classifier.state_dict().items()}
         n = cfg.head.num_classes
-        extra = {"num_labels": n, "problem_type": "regression" if n == 1 else "single_label_classification"}
+        names = list(cfg.head.labels) if len(cfg.head.labels) == n else [f"LABEL_{i}" for i in range(n)]
+        extra = {"num_labels": n, "problem_type": "regression" if n == 1 else "single_label_classification",
+                 "id2label": {str(i): x for i, x in enumerate(names)}, "label2id": {x: i for i, x in enumerate(names)}}
     hf_cfg = hf_config_from_encoder(modality, enc_cfg) | extra
     hf_cfg["architectures"] = [TASK_ARCH[cfg.task]]
     state = {prefix + k: v for k, v in hf_state_from_encoder(modality, enc_sd).items()} | head

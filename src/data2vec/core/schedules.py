@@ -53,3 +53,15 @@ def cosine_lr(step: int, *, lr: float, total_steps: int, warmup_steps: int, min_
         return min_lr
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def polynomial_lr(step: int, *, lr: float, total_steps: int, warmup_steps: int, end_lr: float = 0.0,
+                  power: float = 1.0) -> float:
+    """fairseq ``polynomial_decay``: linear warm-up, then (lr - end_lr) * remaining ** power + end_lr
+    (power 1 = linear decay, the RoBERTa/GLUE fine-tuning schedule)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return lr * step / warmup_steps
+    if step >= total_steps:
+        return end_lr
+    remaining = 1 - (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return (lr - end_lr) * remaining ** power + end_lr

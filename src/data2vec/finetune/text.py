@@ -16,11 +16,11 @@ packs with ``batch_by_size`` too (``data2vec.data.sampler.BucketBatchSampler``),
 
 Recipes (``--recipe NAME``): the GLUE tasks of fairseq's v2 ``text_finetuning/*.yaml`` (``cola``, ``mnli``,
 ``mrpc``, ``qnli``, ``qqp``, ``rte``, ``sst-2``, ``sts-b``): Adam (0.9, 0.98), eps 1e-6, weight decay 0.1,
-10 epochs, 6 % warm-up, no clipping, pooler dropout 0, batch 16 (CoLA, MRPC, RTE, STS-B) or 32, lr 2e-5
-(STS-B 4e-5); each also sets ``data.glue_task`` (the file layout and GLUE's score). ``base`` is the same
-for one's own files; ``tiny`` (lr 1e-4) is for the tiny CPU presets. Default: ``tiny`` for encoders
-narrower than 512, else ``base``. Deviation: fairseq decays the learning rate linearly (polynomial, power
-1) to 0; ``OptimConfig`` offers cosine decay to 0 after the warm-up, which is used instead.
+10 epochs, 6 % warm-up then linear decay to 0 (fairseq ``polynomial_decay``), no clipping, pooler
+dropout 0, batch 16 (CoLA, MRPC, RTE, STS-B) or 32, lr 2e-5 (STS-B 4e-5); each also sets
+``data.glue_task`` (the file layout and GLUE's score). ``base`` is the same for one's own files;
+``tiny`` (lr 1e-4) is for the tiny CPU presets. Default: ``tiny`` for encoders narrower than 512, else
+``base``.
 
 ``train.max_update = 0`` means ``max_epochs`` epochs, ``warmup_ratio`` sets ``optim.warmup_updates`` and
 ``eval_interval = 0`` validates once per epoch; all three are resolved from the data before training and
@@ -297,7 +297,7 @@ class TextFinetuneConfig(FinetuneBase):
     score_metric: ScoreName = ""  # "" = by task (see score_name)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         optimizer="adamw", lr=2e-5, adam_betas=(0.9, 0.98), adam_eps=1e-6, weight_decay=0.1,
-        lr_scheduler="cosine", warmup_updates=0, min_lr=0.0, clip_norm=0.0))
+        lr_scheduler="polynomial", power=1.0, warmup_updates=0, min_lr=0.0, clip_norm=0.0))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(max_update=0, log_interval=50,
                                                                    save_interval_updates=1000))
 

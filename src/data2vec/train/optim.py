@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from data2vec.core.schedules import cosine_lr, tri_stage_lr
+from data2vec.core.schedules import cosine_lr, polynomial_lr, tri_stage_lr
 
 
 @dataclass(kw_only=True)
@@ -26,12 +26,13 @@ class OptimConfig:
     adam_eps: float = 1e-6
     weight_decay: float = 0.01
     no_decay_1d: bool = True  # no weight decay on biases, norms and other 1-D parameters
-    lr_scheduler: Literal["tri_stage", "cosine", "fixed"] = "tri_stage"
+    lr_scheduler: Literal["tri_stage", "cosine", "polynomial", "fixed"] = "tri_stage"
     phase_ratio: tuple[float, float, float] = (0.03, 0.9, 0.07)  # tri_stage: warmup, hold, decay
     init_lr_scale: float = 0.01  # tri_stage: warmup starts at lr * init_lr_scale
     final_lr_scale: float = 0.01  # tri_stage: decay ends at lr * final_lr_scale
-    warmup_updates: int = 0  # cosine: linear warmup length
-    min_lr: float = 0.0  # cosine: final learning rate
+    warmup_updates: int = 0  # cosine, polynomial: linear warmup length
+    min_lr: float = 0.0  # cosine, polynomial: final learning rate
+    power: float = 1.0  # polynomial: decay exponent (1 = linear, fairseq polynomial_decay)
     clip_norm: float = 0.0  # max global grad norm (0 = no clipping)
 
 
@@ -61,4 +62,7 @@ def lr_at(step: int, cfg: OptimConfig, total_steps: int) -> float:
                             init_lr_scale=cfg.init_lr_scale, final_lr_scale=cfg.final_lr_scale)
     if cfg.lr_scheduler == "cosine":
         return cosine_lr(step, lr=cfg.lr, total_steps=total_steps, warmup_steps=cfg.warmup_updates, min_lr=cfg.min_lr)
+    if cfg.lr_scheduler == "polynomial":
+        return polynomial_lr(step, lr=cfg.lr, total_steps=total_steps, warmup_steps=cfg.warmup_updates,
+                             end_lr=cfg.min_lr, power=cfg.power)
     return cfg.lr
