@@ -18,8 +18,8 @@ LETTER_HZ = {"A": 400.0, "B": 900.0, "C": 1800.0}
 
 
 def _tone_corpus(root, n_train=48, seed=0):
-    """Utterances of 1-3 'words' over letters A/B/C; each letter is 0.12 s of its own tone, words are
-    separated by 0.1 s of noise. fairseq layout: .tsv manifests, .ltr/.wrd labels, dict.ltr.txt."""
+    """Utterances of 1-3 'words' over letters A/B/C; each letter is 0.12 s of its own tone and 0.04 s of
+    noise, words are separated by 0.12 s more noise. fairseq layout: .tsv manifests, .ltr/.wrd labels, dict.ltr.txt."""
     rng = np.random.default_rng(seed)
     sr = 16000
     (root / "wav").mkdir(parents=True)
@@ -33,7 +33,8 @@ def _tone_corpus(root, n_train=48, seed=0):
                 for ch in w:
                     t = np.arange(int(0.12 * sr)) / sr
                     parts.append(0.5 * np.sin(2 * np.pi * LETTER_HZ[ch] * t) * np.hanning(t.size) ** 0.2)
-                parts.append(rng.normal(0, 0.01, int(0.1 * sr)))
+                    parts.append(rng.normal(0, 0.01, int(0.04 * sr)))
+                parts.append(rng.normal(0, 0.01, int(0.12 * sr)))
             x = np.concatenate(parts).astype(np.float32)
             path = root / "wav" / f"{split}{i}.wav"
             sf.write(path, x, sr)
@@ -212,3 +213,84 @@ def test_label_hours_subset_is_seeded_and_nested():
     small, large = hours_subset(sizes, 16000, 0.1, 1), hours_subset(sizes, 16000, 0.5, 1)
     assert len(small) == 10 and len(large) == 50 and set(small) <= set(large)
     assert hours_subset(sizes, 16000, 0.1, 1) == small != hours_subset(sizes, 16000, 0.1, 2)
+
+
+# ---- a tiny fine-tune that learns, then evaluate / transcribe / export ----------------------------
+LEARN = TINY + ["head.mask_prob=0.3", "head.mask_channel_prob=0.0", "head.freeze_finetune_updates=0",
+                "encoder.feature_grad_mult=1.0", "train.max_update=200", "optim.lr=2e-3", "eval_interval=100"]
+
+
+@pytest.fixture(scope="module")
+def tone_run(tmp_path_factory):
+    root = _tone_corpus(tmp_path_factory.mktemp("tones") / "data", n_train=160)
+    run = root.parent / "run"
+    assert main(["finetune", "asr", "--preset", "audio-tiny-v1", "--data", str(root), "--out", str(run),
+                 *set_args(LEARN)]) == 0
+    return root, run
+
+
+def test_tiny_asr_finetune_learns_the_tone_alphabet(tone_run):
+    root, run = tone_run
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["metric"] == "wer" and m["test"]["utterances"] == 12
+    assert m["test"]["cer"] < 0.7  # an untrained model outputs nothing or noise: CER ~1
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in recs if "loss" in r]
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3])
+    valid = [r["valid_loss"] for r in recs if "valid_loss" in r]
+    assert valid[-1] < valid[0]
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["head"]["symbols"] == LetterDictionary.load(root / "dict.ltr.txt").tokens[4:]
+
+
+def test_evaluate_with_beam_search_and_an_lm(tone_run, tmp_path, capsys):
+    from data2vec.asr.lm import estimate_arpa
+
+    root, run = tone_run
+    assert main(["prepare", "lm", "--text", str(root / "train.wrd"), "--out", str(tmp_path / "lm.arpa"),
+                 "--order", "2"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "asr", str(run), "--data", str(root), "--subset", "test"]) == 0
+    greedy = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "asr", str(run), "--data", str(root), "--subset", "test", "--decoder", "beam",
+                 "--beam", "20", "--out", str(tmp_path / "beam.json")]) == 0
+    beam = json.loads(capsys.readouterr().out)
+    assert beam == json.loads((tmp_path / "beam.json").read_text())
+    assert beam["utterances"] == greedy["utterances"] == 12 and beam["cer"] <= greedy["cer"] + 0.05
+    assert main(["evaluate", "asr", str(run), "--data", str(root), "--subset", "test", "--decoder", "beam",
+                 "--lm", str(tmp_path / "lm.arpa"), "--lm-weight", "1.0", "--word-score", "0"]) == 0
+    with_lm = json.loads(capsys.readouterr().out)
+    assert "lm.arpa" in with_lm["decoder"] and 0 <= with_lm["wer"] <= 1.5
+    # every hypothesis word comes from the lexicon (the LM's words)
+    vocab = set((root / "train.wrd").read_text().split())
+    assert all(w in vocab for e in with_lm["examples"] for w in e["hyp"].split())
+    assert main(["evaluate", "asr", str(run), "--data", str(root), "--lm", str(tmp_path / "lm.arpa")]) == 2
+    assert "--decoder beam" in capsys.readouterr().err
+    estimate_arpa(["A B"], tmp_path / "unused.arpa")  # importable from Python too
+
+
+def test_transcribe_matches_evaluate_and_export_to_hf(tone_run, tmp_path, capsys):
+    from transformers import Data2VecAudioForCTC
+
+    from data2vec.asr.decode import greedy_decode
+    from data2vec.finetune.inference import load_finetuned
+
+    root, run = tone_run
+    wavs = sorted((root / "wav").glob("test*.wav"))[:3]
+    assert main(["transcribe", str(run), *map(str, wavs)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split("\t")[0] for ln in lines] == list(map(str, wavs))
+    cfg, model = load_finetuned(run)
+    x = torch.from_numpy(sf.read(wavs[0], dtype="float32")[0])
+    x = torch.nn.functional.layer_norm(x, x.shape)  # data.normalize, as in training
+    with torch.no_grad():
+        logits, _ = model(x[None])
+    assert lines[0].split("\t")[1] == greedy_decode(logits, torch.tensor([logits.size(1)]), model.tokens)[0]
+    assert main(["export", str(run), "--to", "hf", "--out", str(tmp_path / "hf")]) == 0
+    assert "Data2VecAudioForCTC" in capsys.readouterr().out
+    hf = Data2VecAudioForCTC.from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(hf(x[None]).logits, logits, atol=1e-4, rtol=1e-4)
+    assert main(["transcribe", str(tmp_path / "hf"), str(wavs[0])]) == 0  # a HF ForCTC directory works too
+    assert capsys.readouterr().out.strip() == lines[0]
+    assert main(["transcribe", str(run), str(tmp_path / "missing.wav")]) == 2

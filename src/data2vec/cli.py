@@ -222,6 +222,25 @@ def cmd_prepare_text(args) -> int:
     return prepare_text.run(args)
 
 
+def cmd_prepare_lm(args) -> int:
+    from data2vec.asr.lm import ArpaLM, estimate_arpa
+
+    if args.order < 2:
+        raise ValueError("--order must be >= 2 (KenLM loads no unigram-only model)")
+    lines = []
+    for path in args.text:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path} not found")
+        lines += [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError(f"no sentences in {', '.join(args.text)}")
+    out = estimate_arpa(lines, args.out, order=args.order)
+    lm = ArpaLM(out)
+    print(f"{out}: {args.order}-gram LM from {len(lines):,} sentences, {len(lm.vocab):,} words; "
+          f"training perplexity {lm.perplexity(lines):.1f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="data2vec", description="data2vec self-supervised pretraining")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -319,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare_text.add_arguments(tx)
     tx.set_defaults(func=cmd_prepare_text)
+    lm = prep_sub.add_parser("lm", help="estimate a word n-gram LM (ARPA, modified Kneser-Ney) from transcripts",
+                             description="For beam search with `data2vec evaluate asr --decoder beam --lm FILE`. "
+                                         "One sentence per line (e.g. the .wrd labels of the training split).")
+    lm.add_argument("--text", nargs="+", required=True, help="text files, one sentence per line")
+    lm.add_argument("--out", required=True, help="output .arpa file")
+    lm.add_argument("--order", type=int, default=3, help="n-gram order (>= 2; default 3)")
+    lm.set_defaults(func=cmd_prepare_lm)
     rt = prep_sub.add_parser("rt-polarity", help="write the Rotten Tomatoes review polarity task (SST-2 format TSVs)")
     from data2vec.data import prepare_rt
 
