@@ -97,7 +97,12 @@ MICRO_BY_PRESET = {
     "audio-tiny-v1": MICRO_OVERRIDES,
     "image-tiny-v1": ["encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2", "data.batch_size=8",
                       "model.targets.average_top_k_layers=2", "data.num_workers=0", "train.threads=1"],
+    "text-tiny-v1": ["encoder.encoder_embed_dim=32", "encoder.encoder_ffn_embed_dim=64", "encoder.encoder_layers=2",
+                     "encoder.encoder_attention_heads=2", "model.targets.average_top_k_layers=2",
+                     "data.max_tokens=512", "data.num_workers=0", "train.threads=1"],
 }
+MICRO_FINETUNE = {"asr": ["data.num_workers=0", "train.threads=1", "train.max_update=2", "eval_interval=2",
+                          "data.max_tokens=64000"]}
 
 
 def test_readme_data2vec_commands_run(tmp_path, speech_corpus):
@@ -121,12 +126,23 @@ def test_readme_data2vec_commands_run(tmp_path, speech_corpus):
         preset = argv[argv.index("--preset") + 1]
         run_cli(*argv, *set_args(MICRO_BY_PRESET[preset] + ["train.max_update=1"]))
 
+    def ensure_finetuned(path: str):
+        """A fine-tuning run the command reads: the README's own finetune line for it, 2 updates."""
+        if Path(path).exists() or not path.startswith(str(tmp_path / "runs")):
+            return
+        line = next(c for c in cmds if c.startswith("data2vec finetune ") and c.split("--out ")[1].split()[0] in path)
+        argv = localize(shlex.split(line)[1:])
+        ensure_checkpoint(argv[argv.index("--init") + 1])
+        run_cli(*argv, *set_args(MICRO_FINETUNE[argv[1]]))
+
     for cmd in cmds:
         argv = localize(shlex.split(cmd)[1:])
         if argv[:2] == ["prepare", "speech"]:
-            argv[argv.index("--hours") + 1] = "0.002"
+            argv[argv.index("--hours") + 1] = "0.05"  # enough for held-out valid/test voices
         if argv[0] == "convert":
             ensure_checkpoint(argv[1])
+        if argv[0] in ("evaluate", "transcribe", "export"):
+            ensure_finetuned(argv[2] if argv[0] == "evaluate" else argv[1])
         if "--init" in argv:
             ensure_checkpoint(argv[argv.index("--init") + 1])
         if argv[0] in ("pretrain", "finetune"):

@@ -350,9 +350,17 @@ class AsrData:
         self.train = LabelledAudio(root / f"{d.train_subset}.tsv", d.labels, self.dictionary, d, self.frame_lengths, seed)
         if d.label_hours > 0:
             self.train.subset(hours_subset(self.train.sizes, d.sample_rate, d.label_hours, seed))
-        self.sets = {name: LabelledAudio(root / f"{sub}.tsv", d.labels, self.dictionary, d, self.frame_lengths, seed)
-                     for name, sub in (("valid", d.valid_subset), ("test", d.test_subset))
-                     if (root / f"{sub}.tsv").is_file()}
+        from data2vec.data.audio import read_manifest
+
+        self.sets, self.empty = {}, []
+        for name, sub in (("valid", d.valid_subset), ("test", d.test_subset)):
+            path = root / f"{sub}.tsv"
+            if not path.is_file():
+                continue
+            if len(read_manifest(path)) == 0:  # e.g. a tiny built-in corpus: no held-out voice left
+                self.empty.append(path.name)
+                continue
+            self.sets[name] = LabelledAudio(path, d.labels, self.dictionary, d, self.frame_lengths, seed)
         self.sampler = BucketBatchSampler(self.train.sizes, max_tokens=d.max_tokens, seed=seed,
                                           num_replicas=dist.world_size, rank=dist.rank)
         C = cfg.encoder.encoder_embed_dim
@@ -366,7 +374,8 @@ class AsrData:
         return (f"{len(self.train):,} labelled training utterances ({self.train.hours * 60:.1f} min"
                 + (f", subset of data.label_hours={self.cfg.label_hours:g}" if self.cfg.label_hours > 0 else "")
                 + (f"; {skipped} skipped: too long or too short for their labels" if skipped else "")
-                + f"), {len(self.dictionary)} output symbols")
+                + f"), {len(self.dictionary)} output symbols"
+                + (f"; {', '.join(self.empty)} empty: no evaluation on it" if self.empty else ""))
 
     def make_loader(self, epoch: int, start_batch: int = 0):
         from data2vec.data.sampler import build_loader

@@ -78,10 +78,17 @@ class RunLog:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        counts = ("valid_examples", "valid_utterances", "valid_words", "valid_chars", "valid_step")
+        valid = sorted({k for r in self.records for k, v in r.items()
+                        if k.startswith("valid_") and k not in counts and isinstance(v, (int, float))})
         panels = [("loss", ["loss"], "loss (per unit)"), ("lr", ["lr"], "learning rate"),
                   ("var", ["target_var", "pred_var"], "std over positions (collapse monitor)"),
-                  ("acc", ["acc", "valid_top1"], "accuracy")]
+                  ("acc", ["acc"], "training accuracy"),
+                  ("valid", [k for k in valid if k != "valid_loss"], "validation"),
+                  ("valid_loss", ["valid_loss"], "validation loss")]
         panels = [p for p in panels if any(k in r for r in self.records for k in p[1])]
+        if not panels:
+            return None
         fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), squeeze=False)
         for ax, (_, keys, title) in zip(axes[0], panels):
             for k in keys:
