@@ -57,7 +57,7 @@ def test_merge_coerces_types_and_leaves_the_input_untouched():
     ("optim.lr=abc", "optim.lr: expected a number"),
     ("train.max_update=true", "train.max_update: expected an integer"),
     ("data.enable_padding=1", "expected true/false"),
-    ("optim.lr_scheduler=linear", "expected one of ['tri_stage', 'cosine', 'fixed']"),
+    ("optim.lr_scheduler=linear", "expected one of ['tri_stage', 'cosine', 'polynomial', 'fixed']"),
     ("optim.adam_betas=[0.9]", "expected 2 values"),
     ("masking.mask_prob=1.5", "mask_prob must be in [0, 1)"),
     ("train.max_update=1.5", "train.max_update: expected an integer"),
