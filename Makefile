@@ -1,5 +1,6 @@
 # make demo: set up everything on a fresh Debian machine, build the built-in speech, text and image data,
-# pretrain the tiny speech, text and vision models (about 25 minutes on 2 cores; rerunning resumes or reuses).
+# pretrain the tiny speech, text and vision models (about 25 minutes on 2 cores), then fine-tune each pretrained
+# and from scratch and print one table (about 10 more minutes); rerunning resumes or reuses what is there.
 # make test: set up everything, run the test suite.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -24,6 +25,8 @@ demo: setup
 	$(VENV)/bin/data2vec pretrain --preset text-tiny-v1 --data $(DEMO_TEXT) --out $(DEMO_TEXT_RUN) --resume
 	$(VENV)/bin/data2vec prepare images --out $(DEMO_IMAGES)
 	$(VENV)/bin/data2vec pretrain --preset image-tiny-v1 --data $(DEMO_IMAGES) --out $(DEMO_IMAGE_RUN) --resume
+	$(VENV)/bin/data2vec prepare rt-polarity --out data/rt-polarity
+	$(PY) experiments/demo_table.py --out runs/demo-finetune
 
 test: setup
 	$(PY) -m pytest -q
