@@ -294,3 +294,22 @@ def test_transcribe_matches_evaluate_and_export_to_hf(tone_run, tmp_path, capsys
     assert main(["transcribe", str(tmp_path / "hf"), str(wavs[0])]) == 0  # a HF ForCTC directory works too
     assert capsys.readouterr().out.strip() == lines[0]
     assert main(["transcribe", str(run), str(tmp_path / "missing.wav")]) == 2
+
+
+def test_prepare_real_speech_writes_a_fairseq_test_set(tmp_path):
+    from data2vec.data.audio import read_manifest
+    from data2vec.data.prepare_real_speech import ROOT, prepare_real_speech
+
+    if not (ROOT / "librivox" / "transcription").is_file():
+        pytest.skip("Debian pocketsphinx-testdata is not installed")
+    assert main(["prepare", "real-speech", "--out", str(tmp_path / "real")]) == 0
+    man = read_manifest(tmp_path / "real" / "test.tsv")
+    words = (tmp_path / "real" / "test.wrd").read_text().splitlines()
+    ltr = (tmp_path / "real" / "test.ltr").read_text().splitlines()
+    assert len(man) == len(words) == len(ltr) == 10
+    assert words[1] == "HE WAS NOT AN ILL DISPOSED YOUNG MAN" and ltr[1].startswith("H E | W A S |")
+    for p, n in zip(man.paths, man.sizes):
+        info = sf.info(str(man.root / p))
+        assert info.frames == n and info.samplerate == 16000
+    with pytest.raises(ValueError, match="pocketsphinx-testdata"):
+        prepare_real_speech(tmp_path / "none", root=tmp_path)

@@ -345,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--out", required=True, help="output .arpa file")
     lm.add_argument("--order", type=int, default=3, help="n-gram order (>= 2; default 3)")
     lm.set_defaults(func=cmd_prepare_lm)
+    rs = prep_sub.add_parser("real-speech", help="the real recordings of pocketsphinx-testdata as an ASR test set")
+    from data2vec.data import prepare_real_speech
+
+    prepare_real_speech.add_arguments(rs)
+    rs.set_defaults(func=lambda a: prepare_real_speech.run(a))
     rt = prep_sub.add_parser("rt-polarity", help="write the Rotten Tomatoes review polarity task (SST-2 format TSVs)")
     from data2vec.data import prepare_rt
 
