@@ -313,3 +313,37 @@ def test_prepare_real_speech_writes_a_fairseq_test_set(tmp_path):
         assert info.frames == n and info.samplerate == 16000
     with pytest.raises(ValueError, match="pocketsphinx-testdata"):
         prepare_real_speech(tmp_path / "none", root=tmp_path)
+
+
+def test_ddp_finetune_with_frozen_encoder_equals_one_process(tmp_path):
+    """2 gloo ranks (real processes) = 1 process with update_freq 2: update 1 with the encoder frozen (DDP
+    with unused parameters), update 2 with everything training and time/channel masks on. (Two updates:
+    later ones would cross an epoch boundary, where the shards of 2 ranks and the micro-batches of 1
+    process group batches differently.)"""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from data2vec.train.checkpoint import load_checkpoint
+
+    root = _tone_corpus(tmp_path / "tones", n_train=24)
+    common = [*TINY, "head.freeze_finetune_updates=1", "train.max_update=2", "train.log_interval=1",
+              "eval_interval=100", "encoder.activation_dropout=0.0", "data.max_tokens=120000"]
+
+    def args(out, extra):
+        return ["finetune", "asr", "--preset", "audio-tiny-v1", "--data", str(root), "--out", str(out),
+                *set_args(common + extra)]
+
+    assert main(args(tmp_path / "single", ["train.update_freq=2"])) == 0
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "data2vec.cli", *args(tmp_path / "ddp", ["train.update_freq=1"])],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = load_checkpoint(tmp_path / "single" / "checkpoint_last.pt")
+    d = load_checkpoint(tmp_path / "ddp" / "checkpoint_last.pt")
+    assert d["world_size"] == 2 and d["step"] == s["step"] == 2 and int(s["model"]["num_updates"]) == 2
+    for k in s["model"]:
+        torch.testing.assert_close(d["model"][k], s["model"][k], rtol=1e-5, atol=1e-6, msg=k)
+    losses = {r: [json.loads(x)["loss"] for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()
+                  if "loss" in json.loads(x)] for r in ("single", "ddp")}
+    assert losses["single"] == pytest.approx(losses["ddp"], rel=1e-5) and len(losses["single"]) == 2
