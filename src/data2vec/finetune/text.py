@@ -363,6 +363,7 @@ class TextFinetuneData:
             raise ValueError(f"{train.path} has no label column")
         self.labels = None if self.regression else (cfg.head.labels or label_vocabulary(e.label for e in train.examples))
         self.train = encode_file(train, tok, max_len, self.labels)
+        self.n_available = len(self.train)
         keep = _train_subset(self.train.targets, d.label_fraction, d.max_train_examples, seed, self.regression)
         self.train = TextPairDataset([self.train.tokens[i] for i in keep], self.train.targets[keep])
         self.notes = [f.describe() for f in files.values()]
@@ -383,7 +384,8 @@ class TextFinetuneData:
 
     def describe(self) -> str:
         kind = "regression" if self.regression else f"{len(self.labels)} classes {list(self.labels)}"
-        return (f"{len(self.train):,} labelled training examples ({self.label_fraction:g} of the labels), {kind}, "
+        share = "all" if len(self.train) == self.n_available else f"{len(self.train) / self.n_available:.1%}"
+        return (f"{len(self.train):,} labelled training examples ({share} of {self.n_available:,}), {kind}, "
                 f"<= {self.max_len} tokens; " + "; ".join(self.notes))
 
     def make_loader(self, epoch: int, start_batch: int = 0):
