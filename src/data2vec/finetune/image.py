@@ -97,24 +97,10 @@ class ImageClassifier(nn.Module):
 
     def optim_param_groups(self, weight_decay: float, no_decay_1d: bool) -> list[dict]:
         """AdamW groups with ``lr_scale`` for layer-wise decay and no weight decay on 1-D parameters."""
-        depth = len(self.encoder.context_encoder.layers)
-        groups: dict[tuple[int, bool], dict] = {}
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            if "fc_norm" in name:  # ours or the encoder's: part of the head
-                layer = depth + 1
-            elif name.startswith("encoder.context_encoder.layers."):
-                layer = int(name.split(".")[3]) + 1
-            elif name.startswith("encoder."):
-                layer = 0
-            else:
-                layer = depth + 1
-            no_wd = no_decay_1d and (p.ndim <= 1 or name.endswith(".bias") or "token" in name or "rel_pos" in name)
-            g = groups.setdefault((layer, no_wd), {"params": [], "weight_decay": 0.0 if no_wd else weight_decay,
-                                                   "lr_scale": self.cfg.layer_decay ** (depth + 1 - layer)})
-            g["params"].append(p)
-        return list(groups.values())
+        from data2vec.train.optim import layer_decay_groups
+
+        return layer_decay_groups(self, weight_decay, no_decay_1d, self.cfg.layer_decay, head_keys=("fc_norm",),
+                                  no_wd_keys=("token", "rel_pos"))  # fc_norm: ours or the encoder's
 
 
 def soft_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:

@@ -115,22 +115,9 @@ class TextClassifier(nn.Module):
     def optim_param_groups(self, weight_decay: float, no_decay_1d: bool) -> list[dict]:
         """AdamW groups: no weight decay on 1-D parameters; ``lr_scale`` for layer-wise decay (embeddings 0,
         block i -> i + 1, head depth + 1)."""
-        depth = len(self.encoder.context_encoder.layers)
-        groups: dict[tuple[int, bool], dict] = {}
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            if name.startswith("encoder.context_encoder.layers."):
-                layer = int(name.split(".")[3]) + 1
-            elif name.startswith("encoder."):
-                layer = 0
-            else:
-                layer = depth + 1
-            no_wd = no_decay_1d and (p.ndim <= 1 or name.endswith(".bias"))
-            g = groups.setdefault((layer, no_wd), {"params": [], "weight_decay": 0.0 if no_wd else weight_decay,
-                                                   "lr_scale": self.cfg.layer_decay ** (depth + 1 - layer)})
-            g["params"].append(p)
-        return list(groups.values())
+        from data2vec.train.optim import layer_decay_groups
+
+        return layer_decay_groups(self, weight_decay, no_decay_1d, self.cfg.layer_decay)
 
 
 # ---- inputs ------------------------------------------------------------------------------------

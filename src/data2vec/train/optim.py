@@ -66,3 +66,31 @@ def lr_at(step: int, cfg: OptimConfig, total_steps: int) -> float:
         return polynomial_lr(step, lr=cfg.lr, total_steps=total_steps, warmup_steps=cfg.warmup_updates,
                              end_lr=cfg.min_lr, power=cfg.power)
     return cfg.lr
+
+
+def layer_decay_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool, layer_decay: float, *,
+                       head_keys: tuple[str, ...] = (), no_wd_keys: tuple[str, ...] = ()) -> list[dict]:
+    """AdamW groups with BEiT-style layer-wise lr decay for a fine-tuning model with an ``encoder``.
+
+    Layer ids: ``encoder.context_encoder.layers.i`` -> i + 1, the rest of the encoder 0, everything else
+    (the head, and names containing one of ``head_keys``) depth + 1; ``lr_scale = layer_decay ** (depth + 1
+    - id)``. No weight decay on 1-D parameters, biases and names containing one of ``no_wd_keys``.
+    """
+    depth = len(model.encoder.context_encoder.layers)
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if any(k in name for k in head_keys):
+            layer = depth + 1
+        elif name.startswith("encoder.context_encoder.layers."):
+            layer = int(name.split(".")[3]) + 1
+        elif name.startswith("encoder."):
+            layer = 0
+        else:
+            layer = depth + 1
+        no_wd = no_decay_1d and (p.ndim <= 1 or name.endswith(".bias") or any(k in name for k in no_wd_keys))
+        g = groups.setdefault((layer, no_wd), {"params": [], "weight_decay": 0.0 if no_wd else weight_decay,
+                                               "lr_scale": layer_decay ** (depth + 1 - layer)})
+        g["params"].append(p)
+    return list(groups.values())
