@@ -1,6 +1,6 @@
 # make demo: set up everything on a fresh Debian machine, build the built-in speech, text and image data,
 # pretrain the tiny speech, text and vision models (about 25 minutes on 2 cores), then fine-tune each pretrained
-# and from scratch and print one table (about 10 more minutes); rerunning resumes or reuses what is there.
+# and from scratch and print one table (about 13 more minutes); rerunning resumes or reuses what is there.
 # make test: set up everything, run the test suite.
 SHELL := /bin/bash
 PYTHON ?= python3

@@ -4,7 +4,7 @@
 
 Uses the demo's pretraining runs (``runs/demo-{audio,text,image}-tiny-v1``) and data (``data/speech``,
 ``data/rt-polarity``, ``data/images``); the pretrained and the from-scratch arm of a modality run side by
-side, one thread each. One seed and short schedules (about 10 minutes in all on 2 cores): a smoke-level
+side, one thread each. One seed and short schedules (about 13 minutes in all on 2 cores): a smoke-level
 version of ``experiments/compare.py``; docs/results.md has the real experiments. Reruns reuse finished runs.
 """
 
