@@ -51,7 +51,7 @@ def summarise(rows: list[dict], task: str) -> str:
     key, label, higher = METRIC[task]
     budgets = list(dict.fromkeys(r["budget"] for r in rows))
     arms = list(dict.fromkeys(r["arm"] for r in rows))
-    lines = [f"| labels | " + " | ".join(f"{a} ({label})" for a in arms) + " |",
+    lines = ["| labels | " + " | ".join(f"{a} ({label})" for a in arms) + " |",
              "|---|" + "---|" * len(arms)]
     for b in budgets:
         cells = []

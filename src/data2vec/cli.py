@@ -78,16 +78,21 @@ def _build_pretrain_config(args):
     return _apply_overrides(cfg, args)
 
 
+def _print_config(cfg) -> int:
+    """--dry-run: the resolved config as JSON."""
+    from data2vec.config import to_dict
+
+    print(json.dumps(to_dict(cfg), indent=2))
+    return 0
+
+
 def cmd_pretrain(args) -> int:
     from data2vec.core.monitors import CollapseError
     from data2vec.train.loop import NonFiniteError, TrainingInterrupted, pretrain
 
     cfg = _build_pretrain_config(args)
     if args.dry_run:
-        from data2vec.config import to_dict
-
-        print(json.dumps(to_dict(cfg), indent=2))
-        return 0
+        return _print_config(cfg)
     try:
         pretrain(cfg, args.out, resume=args.resume)
     except (CollapseError, NonFiniteError) as e:
@@ -180,10 +185,7 @@ def cmd_finetune(args) -> int:
 
     cfg = _build_finetune_config(args)
     if args.dry_run:
-        from data2vec.config import to_dict
-
-        print(json.dumps(to_dict(cfg), indent=2))
-        return 0
+        return _print_config(cfg)
     try:
         finetune(cfg, args.out, resume=args.resume)
     except KeyboardInterrupt:
@@ -241,27 +243,8 @@ def cmd_prepare_lm(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="data2vec", description="data2vec self-supervised pretraining")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    pt = sub.add_parser("pretrain", help="pretrain a model from a preset",
-                        description="Pretrain with data2vec. Writes config.json, metrics.jsonl, tb/, curves.png, "
-                                    "checkpoint_last.pt and summary.txt into --out.")
-    pt.add_argument("--preset", help="recipe name (see `data2vec presets`)")
-    pt.add_argument("--data", help="data directory: speech holds train.tsv (`data2vec prepare speech`), "
-                                   "text holds train.npz + vocab (`data2vec prepare text`)")
-    pt.add_argument("--out", required=True, help="run directory")
-    pt.add_argument("--config", help="YAML/JSON file of overrides, nested like config.json")
-    pt.add_argument("--set", action="append", metavar="KEY=VALUE",
-                    help="override one config value, e.g. --set optim.lr=5e-4 (repeatable)")
-    pt.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoint_last.pt")
-    pt.add_argument("--init", metavar="SRC", help="start from pretrained weights: a HF data2vec directory, a fairseq "
-                                                  ".pt, our checkpoint or converted directory (its config is the "
-                                                  "base unless --preset is given)")
-    pt.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    pt.set_defaults(func=cmd_pretrain)
-
+def _add_finetune_parsers(sub) -> None:
+    """``finetune TASK``, ``evaluate TASK`` and ``transcribe``."""
     ft = sub.add_parser("finetune", help="fine-tune a pretrained (or randomly initialised) encoder on labels")
     ft_sub = ft.add_subparsers(dest="task", required=True, metavar="TASK")
     for task, (help_, data_help) in FINETUNE_TASKS.items():
@@ -300,6 +283,68 @@ def build_parser() -> argparse.ArgumentParser:
     inference.add_decoder_arguments(tr)
     tr.set_defaults(func=inference.cmd_transcribe)
 
+
+def _add_prepare_parsers(sub) -> None:
+    """``prepare speech|real-speech|text|rt-polarity|images|lm``."""
+    prep = sub.add_parser("prepare", help="build a built-in data set")
+    prep_sub = prep.add_subparsers(dest="what", required=True, metavar="DATASET")
+    sp = prep_sub.add_parser("speech", help="synthesise the built-in English speech corpus (espeak-ng, flite)")
+    from data2vec.data import prepare_speech
+
+    prepare_speech.add_arguments(sp)
+    sp.set_defaults(func=cmd_prepare_speech)
+    tx = prep_sub.add_parser("text", help="build the built-in English text corpus (or tokenize yours) with a BPE")
+    from data2vec.data import prepare_text
+
+    prepare_text.add_arguments(tx)
+    tx.set_defaults(func=cmd_prepare_text)
+    lm = prep_sub.add_parser("lm", help="estimate a word n-gram LM (ARPA, modified Kneser-Ney) from transcripts",
+                             description="For beam search with `data2vec evaluate asr --decoder beam --lm FILE`. "
+                                         "One sentence per line (e.g. the .wrd labels of the training split).")
+    lm.add_argument("--text", nargs="+", required=True, help="text files, one sentence per line")
+    lm.add_argument("--out", required=True, help="output .arpa file")
+    lm.add_argument("--order", type=int, default=3, help="n-gram order (>= 2; default 3)")
+    lm.set_defaults(func=cmd_prepare_lm)
+    rs = prep_sub.add_parser("real-speech", help="the real recordings of pocketsphinx-testdata as an ASR test set")
+    from data2vec.data import prepare_real_speech
+
+    prepare_real_speech.add_arguments(rs)
+    rs.set_defaults(func=prepare_real_speech.run)
+    rt = prep_sub.add_parser("rt-polarity", help="write the Rotten Tomatoes review polarity task (SST-2 format TSVs)")
+    from data2vec.data import prepare_rt
+
+    prepare_rt.add_arguments(rt)
+    rt.set_defaults(func=prepare_rt.run)
+    im = prep_sub.add_parser("images", help="write the built-in Fashion-MNIST as train/valid/test image folders")
+    from data2vec.data import prepare_images
+
+    prepare_images.add_arguments(im)
+    im.set_defaults(func=cmd_prepare_images)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="data2vec", description="data2vec self-supervised pretraining")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pt = sub.add_parser("pretrain", help="pretrain a model from a preset",
+                        description="Pretrain with data2vec. Writes config.json, metrics.jsonl, tb/, curves.png, "
+                                    "checkpoint_last.pt and summary.txt into --out.")
+    pt.add_argument("--preset", help="recipe name (see `data2vec presets`)")
+    pt.add_argument("--data", help="data directory: speech holds train.tsv (`data2vec prepare speech`), "
+                                   "text holds train.npz + vocab (`data2vec prepare text`)")
+    pt.add_argument("--out", required=True, help="run directory")
+    pt.add_argument("--config", help="YAML/JSON file of overrides, nested like config.json")
+    pt.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override one config value, e.g. --set optim.lr=5e-4 (repeatable)")
+    pt.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoint_last.pt")
+    pt.add_argument("--init", metavar="SRC", help="start from pretrained weights: a HF data2vec directory, a fairseq "
+                                                  ".pt, our checkpoint or converted directory (its config is the "
+                                                  "base unless --preset is given)")
+    pt.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    pt.set_defaults(func=cmd_pretrain)
+
+    _add_finetune_parsers(sub)
+
     cv = sub.add_parser("convert", help="import a HF directory, fairseq .pt or checkpoint into our pickle-free format",
                         description="Writes DIR/config.json + DIR/model.safetensors (student and EMA teacher); "
                                     "continue pretraining from it with `data2vec pretrain --init DIR`.")
@@ -326,40 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--show", metavar="NAME", help="print the full config of one preset")
     pr.set_defaults(func=cmd_presets)
 
-    prep = sub.add_parser("prepare", help="build a built-in data set")
-    prep_sub = prep.add_subparsers(dest="what", required=True, metavar="DATASET")
-    sp = prep_sub.add_parser("speech", help="synthesise the built-in English speech corpus (espeak-ng, flite)")
-    from data2vec.data import prepare_speech
-
-    prepare_speech.add_arguments(sp)
-    sp.set_defaults(func=cmd_prepare_speech)
-    tx = prep_sub.add_parser("text", help="build the built-in English text corpus (or tokenize yours) with a BPE")
-    from data2vec.data import prepare_text
-
-    prepare_text.add_arguments(tx)
-    tx.set_defaults(func=cmd_prepare_text)
-    lm = prep_sub.add_parser("lm", help="estimate a word n-gram LM (ARPA, modified Kneser-Ney) from transcripts",
-                             description="For beam search with `data2vec evaluate asr --decoder beam --lm FILE`. "
-                                         "One sentence per line (e.g. the .wrd labels of the training split).")
-    lm.add_argument("--text", nargs="+", required=True, help="text files, one sentence per line")
-    lm.add_argument("--out", required=True, help="output .arpa file")
-    lm.add_argument("--order", type=int, default=3, help="n-gram order (>= 2; default 3)")
-    lm.set_defaults(func=cmd_prepare_lm)
-    rs = prep_sub.add_parser("real-speech", help="the real recordings of pocketsphinx-testdata as an ASR test set")
-    from data2vec.data import prepare_real_speech
-
-    prepare_real_speech.add_arguments(rs)
-    rs.set_defaults(func=lambda a: prepare_real_speech.run(a))
-    rt = prep_sub.add_parser("rt-polarity", help="write the Rotten Tomatoes review polarity task (SST-2 format TSVs)")
-    from data2vec.data import prepare_rt
-
-    prepare_rt.add_arguments(rt)
-    rt.set_defaults(func=lambda a: prepare_rt.run(a))
-    im = prep_sub.add_parser("images", help="write the built-in Fashion-MNIST as train/valid/test image folders")
-    from data2vec.data import prepare_images
-
-    prepare_images.add_arguments(im)
-    im.set_defaults(func=cmd_prepare_images)
+    _add_prepare_parsers(sub)
     return p
 
 

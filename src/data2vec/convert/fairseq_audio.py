@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from data2vec.convert.keys import load_into, map_keys  # noqa: F401 - load_into re-exported
+from data2vec.convert.keys import map_keys
 
 from data2vec.core.data2vec import Data2VecConfig, EMAConfig
 from data2vec.core.loss import LossConfig

@@ -38,8 +38,7 @@ from torch import nn
 
 from data2vec.asr.dictionary import LetterDictionary
 from data2vec.core.data2vec import StepLoss
-from data2vec.core.rng import sample_seed  # noqa: F401 - documents the mask seeding
-from data2vec.finetune.loop import FinetuneBase
+from data2vec.finetune.loop import FinetuneBase, FinetuneModel
 from data2vec.modalities.audio.encoder import AudioEncoderConfig
 from data2vec.modalities.audio.masking import SpanMaskConfig, compute_span_mask
 from data2vec.train.config import TrainConfig
@@ -132,7 +131,7 @@ def recipe_config(src, init: str, recipe: str | None = None) -> AsrFinetuneConfi
 
 
 # ---- model -----------------------------------------------------------------------------------
-class CtcModel(nn.Module):
+class CtcModel(FinetuneModel):
     """Audio encoder + dropout + linear projection to letters; the training-task interface of ``Trainer``."""
 
     log_keys = ()
@@ -174,11 +173,7 @@ class CtcModel(nn.Module):
             x = enc.context_encoder(x, e.padding_mask).layer_outputs[-1]
         return self.proj(self.final_dropout(x)), e.padding_mask
 
-    # ---- training-task interface ----------------------------------------------------------
-    @property
-    def trainable(self) -> nn.Module:
-        return self
-
+    # ---- training-task interface (the rest: FinetuneModel) ---------------------------------
     @staticmethod
     def num_units(batch: dict) -> int:
         return int(batch["target_lengths"].numel())
@@ -201,14 +196,16 @@ class CtcModel(nn.Module):
 def ctc_loss(logits_BTV, frame_padding_BT, targets, target_lengths, *, zero_infinity: bool = True):
     """Summed CTC loss (blank 0) over the batch; ``targets`` are concatenated label sequences."""
     lp_TBV = F.log_softmax(logits_BTV.float(), dim=-1).transpose(0, 1)
-    B, T = logits_BTV.shape[:2]
-    lengths = (~frame_padding_BT).sum(-1) if frame_padding_BT is not None else torch.full((B,), T, device=lp_TBV.device)
-    return F.ctc_loss(lp_TBV, targets, lengths, target_lengths, blank=0, reduction="sum", zero_infinity=zero_infinity)
+    return F.ctc_loss(lp_TBV, targets, output_lengths(logits_BTV, frame_padding_BT), target_lengths, blank=0,
+                      reduction="sum", zero_infinity=zero_infinity)
 
 
 def output_lengths(logits_BTV, frame_padding_BT) -> torch.Tensor:
+    """Valid frames per row [B] (all T without a padding mask)."""
     B, T = logits_BTV.shape[:2]
-    return (~frame_padding_BT).sum(-1) if frame_padding_BT is not None else torch.full((B,), T)
+    if frame_padding_BT is not None:
+        return (~frame_padding_BT).sum(-1)
+    return torch.full((B,), T, device=logits_BTV.device)
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -386,11 +383,15 @@ class AsrData:
                             epoch=epoch, start_batch=start_batch)
 
     def eval_loader(self, name: str):
-        from data2vec.data.sampler import BucketBatchSampler, build_loader
+        return split_loader(self.sets[name], self.eval_collate, self.cfg.max_tokens, self.seed, self.cfg.num_workers)
 
-        ds = self.sets[name]
-        sampler = BucketBatchSampler(ds.sizes, max_tokens=self.cfg.max_tokens, seed=self.seed)
-        return build_loader(ds, sampler, self.eval_collate, num_workers=self.cfg.num_workers, epoch=1)
+
+def split_loader(ds: "LabelledAudio", collate: "AsrCollator", max_tokens: int, seed: int, num_workers: int):
+    """Length-bucketed batches of a whole labelled split, for validation, test and ``data2vec evaluate``."""
+    from data2vec.data.sampler import BucketBatchSampler, build_loader
+
+    sampler = BucketBatchSampler(ds.sizes, max_tokens=max_tokens, seed=seed)
+    return build_loader(ds, sampler, collate, num_workers=num_workers, epoch=1)
 
 
 # ---- evaluation --------------------------------------------------------------------------------
@@ -461,7 +462,6 @@ class _AsrTask:
     @staticmethod
     def eval_data(cfg: AsrFinetuneConfig, data_dir: str, subset: str):
         """Loader over DIR/<subset>.tsv + .ltr (+ .wrd) with the model's own letters (``data2vec evaluate``)."""
-        from data2vec.data.sampler import BucketBatchSampler, build_loader
         from data2vec.modalities.audio.encoder import conv_frame_lengths, parse_conv_layers
 
         manifest = Path(data_dir) / f"{subset}.tsv"
@@ -473,8 +473,7 @@ class _AsrTask:
                            cfg.train.seed)
         collate = AsrCollator(frame_lengths=fl, head=cfg.head, channels=cfg.encoder.encoder_embed_dim,
                               seed=cfg.train.seed, train=False)
-        sampler = BucketBatchSampler(ds.sizes, max_tokens=cfg.data.max_tokens, seed=cfg.train.seed)
-        return build_loader(ds, sampler, collate, num_workers=0, epoch=1)
+        return split_loader(ds, collate, cfg.data.max_tokens, cfg.train.seed, num_workers=0)
 
 
 TASK = _AsrTask()

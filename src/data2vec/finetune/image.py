@@ -22,7 +22,7 @@ from torch import nn
 
 from data2vec.core.data2vec import StepLoss
 from data2vec.data.images import AugmentConfig, ImageFolder
-from data2vec.finetune.loop import FinetuneBase, label_subset, with_num_classes
+from data2vec.finetune.loop import FinetuneBase, FinetuneModel, label_subset, with_num_classes
 from data2vec.modalities.vision import VisionEncoderConfig
 from data2vec.train.config import TrainConfig
 from data2vec.train.optim import OptimConfig
@@ -40,7 +40,7 @@ class ImageHeadConfig:
     mix_switch_prob: float = 0.5  # with both on: probability of cutmix instead of mixup
 
 
-class ImageClassifier(nn.Module):
+class ImageClassifier(FinetuneModel):
     log_keys = ("acc",)
     units_name = "examples"
 
@@ -74,15 +74,7 @@ class ImageClassifier(nn.Module):
         norm = self.fc_norm if self.fc_norm is not None else self.encoder.context_encoder.fc_norm
         return self.head(norm(out.layer_outputs[-1].mean(1)))
 
-    # ---- training-task interface ----------------------------------------------------------
-    @property
-    def trainable(self) -> nn.Module:
-        return self
-
-    @staticmethod
-    def num_units(batch: dict) -> int:
-        return int(batch["labels"].numel())
-
+    # ---- training-task interface (the rest: FinetuneModel) ---------------------------------
     def step_loss(self, batch: dict, wrapped: nn.Module) -> StepLoss:
         x, y = batch["source"], batch["labels"]
         targets = soft_targets(y, self.cfg.num_classes, self.cfg.label_smoothing)
@@ -91,9 +83,6 @@ class ImageClassifier(nn.Module):
         loss = -(targets * F.log_softmax(logits, dim=-1)).sum()
         acc = (logits.argmax(-1) == targets.argmax(-1)).float().mean().item()
         return StepLoss(loss, int(y.numel()), {"acc": acc})
-
-    def after_update(self, step: int) -> dict:
-        return {}
 
     def optim_param_groups(self, weight_decay: float, no_decay_1d: bool) -> list[dict]:
         """AdamW groups with ``lr_scale`` for layer-wise decay and no weight decay on 1-D parameters."""

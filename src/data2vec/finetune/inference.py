@@ -36,7 +36,10 @@ def is_finetuned(src: str | Path) -> bool:
     p = Path(src)
     if p.is_dir():
         c = p / "config.json"
-        return c.is_file() and "task" in json.loads(c.read_text()) and "model_type" not in json.loads(c.read_text())
+        if not c.is_file():
+            return False
+        cfg = json.loads(c.read_text())
+        return "task" in cfg and "model_type" not in cfg
     if p.is_file() and p.suffix == ".pt":
         try:
             return "task" in load_checkpoint(p).get("config", {})

@@ -52,6 +52,23 @@ class FinetuneBase:
     eval_interval: int = 100  # updates between validations (and at the end)
 
 
+class FinetuneModel(torch.nn.Module):
+    """Defaults of the training-task interface (``data2vec.train.loop.Trainer``) for a task head on an
+    encoder: the whole model is trained, one unit per example (``batch["labels"]``), nothing to do after an
+    update. Subclasses add ``step_loss`` (and ``optim_param_groups`` where they group parameters)."""
+
+    @property
+    def trainable(self) -> torch.nn.Module:
+        return self
+
+    @staticmethod
+    def num_units(batch: dict) -> int:
+        return int(batch["labels"].numel())
+
+    def after_update(self, step: int) -> dict:
+        return {}
+
+
 def get_task(name: str):
     if name not in TASKS:
         raise ValueError(f"unknown fine-tuning task {name!r}; available: {', '.join(TASKS)}")

@@ -44,7 +44,7 @@ from torch import nn
 from data2vec.core.data2vec import StepLoss
 from data2vec.data.glue import GlueFile, get_format, label_vocabulary, read_tsv, split_file
 from data2vec.finetune import metrics as M
-from data2vec.finetune.loop import FinetuneBase, label_subset
+from data2vec.finetune.loop import FinetuneBase, FinetuneModel, label_subset
 from data2vec.layers.transformer import init_bert_params
 from data2vec.modalities.text import TextEncoderConfig
 from data2vec.train.config import TrainConfig
@@ -75,7 +75,7 @@ class ClassificationHead(nn.Module):
         return self.out_proj(self.dropout(x_BC))
 
 
-class TextClassifier(nn.Module):
+class TextClassifier(FinetuneModel):
     units_name = "sentences"
 
     def __init__(self, encoder: nn.Module, cfg: TextHeadConfig):
@@ -93,24 +93,13 @@ class TextClassifier(nn.Module):
         """[B, T] token ids (right-padded with the encoder's pad id) -> [B, num_classes] logits."""
         return self.classifier(self.encoder(tokens_BT).x[:, 0])
 
-    # ---- training-task interface ----------------------------------------------------------
-    @property
-    def trainable(self) -> nn.Module:
-        return self
-
-    @staticmethod
-    def num_units(batch: dict) -> int:
-        return int(batch["labels"].numel())
-
+    # ---- training-task interface (the rest: FinetuneModel) ---------------------------------
     def step_loss(self, batch: dict, wrapped: nn.Module) -> StepLoss:
         logits, y = wrapped(batch["source"]).float(), batch["labels"]
         if self.regression:
             return StepLoss(F.mse_loss(logits[:, 0], y.float(), reduction="sum"), int(y.numel()), {})
         loss = F.cross_entropy(logits, y, reduction="sum")
         return StepLoss(loss, int(y.numel()), {"acc": (logits.argmax(-1) == y).float().mean().item()})
-
-    def after_update(self, step: int) -> dict:
-        return {}
 
     def optim_param_groups(self, weight_decay: float, no_decay_1d: bool) -> list[dict]:
         """AdamW groups: no weight decay on 1-D parameters; ``lr_scale`` for layer-wise decay (embeddings 0,
