@@ -4,7 +4,7 @@
     cfg, model = load_pretrained("path")   # HF directory, fairseq .pt, our checkpoint or converted directory
 
 Formats (detected from the files): a HF ``transformers`` directory (``config.json`` with a
-``data2vec-*`` model_type, ``model.safetensors`` or ``pytorch_model.bin``); a fairseq data2vec 1.0
+``data2vec-*`` model_type, ``model.safetensors`` or ``pytorch_model.bin``); a fairseq data2vec 1.0 or 2.0
 speech or text checkpoint (read with the restricted unpickler; its ``_ema`` teacher is kept); an official
 data2vec vision / BEiT ``.pth`` (pretrained or fine-tuned layout, ``model_ema`` as teacher); one of our
 training checkpoints (``checkpoint_last.pt``); a directory written by ``save_pretrained`` /
@@ -79,8 +79,18 @@ def _from_fairseq(path: Path, ckpt: dict) -> tuple[PretrainConfig, Data2Vec]:
         enc, d2v, mask = ft.config_from_fairseq(model_cfg, ckpt["cfg"]["task"], vocab)
         cfg = get_preset("text-base-v1")
         state = ft.state_dict_from_fairseq(ckpt["model"])
+    elif name == "data2vec_multi":
+        from data2vec.convert import fairseq_v2 as f2
+
+        mod = str(model_cfg.get("supported_modality") or "")
+        key = f"modality_encoders.{mod}.local_encoder.embed_tokens.weight"
+        vocab = ckpt["model"][key].shape[0] if key in ckpt["model"] else None
+        mod, enc, d2v, mask, ema = f2.config_from_fairseq(model_cfg, ckpt["cfg"].get("task") or {}, vocab)
+        cfg = get_preset({"AUDIO": "audio-base-v2", "TEXT": "text-base-v2", "IMAGE": "image-base-v2"}[mod])
+        state = f2.state_dict_from_fairseq(ckpt["model"], mod, **ema)
     else:
-        raise ValueError(f"{path}: fairseq model {name!r} is not supported yet (data2vec_audio, data2vec_text are)")
+        raise ValueError(f"{path}: fairseq model {name!r} is not supported (data2vec_audio, data2vec_text and "
+                         "data2vec_multi are)")
     cfg = merge(cfg, {"preset": f"{cfg.preset} (imported from {path.name})", "encoder": to_dict(enc),
                       "model": to_dict(d2v), "masking": to_dict(mask)})
     model = build_model(cfg)

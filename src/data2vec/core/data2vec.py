@@ -11,6 +11,16 @@ The modality supplies an encoder with this interface (see ``data2vec.modalities`
 - ``context_encoder(x, padding_mask) -> ContextOutput(x, layer_outputs, ffn_outputs)``;
 - ``embed_dim``, ``num_layers``, ``ema_copy_keys(transformer_only)``.
 
+data2vec 2.0 is the same code path with ``decoder`` set (fairseq ``data2vec_multi``,
+``examples/data2vec/models/data2vec2.py::Data2VecMultiModel.forward``): the batch carries M masks per
+sample ([B*M, T], sample-major), the student encodes each sample M times keeping only the unmasked
+positions (``data2vec.core.masking``), the conv decoder predicts every position from them, and the
+teacher runs once per sample; its targets are repeated M times. Positions that are masked *and* padded
+(text rows of different lengths; fairseq masks them too, to keep equal counts per row) are left out
+of the loss, a deliberate deviation from fairseq, which regresses the teacher's output at padding.
+``cls_loss`` adds fairseq's image CLS loss: the student's first extra token regresses the mean target
+of its sample, weighted ``cls_loss x sample_size``.
+
 Teacher scope (fairseq names): ``ema_transformer_only`` -> the teacher is an EMA of the context encoder
 and consumes the student's unmasked local features (v1 speech); otherwise it is an EMA of the whole
 encoder and consumes the raw input (v1 text, vision). ``ema_layers_only`` copies the keys the encoder
@@ -30,9 +40,11 @@ from torch import nn
 
 from data2vec.core.ema import EMATeacher
 from data2vec.core.loss import LossConfig, regression_loss_sum
+from data2vec.core.masking import make_mask_info
 from data2vec.core.monitors import CollapseConfig, compute_var
 from data2vec.core.schedules import ema_decay
 from data2vec.core.targets import TargetConfig, build_targets
+from data2vec.layers.decoder import DecoderConfig
 
 
 @dataclass(kw_only=True)
@@ -50,7 +62,9 @@ class Data2VecConfig:
     targets: TargetConfig = field(default_factory=TargetConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
-    head_layers: int = 1  # 1 = Linear(C, C) (speech, vision); 2 = Linear-GELU-Linear (text)
+    head_layers: int = 1  # v1 head: 1 = Linear(C, C) (speech, vision); 2 = Linear-GELU-Linear (text)
+    decoder: DecoderConfig | None = None  # set = data2vec 2.0 (kept tokens only, M clones, this conv decoder)
+    cls_loss: float = 0.0  # v2 images: weight of the CLS-token loss (fairseq cls_loss)
 
 
 def regression_head(dim: int, num_layers: int) -> nn.Module:
@@ -69,25 +83,53 @@ def regression_head(dim: int, num_layers: int) -> nn.Module:
 
 
 class StudentOutput(NamedTuple):
-    pred_MC: torch.Tensor  # head output at masked positions (rows in batch-major order)
-    x_BTC: torch.Tensor  # final context-encoder output (all positions)
+    pred_MC: torch.Tensor  # head output at masked, non-padded positions (rows in batch-major order)
+    x_BTC: torch.Tensor  # final context-encoder output (v1: all positions; v2: extra + kept tokens)
     teacher_input: torch.Tensor  # unmasked local features (used when the teacher is the context encoder)
-    padding_mask_BT: torch.Tensor | None
+    padding_mask_BT: torch.Tensor | None  # of the unmasked input, one row per sample
+    loss_mask: torch.Tensor | None = None  # v2: [B*M, T] positions in the loss (masked and not padded)
+    cls_pred: torch.Tensor | None = None  # v2 with extra tokens: [B*M, C] student output at the first one
 
 
 class Student(nn.Module):
-    """Encoder + regression head: the part that gets gradients (and the DDP wrapper)."""
+    """Encoder + regression head (v1) or conv decoder (v2): the part that gets gradients (and DDP)."""
 
-    def __init__(self, encoder: nn.Module, head_layers: int):
+    def __init__(self, encoder: nn.Module, head_layers: int, decoder: DecoderConfig | None = None):
         super().__init__()
         self.encoder = encoder
-        self.head = regression_head(encoder.embed_dim, head_layers)
+        is_v2 = getattr(encoder, "version", 1) == 2
+        if is_v2 and decoder is None:
+            raise ValueError("a data2vec 2.0 encoder needs model.decoder (the v2 conv decoder); use a *-v2 preset")
+        if decoder is not None and not is_v2:
+            raise ValueError("model.decoder (data2vec 2.0) needs a v2 encoder; use a *-v2 preset")
+        if decoder is None:
+            self.head = regression_head(encoder.embed_dim, head_layers)
+        else:
+            self.decoder = encoder.build_decoder(decoder)
 
     def forward(self, source, padding_mask, mask_BT) -> StudentOutput:
+        if hasattr(self, "decoder"):
+            return self._forward_v2(source, padding_mask, mask_BT)
         e = self.encoder.embed(source, padding_mask, mask_BT)
         out = self.encoder.context_encoder(e.x, e.padding_mask)
         pred = self.head(out.x[mask_BT])
         return StudentOutput(pred, out.x, e.unmasked.detach(), e.padding_mask)
+
+    def _forward_v2(self, source, padding_mask, mask_BT, noise=None) -> StudentOutput:
+        e = self.encoder.embed(source, padding_mask)
+        B = e.x.size(0)
+        if mask_BT.size(0) % B:
+            raise ValueError(f"the batch has {mask_BT.size(0)} mask rows for {B} samples: data2vec 2.0 needs "
+                             "clone_batch masks per sample (draw them with the v2 masking config)")
+        M = mask_BT.size(0) // B
+        info = make_mask_info(mask_BT)
+        out = self.encoder.context_encoder(e.x, e.padding_mask, info, M)
+        dec = self.decoder(out.x, info, out.num_extra, noise)
+        sel = mask_BT
+        if e.padding_mask is not None:
+            sel = mask_BT & ~e.padding_mask.repeat_interleave(M, 0)
+        cls = out.x[:, out.num_extra - 1] if out.num_extra else None
+        return StudentOutput(dec[sel], out.x, e.unmasked.detach(), e.padding_mask, sel, cls)
 
 
 class StepLoss(NamedTuple):
@@ -116,7 +158,7 @@ class Data2Vec(nn.Module):
                 f"average_top_k_layers={cfg.targets.average_top_k_layers} must be between 1 and the "
                 f"number of encoder layers ({encoder.num_layers})"
             )
-        self.student = Student(encoder, cfg.head_layers)
+        self.student = Student(encoder, cfg.head_layers, cfg.decoder)
         copy_keys = encoder.ema_copy_keys(cfg.ema.ema_transformer_only) if cfg.ema.ema_layers_only else set()
         self.teacher = EMATeacher(self._teacher_source(), copy_keys)
 
@@ -178,8 +220,19 @@ class Data2Vec(nn.Module):
         # 0, still connected to every student parameter, so DDP ranks stay in step.
         s = (student or self.student)(source, padding_mask, mask)
         # text corrupts tokens in the collator: the teacher gets the clean ones (fairseq#4881, see text encoder)
-        target = self.targets(batch.get("teacher_source", source), padding_mask, s)[mask]
+        y = self.targets(batch.get("teacher_source", source), padding_mask, s)
+        if s.loss_mask is None:
+            target = y[mask]
+        else:  # v2: one teacher pass per sample, targets repeated for the M clones
+            M = s.loss_mask.size(0) // y.size(0)
+            target = y.repeat_interleave(M, 0)[s.loss_mask]
         loss_sum = regression_loss_sum(s.pred_MC, target, self.cfg.loss)
+        if self.cfg.cls_loss > 0:
+            if s.cls_pred is None:
+                raise ValueError("model.cls_loss needs an encoder with an extra (CLS) token (num_extra_tokens >= 1)")
+            cls_target = y.mean(dim=1).repeat_interleave(s.cls_pred.size(0) // y.size(0), 0)
+            loss_sum = loss_sum + regression_loss_sum(s.cls_pred, cls_target, self.cfg.loss) * (
+                self.cfg.cls_loss * target.size(0))
         return Data2VecOutput(
             loss_sum, int(target.size(0)), s.pred_MC, target, compute_var(target), compute_var(s.pred_MC.float())
         )

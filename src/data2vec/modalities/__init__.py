@@ -2,6 +2,8 @@
 
 A ``ModalitySpec`` names the modality's config classes and how to build its encoder and its
 pretraining data pipeline. The core method and the training loop only talk to this interface.
+Each modality has a data2vec 1.0 and a 2.0 encoder and masker; ``build_encoder`` picks the encoder
+from the type of its config, ``configs(version)`` the classes a config file of that version uses.
 """
 
 from __future__ import annotations
@@ -20,47 +22,75 @@ class ModalitySpec:
     build_encoder: Callable[[Any], Any]
     build_pretrain_data: Callable[..., Any]  # (cfg, encoder, dist, *, seed) -> PretrainData
     resolve_config: Callable[[Any], Any] = lambda cfg: cfg  # fill data-dependent fields (e.g. vocab size)
+    encoder_config_v2: type | None = None  # data2vec 2.0 encoder dataclass
+    mask_config_v2: type | None = None  # data2vec 2.0 masker dataclass
+
+    def configs(self, version: int) -> tuple[type, type]:
+        """(encoder config class, mask config class) of data2vec ``version`` (1 or 2)."""
+        if version == 1:
+            return self.encoder_config, self.mask_config
+        if version == 2 and self.encoder_config_v2 is not None:
+            return self.encoder_config_v2, self.mask_config_v2
+        raise ValueError(f"{self.name}: unknown data2vec version {version!r} (1 or 2)")
+
+
+def _by_config(v1_cls: Callable, v2_cfg: type, v2_cls: Callable) -> Callable[[Any], Any]:
+    def build(cfg):
+        return v2_cls(cfg) if isinstance(cfg, v2_cfg) else v1_cls(cfg)
+    return build
 
 
 def _audio() -> ModalitySpec:
+    from data2vec.data.masks_v2 import BlockMaskV2Config
     from data2vec.modalities import audio
+    from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2, AudioEncoderV2Config
 
     return ModalitySpec(
         name="audio",
         encoder_config=audio.AudioEncoderConfig,
         mask_config=audio.SpanMaskConfig,
         data_config=audio.AudioDataConfig,
-        build_encoder=audio.AudioEncoder,
+        build_encoder=_by_config(audio.AudioEncoder, AudioEncoderV2Config, AudioEncoderV2),
         build_pretrain_data=audio.build_pretrain_data,
+        encoder_config_v2=AudioEncoderV2Config,
+        mask_config_v2=BlockMaskV2Config,
     )
 
 
 def _text() -> ModalitySpec:
+    from data2vec.data.masks_v2 import RandomMaskV2Config
     from data2vec.modalities import text
     from data2vec.modalities.text import data
+    from data2vec.modalities.text.encoder_v2 import TextEncoderV2, TextEncoderV2Config
 
     return ModalitySpec(
         name="text",
         encoder_config=text.TextEncoderConfig,
         mask_config=text.TokenMaskConfig,
         data_config=data.TextDataConfig,
-        build_encoder=text.TextEncoder,
+        build_encoder=_by_config(text.TextEncoder, TextEncoderV2Config, TextEncoderV2),
         build_pretrain_data=data.build_pretrain_data,
         resolve_config=data.resolve_config,
+        encoder_config_v2=TextEncoderV2Config,
+        mask_config_v2=RandomMaskV2Config,
     )
 
 
 def _vision() -> ModalitySpec:
+    from data2vec.data.masks_v2 import BlockMaskV2Config
     from data2vec.modalities import vision
     from data2vec.modalities.vision import data
+    from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2, ImageEncoderV2Config
 
     return ModalitySpec(
         name="vision",
         encoder_config=vision.VisionEncoderConfig,
         mask_config=vision.BlockMaskConfig,
         data_config=data.ImageDataConfig,
-        build_encoder=vision.VisionEncoder,
+        build_encoder=_by_config(vision.VisionEncoder, ImageEncoderV2Config, ImageEncoderV2),
         build_pretrain_data=data.build_pretrain_data,
+        encoder_config_v2=ImageEncoderV2Config,
+        mask_config_v2=BlockMaskV2Config,
     )
 
 

@@ -31,6 +31,7 @@ class TrainConfig:
 @dataclass(kw_only=True)
 class PretrainConfig:
     modality: str
+    version: int = 1  # data2vec 1.0 or 2.0 (picks the classes of encoder and masking)
     preset: str = ""  # name of the preset this config started from
     encoder: Any
     masking: Any
@@ -45,15 +46,18 @@ def pretrain_config_from_dict(d: dict) -> PretrainConfig:
     if "modality" not in d:
         raise ValueError("config has no 'modality'")
     spec = get_modality(d["modality"])
-    known = {"modality", "preset", "encoder", "masking", "data", "model", "optim", "train"}
+    known = {"modality", "version", "preset", "encoder", "masking", "data", "model", "optim", "train"}
     unknown = sorted(set(d) - known)
     if unknown:
         raise ValueError(f"unknown config key(s) {unknown}; valid: {sorted(known)}")
+    version = d.get("version", 1)
+    encoder_cls, mask_cls = spec.configs(version)
     return PretrainConfig(
         modality=d["modality"],
+        version=version,
         preset=d.get("preset", ""),
-        encoder=from_dict(spec.encoder_config, d.get("encoder", {}), "encoder."),
-        masking=from_dict(spec.mask_config, d.get("masking", {}), "masking."),
+        encoder=from_dict(encoder_cls, d.get("encoder", {}), "encoder."),
+        masking=from_dict(mask_cls, d.get("masking", {}), "masking."),
         data=from_dict(spec.data_config, d.get("data", {}), "data."),
         model=from_dict(Data2VecConfig, d.get("model", {}), "model."),
         optim=from_dict(OptimConfig, d.get("optim", {}), "optim."),

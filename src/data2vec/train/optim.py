@@ -41,7 +41,8 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool) -> li
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if no_decay_1d and (p.ndim <= 1 or name.endswith(".bias")) else decay).append(p)
+        skip = p.ndim <= 1 or name.endswith(".bias") or "alibi_scale" in name  # fairseq v2 weight_decay_scale 0
+        (no_decay if no_decay_1d and skip else decay).append(p)
     return [g for g in ({"params": decay, "weight_decay": weight_decay},
                         {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
 
