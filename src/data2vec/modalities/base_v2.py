@@ -22,9 +22,9 @@ averages under ``ema_transformer_only``), so ``data2vec.core.data2vec`` drives b
   every released text config). With a text prenet our teacher averages it instead (documented deviation);
 - images (``ema_local_encoder: true``): teacher = EMA of the whole encoder, fed the raw images.
 
-Deviation (documented, tested): padded frames are zeroed before the relative positional conv, so a
-padded batch gives each sample the output it gets alone (fairseq pretrains on cropped, unpadded audio
-batches and never relies on this).
+Deviation (documented, tested): padded frames are zeroed before every layer of the relative positional
+conv stack, so a padded batch gives each sample the output it gets alone (fairseq zeroes nothing there;
+it pretrains on cropped, unpadded audio batches, so its pretraining numbers are unaffected).
 
 Shapes: B batch, T positions, K kept positions, C channels, H heads, M clones.
 """
@@ -153,8 +153,6 @@ class V2ContextEncoder(nn.Module):
         x = x_BTC
         if self.fixed_positions is not None:
             x = x + self.fixed_positions[:, :T].to(x.dtype)
-        if pad is not None and self.relative_positional_encoder is not None:
-            x = x.masked_fill(pad.unsqueeze(-1), 0.0)
         alibi, scales = self._alibi(B, T, x.device)
         if mask_info is not None:
             if mask_info.mask.shape != (B * clone_batch, T):
@@ -168,7 +166,7 @@ class V2ContextEncoder(nn.Module):
             kept = gather_positions(x, keep)
             if self.relative_positional_encoder is not None:  # on the full sequence, masked positions zeroed
                 zeroed = x * (~mask_info.mask).unsqueeze(-1).to(x.dtype)
-                kept = kept + gather_positions(self.relative_positional_encoder(zeroed), keep)
+                kept = kept + gather_positions(self.relative_positional_encoder(zeroed, pad), keep)
             x = kept
             if pad is not None:
                 pad = torch.gather(pad, 1, keep)
@@ -176,7 +174,7 @@ class V2ContextEncoder(nn.Module):
             if alibi is not None:
                 alibi = gather_kept_bias(alibi, keep)
         elif self.relative_positional_encoder is not None:
-            x = x + self.relative_positional_encoder(x)
+            x = x + self.relative_positional_encoder(x, pad)
         n = self.cfg.num_extra_tokens
         out_pad = pad
         if self.extra_tokens is not None:

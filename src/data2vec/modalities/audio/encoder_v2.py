@@ -48,10 +48,14 @@ class FeatureProjection(nn.Module):
 
 
 class RelativePositionalConv(nn.Sequential):
-    def forward(self, x_BTC: torch.Tensor) -> torch.Tensor:
+    """The stack of positional convs. Padded frames are zeroed before *every* conv (fairseq zeroes nothing), so
+    a padded frame never leaks into a valid one: a padded batch gives each clip its unpadded output."""
+
+    def forward(self, x_BTC: torch.Tensor, padding_mask_BT: torch.Tensor | None = None) -> torch.Tensor:
         x = x_BTC.transpose(1, 2)
+        keep = None if padding_mask_BT is None else (~padding_mask_BT)[:, None, :].to(x.dtype)
         for block in self:
-            x = block(x)
+            x = block(x if keep is None else x * keep)
         return x.transpose(1, 2)
 
 
