@@ -3,7 +3,8 @@
 manifest (``.tsv``) -> ``validate_manifest`` (report bad entries before training) -> ``AudioDataset``
 (read, mono, resample to the target rate, normalise, random crop) -> ``BucketBatchSampler`` (length-bucketed
 batches under a sample budget, sharded over ranks; shared with text, see ``data2vec.data.sampler``)
--> ``AudioCollator`` (pad or crop, padding masks, span masks) -> ``build_audio_loader``.
+-> ``AudioCollator`` (pad or crop, padding masks, span masks; data2vec 2.0: crop, M block masks per clip)
+-> ``build_audio_loader``.
 
 Mirrors fairseq ``fairseq/data/audio/raw_audio_dataset.py`` (``FileAudioDataset``: skip clips shorter than
 ``min_sample_size``, ``F.layer_norm`` over the whole clip, random crop to ``max_sample_size``, crop the batch
@@ -29,6 +30,7 @@ import soxr
 import torch
 import torch.nn.functional as F
 
+from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config, draw_v2_masks
 from data2vec.data.sampler import BucketBatchSampler, build_loader, rng
 from data2vec.modalities.audio.masking import SpanMaskConfig, compute_span_mask
 
@@ -255,22 +257,35 @@ class AudioCollator:
     ``pad=True`` right-pads with zeros to the longest clip; ``pad=False`` crops every clip to the shortest
     (fairseq ``enable_padding: false``) at an offset fixed by (seed, epoch, id). Either way no clip is longer
     than ``max_sample_size``. The epoch is read from the samples (see ``AudioDataset``).
+
+    With a ``BlockMaskV2Config`` (data2vec 2.0) the batch is always cropped to its shortest clip (the fairseq
+    v2 speech recipe; ``pad`` is ignored) and each sample gets ``clone_batch`` (M) 1-D block masks over the
+    frames of that length, sample-major (``data2vec.data.masks_v2.draw_v2_masks``).
     """
 
-    def __init__(self, *, frame_lengths_fn: Callable, mask_cfg: SpanMaskConfig, seed: int, pad: bool,
-                 max_sample_size: int):
+    def __init__(self, *, frame_lengths_fn: Callable, mask_cfg: SpanMaskConfig | BlockMaskV2Config, seed: int,
+                 pad: bool, max_sample_size: int):
+        if isinstance(mask_cfg, RandomMaskV2Config):
+            raise ValueError("data2vec 2.0 speech uses block masks: set masking to a BlockMaskV2Config "
+                             "(mask_prob, mask_length, ...), not a RandomMaskV2Config")
         self.frame_lengths_fn, self.mask_cfg, self.seed = frame_lengths_fn, mask_cfg, seed
         self.pad, self.max_sample_size = pad, max_sample_size
+        self.v2 = isinstance(mask_cfg, BlockMaskV2Config)
 
     def __call__(self, samples: list[dict]) -> dict:
         """Returns source [B, T] float32, padding_mask [B, T] / frame_padding_mask [B, F] (True = padding,
-        both None without padding), mask [B, F] (True = masked), indices [B] long and num_masked."""
+        both None without padding), mask [B, F] (True = masked), indices [B] long and num_masked.
+
+        data2vec 2.0: source [B, T] cropped to the shortest clip, both padding masks None, mask [B * M, F]
+        (row ``b * M + c`` = clone ``c`` of sample ``b``), indices, num_masked = mask.sum()."""
         if not samples:
             raise ValueError("cannot collate an empty batch")
         epoch = samples[0]["epoch"]
         assert all(s["epoch"] == epoch for s in samples), "samples from different epochs in one batch"
         ids = [int(s["id"]) for s in samples]
         lengths = [s["source"].numel() for s in samples]
+        if self.v2:
+            return self._collate_v2(samples, ids, lengths, epoch)
         T = min(max(lengths) if self.pad else min(lengths), self.max_sample_size)
         source_BT = torch.zeros(len(samples), T, dtype=torch.float32)
         for b, (s, i) in enumerate(zip(samples, ids)):
@@ -289,6 +304,20 @@ class AudioCollator:
             self.mask_cfg, seed=self.seed, epoch=epoch, indices=ids))
         return {"source": source_BT, "padding_mask": padding_mask_BT, "frame_padding_mask": frame_padding_mask_BF,
                 "mask": mask_BF, "indices": torch.tensor(ids, dtype=torch.long), "num_masked": int(mask_BF.sum())}
+
+    def _collate_v2(self, samples: list[dict], ids: list[int], lengths: list[int], epoch: int) -> dict:
+        T = min(min(lengths), self.max_sample_size)
+        source_BT = torch.empty(len(samples), T, dtype=torch.float32)
+        for b, (s, i) in enumerate(zip(samples, ids)):
+            start = _crop_start(lengths[b], T, self.seed, epoch, i + _COLLATE_CROP_OFFSET)
+            source_BT[b] = s["source"][start:start + T]
+        num_frames = int(self.frame_lengths_fn(torch.tensor([T]))[0])
+        if num_frames < 1:
+            raise ValueError(f"the shortest clip of the batch ({T} samples) gives no frame after the feature "
+                             "encoder: raise data.min_sample_size")
+        mask = draw_v2_masks(self.mask_cfg, num_frames, seed=self.seed, epoch=epoch, indices=ids)
+        return {"source": source_BT, "padding_mask": None, "frame_padding_mask": None, "mask": mask,
+                "indices": torch.tensor(ids, dtype=torch.long), "num_masked": int(mask.sum())}
 
 
 def build_audio_loader(dataset: AudioDataset, sampler: BucketBatchSampler, collator: AudioCollator, *,

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config, draw_v2_masks
 from data2vec.data.sampler import rng as _rng
 from data2vec.modalities.vision.masking import BlockMaskConfig, block_mask
 
@@ -118,14 +119,42 @@ class ImageFolder(torch.utils.data.Dataset):
 
 @dataclass
 class ImageCollator:
-    mask_cfg: BlockMaskConfig
+    """Samples -> {source [B, C, H, W], padding_mask None, mask, labels, indices, num_masked}.
+
+    v1 (``BlockMaskConfig``): BEiT block masks, mask [B, h * w]. data2vec 2.0 (``BlockMaskV2Config``):
+    ``clone_batch`` (M) 2-D block masks per image over the square patch grid, mask [B * M, h * w],
+    sample-major (row ``b * M + c`` = clone ``c`` of image ``b``).
+    """
+
+    mask_cfg: BlockMaskConfig | BlockMaskV2Config
     grid: tuple[int, int]
     seed: int
 
+    def __post_init__(self):
+        if isinstance(self.mask_cfg, RandomMaskV2Config):
+            raise ValueError("data2vec 2.0 images use block masks: set masking to a BlockMaskV2Config "
+                             "(mask_prob, mask_length, inverse_mask, ...), not a RandomMaskV2Config")
+        if isinstance(self.mask_cfg, BlockMaskV2Config) and self.mask_cfg.mask_length > 1 \
+                and self.grid[0] != self.grid[1]:
+            raise ValueError(f"2-D block masks need a square patch grid, got {self.grid[0]} x {self.grid[1]}: "
+                             "use square images (same height and width, divisible by the patch size)")
+
     def __call__(self, samples: list[dict]) -> dict:
+        if isinstance(self.mask_cfg, BlockMaskV2Config):
+            return self._collate_v2(samples)
         masks = np.stack([block_mask(self.grid, self.mask_cfg, seed=self.seed, epoch=s["epoch"], index=s["id"])
                           for s in samples])
         mask = torch.from_numpy(masks)
+        return {"source": torch.stack([s["image"] for s in samples]), "padding_mask": None, "mask": mask,
+                "labels": torch.tensor([s["label"] for s in samples]),
+                "indices": torch.tensor([s["id"] for s in samples]), "num_masked": int(mask.sum())}
+
+    def _collate_v2(self, samples: list[dict]) -> dict:
+        if not samples:
+            raise ValueError("cannot collate an empty batch")
+        # each image with its own epoch, as the v1 path
+        mask = torch.cat([draw_v2_masks(self.mask_cfg, self.grid, seed=self.seed, epoch=s["epoch"], indices=[s["id"]])
+                          for s in samples])
         return {"source": torch.stack([s["image"] for s in samples]), "padding_mask": None, "mask": mask,
                 "labels": torch.tensor([s["label"] for s in samples]),
                 "indices": torch.tensor([s["id"] for s in samples]), "num_masked": int(mask.sum())}

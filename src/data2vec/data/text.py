@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config, draw_v2_masks
 from data2vec.modalities.text.masking import TokenMaskConfig, mask_tokens
 
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
@@ -164,16 +165,29 @@ class TextBlockDataset(torch.utils.data.Dataset):
 
 @dataclass
 class TextCollator:
-    """Samples -> {source (corrupted), teacher_source (clean), padding_mask, mask, indices, num_masked}."""
+    """Samples -> {source (corrupted), teacher_source (clean), padding_mask, mask, indices, num_masked}.
 
-    mask_cfg: TokenMaskConfig
+    With a ``RandomMaskV2Config`` (data2vec 2.0) tokens are not corrupted (the student drops masked positions):
+    {source (clean) [B, T], padding_mask [B, T] or None, mask [B * M, T], indices, num_masked}, where each
+    sample gets ``clone_batch`` (M) random masks over the batch length T, sample-major. As in fairseq, padded
+    positions may be masked (every row masks the same count); num_masked counts masked non-padding positions.
+    """
+
+    mask_cfg: TokenMaskConfig | RandomMaskV2Config
     seed: int
     pad: int
     mask_idx: int
     special_ids: frozenset
     vocab_size: int
 
+    def __post_init__(self):
+        if isinstance(self.mask_cfg, BlockMaskV2Config):
+            raise ValueError("data2vec 2.0 text uses random masking: set masking to a RandomMaskV2Config "
+                             "(mask_prob, clone_batch), not a BlockMaskV2Config")
+
     def __call__(self, samples: list[dict]) -> dict:
+        if isinstance(self.mask_cfg, RandomMaskV2Config):
+            return self._collate_v2(samples)
         B, T = len(samples), max(len(s["tokens"]) for s in samples)
         clean = torch.full((B, T), self.pad, dtype=torch.long)
         corrupt = clean.clone()
@@ -189,6 +203,22 @@ class TextCollator:
         return {"source": corrupt, "teacher_source": clean,
                 "padding_mask": padding_mask if padding_mask.any() else None, "mask": mask,
                 "indices": torch.tensor([s["id"] for s in samples]), "num_masked": int(mask.sum())}
+
+    def _collate_v2(self, samples: list[dict]) -> dict:
+        if not samples:
+            raise ValueError("cannot collate an empty batch")
+        B, T = len(samples), max(len(s["tokens"]) for s in samples)
+        source = torch.full((B, T), self.pad, dtype=torch.long)
+        for b, s in enumerate(samples):
+            source[b, :len(s["tokens"])] = torch.from_numpy(np.asarray(s["tokens"], dtype=np.int64))
+        padding_mask = source.eq(self.pad)  # as the v1 path and fairseq
+        # each sample with its own epoch, as the v1 path
+        mask = torch.cat([draw_v2_masks(self.mask_cfg, T, seed=self.seed, epoch=s["epoch"], indices=[s["id"]])
+                          for s in samples])
+        M = self.mask_cfg.clone_batch
+        num_masked = int((mask & ~padding_mask.repeat_interleave(M, 0)).sum())
+        return {"source": source, "padding_mask": padding_mask if padding_mask.any() else None, "mask": mask,
+                "indices": torch.tensor([s["id"] for s in samples]), "num_masked": num_masked}
 
 
 def read_corpus_info(directory: str | Path) -> dict:
