@@ -24,6 +24,7 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
     log_interval: int = 10  # updates between metric records
     save_interval_updates: int = 1000  # updates between checkpoints (and one at the end)
+    keep_interval_checkpoints: bool = False  # also keep a copy checkpoint_<step>.pt at every save interval
     threads: int = 0  # torch intra-op threads on CPU (0 = torch default)
     init_from: str = ""  # start from these weights (HF dir, fairseq .pt, our checkpoint or converted dir)
 

@@ -25,6 +25,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -136,11 +137,13 @@ class Trainer:
         self.optimizer = build_optimizer(model.trainable, cfg.optim)
         self.wrapped: nn.Module = model.trainable
         if dist_info.world_size > 1:
-            unused = (float(getattr(cfg.encoder, "encoder_layerdrop", 0.0)) > 0
+            drops = ("encoder_layerdrop", "layerdrop", "prenet_layerdrop")  # v1, v2 names
+            unused = (any(float(getattr(cfg.encoder, k, 0.0)) > 0 for k in drops)
                       or bool(getattr(model, "has_unused_parameters", False)))
             self.wrapped = DDP(model.trainable, device_ids=[self.device] if self.device.type == "cuda" else None,
                                find_unused_parameters=unused)
         self.step = 0
+        self.wall_s = 0.0  # cumulative training wall time (s), kept across resumes
         self.epoch = 1
         self.batch_in_epoch = 0
 
@@ -213,6 +216,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
+            "wall_s": self.wall_s,
             "world_size": self.dist.world_size,
             "rng": rngs,
         }
@@ -228,6 +232,7 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.epoch, self.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+        self.wall_s = float(ckpt.get("wall_s", 0.0))
         rngs = ckpt["rng"]
         if ckpt.get("world_size", 1) == self.dist.world_size:
             set_rng_state(rngs[self.dist.rank])
@@ -311,6 +316,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
     t_cfg = cfg.train
     stream = batch_stream(data, trainer.epoch, trainer.batch_in_epoch)
     t_last, samples_since = time.time(), 0
+    t_update = time.time()  # wall_s: training time (data + compute), checkpoint writes excluded
     last = {}
     with _StopFlag() as stop:
         while trainer.step < t_cfg.max_update:
@@ -320,19 +326,24 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
                 micro.append(b)
             samples_since += sum(int(b["source"].size(0)) for b in micro)
             last = trainer.train_update(micro)
+            trainer.wall_s += time.time() - t_update
             check_collapse(trainer.step, last["target_var"], last["pred_var"], cfg.model.collapse)
             log.advance()
             if trainer.step % t_cfg.log_interval == 0 or trainer.step == t_cfg.max_update:
                 now = time.time()
                 last["samples_per_s"] = samples_since * dist_info.world_size / max(now - t_last, 1e-9)
                 last["epoch"] = trainer.epoch
+                last["wall_s"] = round(trainer.wall_s, 3)
                 t_last, samples_since = now, 0
                 log.log(trainer.step, last)
             stop_now = trainer._all_reduce(torch.tensor([float(stop.requested)]))[0].item() > 0
             if stop_now or trainer.step % t_cfg.save_interval_updates == 0 or trainer.step == t_cfg.max_update:
                 trainer.save(ckpt_path)
+                if main and t_cfg.keep_interval_checkpoints and trainer.step % t_cfg.save_interval_updates == 0:
+                    shutil.copyfile(ckpt_path, run_dir / f"checkpoint_{trainer.step}.pt")
                 if main and trainer.step % (t_cfg.log_interval * 10) == 0:
                     log.plot()
+            t_update = time.time()
             if trainer.step == _KILL_AFTER_UPDATE:
                 os.kill(os.getpid(), signal.SIGKILL)
             if stop_now:

@@ -1,0 +1,193 @@
+"""data2vec 1.0 vs 2.0 at small scale: pretraining wall-clock to reach the same downstream quality.
+
+    python experiments/v1_vs_v2.py quality --data data/images --out runs/exp-v1v2-image --updates 300 --save-every 50
+    python experiments/v1_vs_v2.py speed --out runs/exp-v1v2-speed --updates 30 \\
+        --data-audio data/speech --data-text data/text --data-images data/images
+
+``quality`` (images, Fashion-MNIST): pretrains ``image-tiny-v1`` and ``image-tiny-v2`` (same CPU, same data),
+keeping a checkpoint every ``--save-every`` updates; every checkpoint (and the random initialisation) is
+scored with the same protocol: a linear probe (L2 logistic regression, weight decay picked on the
+validation split) on the mean-pooled output of the last block, trained on ``--label-fraction`` of the
+training labels. The pretraining time of each checkpoint is the run's own ``wall_s`` (data + compute,
+checkpoint writes excluded). Writes ``results.json``, ``table.md`` and ``curves.png`` and prints the time
+each version needs to reach the final probe accuracy of v1, and their ratio.
+
+``speed``: a short pretraining run of every tiny preset (v1 and v2, all three modalities) through the CLI
+code path; reports seconds per update and examples per second from the run logs.
+Not a test: results go to docs/results.md with the command and commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from probe_layers import fit_logreg  # noqa: E402
+
+
+def pretrain(preset: str, data: str, out: Path, sets: list[str]) -> Path:
+    from data2vec.cli import main as cli
+
+    if (out / "summary.json").is_file() and json.loads((out / "summary.json").read_text()).get("status") == "done":
+        return out  # finished before: reuse (delete the directory to retrain)
+    args = ["pretrain", "--preset", preset, "--data", data, "--out", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    if (out / "checkpoint_last.pt").is_file():
+        args.append("--resume")
+    rc = cli(args)
+    if rc:
+        raise SystemExit(f"pretraining {preset} failed ({rc})")
+    return out
+
+
+def wall_at(run: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {r["step"]: r["wall_s"] for r in rows if "wall_s" in r}
+
+
+@torch.no_grad()
+def pooled(encoder, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    encoder.eval()
+    out = []
+    for i in range(0, len(images), batch):
+        out.append(encoder(images[i:i + batch]).layer_outputs[-1].mean(1))  # patch tokens (no CLS)
+    return torch.cat(out)
+
+
+def probe_sets(data: str, cfg, fraction: float, seed: int, n_valid: int, n_test: int):
+    from data2vec.data.images import ImageFolder
+    from data2vec.finetune.loop import label_subset
+
+    sets = {}
+    for name in ("train", "valid", "test"):
+        ds = ImageFolder(Path(data) / name, channels=cfg.encoder.in_chans, augment_cfg=cfg.data.augment, seed=0,
+                         train=False)
+        labels = [c for _, c in ds.files]
+        idx = (label_subset(labels, fraction, seed) if name == "train"
+               else np.random.default_rng(0).permutation(len(labels))[: n_valid if name == "valid" else n_test].tolist())
+        sets[name] = (torch.stack([ds[i]["image"] for i in idx]), torch.tensor([labels[i] for i in idx]))
+    return sets
+
+
+def score(encoder, sets) -> float:
+    f = {n: pooled(encoder, sets[n][0]) for n in sets}
+    n_cls = int(sets["train"][1].max()) + 1
+    return fit_logreg(f["train"], sets["train"][1], f["valid"], sets["valid"][1], f["test"], sets["test"][1],
+                      n_cls)["test_top1"]
+
+
+def time_to_reach(points: list[tuple[float, float]], target: float) -> float | None:
+    """First wall time at which the (linearly interpolated) accuracy curve reaches ``target``."""
+    for (t0, a0), (t1, a1) in zip(points, points[1:]):
+        if a1 >= target:
+            return t1 if a1 == a0 or a0 >= target else t0 + (target - a0) / (a1 - a0) * (t1 - t0)
+    return None
+
+
+def quality(args) -> int:
+    from data2vec.pretrained import build_model, load_pretrained
+    from data2vec.presets import get_preset
+
+    out = Path(args.out)
+    sets_cfg = [f"train.max_update={args.updates}", f"train.save_interval_updates={args.save_every}",
+                "train.keep_interval_checkpoints=true", f"train.log_interval={args.save_every}",
+                f"train.seed={args.seed}"]
+    probe = None
+    results = {}
+    for version in ("v1", "v2"):
+        preset = f"image-tiny-{version}"
+        run = pretrain(preset, args.data, out / version, sets_cfg)
+        wall = wall_at(run)
+        cfg = get_preset(preset)
+        if probe is None:
+            probe = probe_sets(args.data, cfg, args.label_fraction, args.seed, args.valid, args.test)
+        torch.manual_seed(args.seed)
+        rows = [{"step": 0, "wall_s": 0.0, "probe_top1": score(build_model(cfg).student.encoder, probe)}]
+        for step in range(args.save_every, args.updates + 1, args.save_every):
+            _, model = load_pretrained(run / f"checkpoint_{step}.pt")
+            rows.append({"step": step, "wall_s": wall[step], "probe_top1": score(model.student.encoder, probe)})
+            print(version, rows[-1], flush=True)
+        results[version] = rows
+    target = results["v1"][-1]["probe_top1"]
+    summary = {}
+    for v, rows in results.items():
+        t = time_to_reach([(r["wall_s"], r["probe_top1"]) for r in rows], target)
+        summary[v] = {"final_probe_top1": rows[-1]["probe_top1"], "time_to_v1_final_s": t,
+                      "s_per_update": rows[-1]["wall_s"] / rows[-1]["step"]}
+    t1, t2 = summary["v1"]["time_to_v1_final_s"], summary["v2"]["time_to_v1_final_s"]
+    summary["speedup_v2_over_v1"] = (t1 / t2) if t1 and t2 else None
+    (out / "results.json").write_text(json.dumps({"args": vars(args), "curves": results, "summary": summary}, indent=2))
+    lines = ["| version | updates | pretraining wall s | linear probe top-1 |", "|---|---|---|---|"]
+    for v, rows in results.items():
+        lines += [f"| {v} | {r['step']} | {r['wall_s']:.0f} | {r['probe_top1']:.3f} |" for r in rows]
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for v, rows in results.items():
+        ax.plot([r["wall_s"] / 60 for r in rows], [r["probe_top1"] for r in rows], marker="o", label=f"data2vec {v[1]}.0")
+    ax.axhline(target, ls=":", c="grey", label="v1 final")
+    ax.set_xlabel("pretraining wall-clock (min, 2 CPU cores)")
+    ax.set_ylabel(f"linear probe top-1 ({args.label_fraction:.0%} labels)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=120)
+    print("\n".join(lines))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def speed(args) -> int:
+    out = Path(args.out)
+    data = {"audio": args.data_audio, "text": args.data_text, "image": args.data_images}
+    rows = []
+    for mod in ("audio", "text", "image"):
+        for v in ("v1", "v2"):
+            preset = f"{mod}-tiny-{v}"
+            run = pretrain(preset, data[mod], out / preset, [f"train.max_update={args.updates}",
+                                                             f"train.log_interval={args.updates}",
+                                                             f"train.save_interval_updates={args.updates}"])
+            last = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()][-1]
+            rows.append({"preset": preset, "updates": last["step"], "s_per_update": last["wall_s"] / last["step"],
+                         "examples_per_s": last["samples_per_s"], "loss": last["loss"]})
+            print(json.dumps(rows[-1]), flush=True)
+    (out / "speed.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("quality")
+    q.add_argument("--data", required=True)
+    q.add_argument("--out", required=True)
+    q.add_argument("--updates", type=int, default=300)
+    q.add_argument("--save-every", type=int, default=50)
+    q.add_argument("--label-fraction", type=float, default=0.1)
+    q.add_argument("--valid", type=int, default=2000)
+    q.add_argument("--test", type=int, default=5000)
+    q.add_argument("--seed", type=int, default=1)
+    q.set_defaults(func=quality)
+    s = sub.add_parser("speed")
+    s.add_argument("--out", required=True)
+    s.add_argument("--updates", type=int, default=30)
+    s.add_argument("--data-audio", default="data/speech")
+    s.add_argument("--data-text", default="data/text")
+    s.add_argument("--data-images", default="data/images")
+    s.set_defaults(func=speed)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
