@@ -162,3 +162,39 @@ def test_trainer_runs_any_task_and_scales_group_lrs():
         last = trainer.train_update([batch])
     assert last["loss"] < 0.2 * first["loss"] and last["seen"] == 49 and last["units"] == 64
     assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([0.05, 0.005])
+
+
+MICRO_V2 = [
+    "encoder.feature_encoder_spec=[(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2", "encoder.embed_dim=32",
+    "encoder.depth=2", "encoder.num_heads=2", "encoder.conv_pos_width=16", "encoder.conv_pos_groups=4",
+    "encoder.conv_pos_depth=2", "model.targets.average_top_k_layers=2", "model.decoder.decoder_dim=16",
+    "model.decoder.decoder_groups=4", "model.decoder.decoder_layers=2", "masking.clone_batch=2",
+    "data.max_sample_size=16000", "data.min_sample_size=4000", "data.max_tokens=32000", "data.num_workers=0",
+    "train.threads=1", "train.log_interval=1",
+    # the decoder's noise at masked positions is the only random draw left; ranks draw their own, a single
+    # process continues one stream, so the comparison switches it (and input dropout) off
+    "model.decoder.mask_noise_std=0.0", "model.decoder.input_dropout=0.0",
+]
+
+
+def test_v2_ddp_two_ranks_equals_one_process_with_accumulation(speech_corpus, tmp_path):
+    """data2vec 2.0 (clones, kept tokens, decoder, ALiBi) through the real CLI: 2 gloo ranks = 1 process."""
+    def args(out, extra):
+        return ["pretrain", "--preset", "audio-tiny-v2", "--data", str(speech_corpus), "--out", str(out),
+                *set_args(MICRO_V2 + ["train.max_update=3", "train.save_interval_updates=100"] + extra)]
+
+    run_cli(*args(tmp_path / "single", ["train.update_freq=2"]))
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "data2vec.cli", *args(tmp_path / "ddp", ["train.update_freq=1"])],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = load_checkpoint(tmp_path / "single" / "checkpoint_last.pt")
+    d = load_checkpoint(tmp_path / "ddp" / "checkpoint_last.pt")
+    assert s["config"]["version"] == 2 and d["world_size"] == 2
+    for k in s["model"]:
+        torch.testing.assert_close(d["model"][k], s["model"][k], rtol=1e-5, atol=1e-6, msg=k)
+    ls = [r["loss"] for r in _metrics(tmp_path / "single")]
+    assert ls == pytest.approx([r["loss"] for r in _metrics(tmp_path / "ddp")], rel=1e-5)
+    assert ls[0] != ls[-1] and all(r["wall_s"] > 0 for r in _metrics(tmp_path / "single"))
