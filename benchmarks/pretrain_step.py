@@ -12,6 +12,7 @@ counted by ``torch.utils.flop_counter`` and achieved GFLOP/s.
 
     python benchmarks/pretrain_step.py                                # all presets, CPU, fp32
     python benchmarks/pretrain_step.py --presets audio-tiny-v1 --steps 10 --device cuda --precision bf16
+    python benchmarks/pretrain_step.py --presets audio-tiny-v1 audio-tiny-v2 --impls data2vec   # v1 vs v2
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ from data2vec.train.loop import Trainer, autocast_context
 
 # batch per preset: (clips, samples per clip) or (sequences, tokens) - stated in the output
 BATCH = {"audio-tiny-v1": (16, 32000), "audio-base-v1": (4, 80000), "text-tiny-v1": (32, 128),
-         "text-base-v1": (8, 512), "image-tiny-v1": (128, 28), "image-base-v1": (8, 224)}
-TEXT_VOCAB = {"text-tiny-v1": 8000, "text-base-v1": 50265}
+         "text-base-v1": (8, 512), "image-tiny-v1": (128, 28), "image-base-v1": (8, 224),
+         # data2vec 2.0: the same examples per step; the student sees each one clone_batch times
+         "audio-tiny-v2": (16, 32000), "audio-base-v2": (4, 80000), "text-tiny-v2": (32, 128),
+         "text-base-v2": (8, 512), "image-tiny-v2": (128, 28), "image-base-v2": (8, 224)}
+TEXT_VOCAB = {"text-tiny-v1": 8000, "text-base-v1": 50265, "text-tiny-v2": 8000, "text-base-v2": 50265}
 
 
 def peak_rss_mb() -> float:
@@ -50,6 +54,21 @@ def peak_rss_mb() -> float:
 
 def make_batch(cfg, encoder, batch: int, length: int, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
+    if cfg.version == 2:
+        from data2vec.data.masks_v2 import draw_v2_masks
+
+        if cfg.modality == "text":
+            source = torch.randint(5, cfg.encoder.vocab_size, (batch, length), generator=g)
+            source[:, 0], source[:, -1] = 0, 2
+            positions = length
+        elif cfg.modality == "vision":
+            source = torch.randn(batch, cfg.encoder.in_chans, length, length, generator=g)
+            positions = (cfg.encoder.grid, cfg.encoder.grid)
+        else:
+            source = torch.randn(batch, length, generator=g)
+            positions = int(conv_frame_lengths(torch.tensor([length]), encoder.conv_layers)[0])
+        mask = draw_v2_masks(cfg.masking, positions, seed=seed, epoch=1, indices=list(range(batch)))
+        return {"source": source, "padding_mask": None, "mask": mask, "num_masked": int(mask.sum())}
     if cfg.modality == "text":
         V = cfg.encoder.vocab_size
         clean = torch.randint(5, V, (batch, length), generator=g)
@@ -183,13 +202,20 @@ def run(preset: str, impl: str, args) -> dict:
     device = torch.device(args.device)
     cfg = get_preset(preset)
     cfg.train.precision = args.precision
-    cfg.encoder.encoder_layerdrop = 0.0  # same work every step
-    cfg.encoder.dropout = cfg.encoder.attention_dropout = 0.0
+    if cfg.version == 2:  # same work every step
+        cfg.encoder.layerdrop = cfg.encoder.prenet_layerdrop = 0.0
+    else:
+        cfg.encoder.encoder_layerdrop = 0.0
+        cfg.encoder.dropout = 0.0
+    cfg.encoder.attention_dropout = 0.0
     if cfg.modality == "text":
         cfg.encoder.vocab_size = TEXT_VOCAB[preset]
     b, s = args.batch or BATCH[preset]
     encoder = get_modality(cfg.modality).build_encoder(cfg.encoder)
     batch = make_batch(cfg, encoder, b, s)
+    if impl == "hf" and cfg.version == 2:
+        return {"preset": preset, "impl": impl, "skipped": "transformers has no data2vec 2.0 model and fairseq does "
+                "not install here; compare with the -v1 preset of the same size"}
     if impl == "data2vec":
         model = Data2Vec(encoder, cfg.model).to(device)
         trainer = Trainer(cfg, model, DistInfo(0, 1, 0, device))
@@ -206,6 +232,7 @@ def run(preset: str, impl: str, args) -> dict:
         "batch": {"text": f"{b} x {s} tokens", "vision": f"{b} images {s}x{s}"}.get(
             cfg.modality, f"{b} x {s} samples ({s / 16000:.1f} s)"),
         "params_M": round(n_params / 1e6, 2), "masked": batch["num_masked"],
+        "student_rows": int(batch["mask"].size(0)),
         "warmup": args.warmup, "steps": args.steps,
         "step_s_mean": round(mean, 4), "step_s_median": round(statistics.median(times), 4),
         "samples_per_s": round(b / mean, 2),
