@@ -161,3 +161,73 @@ def test_load_pretrained_detects_v2(case):
     ours = loaded.state_dict()
     for k, v in model.state_dict().items():
         torch.testing.assert_close(ours[k], v, rtol=0, atol=0)
+
+
+def _fairseq_image_layout(model) -> dict:
+    """Our image v2 model's weights under fairseq data2vec_multi names (IMAGE), written out by hand from
+    fairseq's module tree (modalities/images.py, modules.py), with the teacher as ``_ema``."""
+    def to_fs(k: str) -> str:
+        k = k.replace("context_encoder.prenet_norm.", "context_encoder.norm.")
+        k = k.replace("context_encoder.prenet.", "context_encoder.blocks.")
+        return k.replace("context_encoder.extra_tokens", "extra_tokens")
+
+    def encoder_sd(sd, prefix):
+        out = {}
+        for k, v in sd.items():
+            if not k.startswith(prefix):
+                continue
+            k = k[len(prefix):]
+            if k.startswith("context_encoder.blocks."):  # the shared blocks are top-level in fairseq
+                out["blocks." + k[len("context_encoder.blocks."):]] = v
+            else:
+                out["modality_encoders.IMAGE." + to_fs(k)] = v
+        return out
+
+    sd = model.state_dict()
+    fs = encoder_sd(sd, "student.encoder.")
+    fs.update({"modality_encoders.IMAGE.decoder." + k[len("student.decoder."):]: v
+               for k, v in sd.items() if k.startswith("student.decoder.")})
+    pos = model.student.encoder.context_encoder.fixed_positions
+    fs["modality_encoders.IMAGE.fixed_positional_encoder.positions"] = pos.clone()
+    ema = encoder_sd(sd, "teacher.module.")
+    ema["modality_encoders.IMAGE.fixed_positional_encoder.positions"] = pos.clone()
+    fs["_ema"] = ema
+    return fs
+
+
+def test_image_v2_key_table_round_trip():
+    """No fairseq image fixture exists (fairseq's image encoder needs timm): check that the key table maps
+    the full fairseq image layout (prenet, CLS token, 2-D decoder, EMA patch embedding) onto our model."""
+    from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2
+    from data2vec.presets import get_preset
+
+    cfg = get_preset("image-tiny-v2")
+    torch.manual_seed(0)
+    model = Data2Vec(ImageEncoderV2(cfg.encoder), cfg.model)
+    model.teacher.update(model.student.encoder, 0.5)  # make teacher != student
+    with torch.no_grad():
+        for p in model.student.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    fs = _fairseq_image_layout(model)
+    assert any(k.startswith("modality_encoders.IMAGE.context_encoder.blocks.0.") for k in fs)  # the prenet
+    model_cfg = {"_name": "data2vec_multi", "supported_modality": "IMAGE", "depth": 5, "embed_dim": 192,
+                 "num_heads": 3, "mlp_ratio": 4.0, "norm_eps": 1e-6, "clone_batch": 4, "ema_encoder_only": False,
+                 "average_top_k_layers": 3, "instance_norm_target_layer": True, "layer_norm_targets": True,
+                 "cls_loss": 0.01,
+                 "modalities": {"image": {"input_size": 28, "patch_size": 4, "in_chans": 1, "embed_dim": 192,
+                                          "prenet_depth": 1, "num_extra_tokens": 1, "init_extra_token_zero": False,
+                                          "ema_local_encoder": True, "inverse_mask": True, "mask_prob": 0.6,
+                                          "mask_length": 3, "decoder": {"decoder_dim": 192, "decoder_kernel": 3,
+                                                                         "decoder_layers": 3, "decoder_groups": 16}}}}
+    mod, enc, d2v, mask_cfg, ema = fairseq_v2.config_from_fairseq(model_cfg, {})
+    assert mod == "IMAGE" and ema == {"ema_encoder_only": False, "ema_local_encoder": True}
+    assert not d2v.ema.ema_transformer_only and d2v.cls_loss == 0.01 and mask_cfg.inverse_mask
+    assert (enc.image_size, enc.patch_size, enc.prenet_depth, enc.num_extra_tokens) == (28, 4, 1, 1)
+    ours = fairseq_v2.state_dict_from_fairseq(fs, mod, **ema)
+    want = model.state_dict()
+    assert set(ours) == set(want)
+    for k in want:
+        assert torch.equal(ours[k], want[k]), k
+    fs["modality_encoders.IMAGE.surprise.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError, match="surprise"):
+        fairseq_v2.state_dict_from_fairseq(fs, mod, **ema)
