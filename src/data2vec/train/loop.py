@@ -49,7 +49,7 @@ CHECKPOINT = "checkpoint_last.pt"
 # Fault injection for the resume tests: SIGKILL this process right after update N (like `kill -9`).
 _KILL_AFTER_UPDATE = int(os.environ.get("DATA2VEC_TEST_KILL_AFTER_UPDATE", "0"))
 # config sections that must match the checkpoint on resume (the rest, e.g. max_update, may change)
-_FROZEN_SECTIONS = ("modality", "encoder", "masking", "model")
+_FROZEN_SECTIONS = ("modality", "version", "encoder", "masking", "model")
 
 
 class TrainingInterrupted(Exception):
