@@ -127,6 +127,9 @@ def cmd_export(args) -> int:
         print(f"{args.src}: exported the {cfg.task} model as HF transformers {TASK_ARCH[cfg.task]} -> {out}")
         return 0
     cfg, model = load_pretrained(args.src)
+    from data2vec.convert.hf_heads import refuse_v2
+
+    refuse_v2(model.student.encoder, f"{cfg.modality} model")
     out = export_hf(cfg, model, args.out)
     print(f"{args.src}: exported the {cfg.modality} student encoder as a HF transformers model -> {out} "
           f"(load with transformers' Data2Vec{cfg.modality.capitalize()}Model.from_pretrained)")

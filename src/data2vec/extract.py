@@ -9,9 +9,14 @@ averages over valid positions. ``.safetensors`` holds one tensor per input (``0`
 lengths allowed); ``.npy`` needs equal shapes (pooled features, or images).
 
 Batching never changes the numbers: text is padded (padding is masked out of attention, so a padded
-batch equals one-by-one, tested), images have one size; audio goes one file at a time, because the
-stacked positional convolution of the speech encoder sees padding near the end of a shorter clip
-(fairseq and HF behave the same).
+batch equals one-by-one, tested), images have one size. data2vec 1.0 audio goes one file at a time,
+because the stacked positional convolution of the speech encoder sees padding near the end of a shorter
+clip (fairseq and HF behave the same); data2vec 2.0 audio with the layer-norm CNN is batched (its
+positional conv zeroes padded frames before every layer, so a padded batch equals one-by-one, tested).
+
+data2vec 2.0 models: ``final`` and block ``N`` are the shared blocks' outputs without the extra tokens (the
+image CLS token), so their shapes match v1's (one vector per frame, token or patch); v2 has no final
+LayerNorm, so ``final`` is the last block's output.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from data2vec.pretrained import load_pretrained
 
 def _select(out, layer: str, valid: torch.Tensor | None, pool: str) -> list[torch.Tensor]:
     if layer == "final":
-        x = out.x[:, None]
+        x = out.x[:, getattr(out, "num_extra", 0):][:, None]  # v2: extra tokens (CLS) come first
     elif layer == "all":
         x = torch.stack(out.layer_outputs, dim=1)
     else:
@@ -61,14 +66,31 @@ class Extractor:
         e = self.encoder.embed(source.to(self.device), None if padding_mask is None else padding_mask.to(self.device))
         return self.encoder.context_encoder(e.x, e.padding_mask), e.padding_mask
 
-    def audio(self, paths: list[str], layer: str, pool: str) -> list[torch.Tensor]:
+    @property
+    def batches_audio(self) -> bool:
+        """Whether a padded audio batch gives every clip its unpadded output (v2 with the layer-norm CNN)."""
+        enc = self.encoder
+        return getattr(enc, "version", 1) == 2 and enc.cfg.extractor_mode == "layer_norm"
+
+    def audio(self, paths: list[str], layer: str, pool: str, batch_size: int = 8) -> list[torch.Tensor]:
         from data2vec.data.audio import audio_files
 
         ds = audio_files(paths, sample_rate=self.cfg.data.sample_rate, normalize=self.cfg.data.normalize)
-        feats = []
-        for i in range(len(paths)):
-            out, _ = self._run(ds[i]["source"][None])
-            feats += _select(out, layer, None, pool)
+        if not self.batches_audio:
+            batch_size = 1
+        clips = [ds[i]["source"] for i in range(len(paths))]
+        order = sorted(range(len(clips)), key=lambda i: -clips[i].numel())  # similar lengths: little padding
+        feats: list[torch.Tensor | None] = [None] * len(clips)
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            lengths = torch.tensor([clips[i].numel() for i in idx])
+            x = torch.zeros(len(idx), int(lengths.max()))
+            for b, i in enumerate(idx):
+                x[b, : lengths[b]] = clips[i]
+            pad = torch.arange(x.size(1))[None, :] >= lengths[:, None]
+            out, frame_pad = self._run(x, pad if bool(pad.any()) else None)
+            for i, f in zip(idx, _select(out, layer, None if frame_pad is None else ~frame_pad, pool)):
+                feats[i] = f
         return feats
 
     def images(self, paths: list[str], layer: str, pool: str, batch_size: int = 32) -> list[torch.Tensor]:

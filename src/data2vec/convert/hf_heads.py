@@ -10,6 +10,7 @@
 Import: ``finetuned_from_hf(DIR) -> (finetune config, model)`` (``data2vec evaluate``/``transcribe`` and
 ``load_finetuned`` accept such a directory). Export: ``export_finetuned_hf(cfg, model, DIR)`` writes the
 matching HF class (``data2vec export RUN --to hf``); transformers' ``from_pretrained`` gives the same outputs.
+HF transformers implements data2vec 1.0 only: a model on a data2vec 2.0 encoder is refused (``V2_NOT_IN_HF``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,19 @@ from data2vec.convert.keys import load_into
 ARCHS = {"Data2VecAudioForCTC": "asr", "Data2VecVisionForImageClassification": "image-classification",
          "Data2VecTextForSequenceClassification": "text-classification"}
 TASK_ARCH = {v: k for k, v in ARCHS.items()}
+
+V2_NOT_IN_HF = ("HF transformers has no data2vec 2.0 model classes (its Data2VecAudio/Text/Vision models are the "
+                "data2vec 1.0 architectures), so a data2vec 2.0 {what} cannot be exported with --to hf; use it from "
+                "our checkpoint or run directory instead (data2vec evaluate / transcribe / extract, "
+                "data2vec.finetune.inference.load_finetuned, data2vec.pretrained.load_pretrained)")
+
+
+def refuse_v2(encoder_or_cfg, what: str) -> None:
+    """ValueError with ``V2_NOT_IN_HF`` when ``encoder_or_cfg`` (an encoder or a config) is data2vec 2.0."""
+    from data2vec.finetune.loop import is_v2
+
+    if is_v2(encoder_or_cfg):
+        raise ValueError(V2_NOT_IN_HF.format(what=what))
 
 
 def finetuned_from_hf(path: str | Path):
@@ -80,6 +94,8 @@ def finetuned_from_hf(path: str | Path):
 def export_finetuned_hf(cfg, model, out_dir: str | Path) -> Path:
     """Write the HF task model (config.json + model.safetensors [+ vocab.json for CTC])."""
     from safetensors.torch import save_file
+
+    refuse_v2(model.encoder, f"{cfg.task} model")
 
     from data2vec.convert.hf import hf_config_from_encoder, hf_state_from_encoder
 

@@ -10,6 +10,14 @@ What fairseq's ``wav2vec2_asr.py`` does during fine-tuning, and so does this:
   training only; layerdrop via ``encoder.encoder_layerdrop``;
 - CTC loss summed over the batch, averaged per sentence (``sentence_avg``), ``zero_infinity``;
 - Adam with the tri-stage schedule.
+data2vec 2.0 encoders (fairseq ``wav2vec2_asr.py`` with a ``data2vec_multi`` checkpoint) fine-tune the same
+way with the v2 names: the CNN (``encoder.local_encoder``) is frozen by ``encoder.local_grad_mult = 0`` while
+``project_features`` trains; masked frames of the local features are zeroed (fairseq ``encoder_zero_mask``;
+v2 has no mask embedding) before the relative positional conv sees them, at least 1 span per utterance
+(fairseq v2 ``compute_mask``); channel masking as for v1; the recipe's dropout and layerdrop map onto
+``encoder_dropout``/``post_mlp_drop``/``prenet_dropout``, ``attention_dropout``, ``activation_dropout``,
+``dropout_input`` and ``layerdrop``/``prenet_layerdrop``, and the ALiBi scale is learned (fairseq
+``update_alibi``).
 Deviations: masks are drawn in the collator from ``(seed, epoch, index)`` (fairseq uses the global RNG), so
 they are the same in any worker and after a resume. ``data.normalize`` is taken from the pretraining
 config instead of being a separate setting that can disagree with it (the fairseq pitfall in SPEC B.1).
@@ -38,8 +46,9 @@ from torch import nn
 
 from data2vec.asr.dictionary import LetterDictionary
 from data2vec.core.data2vec import StepLoss
-from data2vec.finetune.loop import FinetuneBase, FinetuneModel
+from data2vec.finetune.loop import FinetuneBase, FinetuneModel, encoder_dim, is_v2
 from data2vec.modalities.audio.encoder import AudioEncoderConfig
+from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2Config
 from data2vec.modalities.audio.masking import SpanMaskConfig, compute_span_mask
 from data2vec.train.config import TrainConfig
 from data2vec.train.optim import OptimConfig
@@ -79,7 +88,7 @@ class AsrDataConfig:
 class AsrFinetuneConfig(FinetuneBase):
     task: Literal["asr"] = "asr"
     recipe: str = ""
-    encoder: AudioEncoderConfig
+    encoder: AudioEncoderConfig | AudioEncoderV2Config
     head: CtcHeadConfig = field(default_factory=CtcHeadConfig)
     data: AsrDataConfig = field(default_factory=AsrDataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
@@ -100,10 +109,28 @@ BASE_RECIPES = {
 RECIPES = tuple(BASE_RECIPES) + ("tiny",)
 
 
+def conv_spec(enc_cfg) -> str:
+    """The CNN's (dim, kernel, stride) spec of an audio encoder config of either version."""
+    return enc_cfg.feature_encoder_spec if is_v2(enc_cfg) else enc_cfg.conv_feature_layers
+
+
+def finetune_encoder_config(enc, layerdrop: float):
+    """The pretraining encoder config with fairseq's fine-tuning overrides (``Wav2Vec2AsrConfig``: dropout 0,
+    attention dropout 0, activation dropout 0.1, input dropout 0, frozen CNN, the recipe's layerdrop); for v2
+    under the ``data2vec_multi`` names fairseq maps them to (``wav2vec2_asr.py`` ``arg_overrides``)."""
+    if is_v2(enc):
+        return replace(enc, local_grad_mult=0.0, encoder_dropout=0.0, post_mlp_drop=0.0, prenet_dropout=0.0,
+                       attention_dropout=0.0, activation_dropout=0.1, dropout_input=0.0, layerdrop=layerdrop,
+                       prenet_layerdrop=layerdrop, learned_alibi_scale=enc.use_alibi_encoder)
+    return replace(enc, feature_grad_mult=0.0, dropout=0.0, attention_dropout=0.0, activation_dropout=0.1,
+                   dropout_input=0.0, encoder_layerdrop=layerdrop)
+
+
 def recipe_config(src, init: str, recipe: str | None = None) -> AsrFinetuneConfig:
-    """The fine-tuning config for an encoder pretrained with ``src`` (a pretraining config)."""
+    """The fine-tuning config for an encoder pretrained with ``src`` (a pretraining config, v1 or v2)."""
     enc = src.encoder
-    recipe = recipe or ("tiny" if enc.encoder_embed_dim < 512 else "base-1h")
+    dim = encoder_dim(enc)
+    recipe = recipe or ("tiny" if dim < 512 else "base-1h")
     if recipe not in RECIPES:
         raise ValueError(f"unknown ASR recipe {recipe!r}; available: {', '.join(RECIPES)}")
     data = AsrDataConfig(sample_rate=src.data.sample_rate, normalize=src.data.normalize)
@@ -120,10 +147,9 @@ def recipe_config(src, init: str, recipe: str | None = None) -> AsrFinetuneConfi
         lr, max_update, freeze, mask_prob, chan_prob, layerdrop = BASE_RECIPES[recipe]
         train = TrainConfig(max_update=max_update, update_freq=8, log_interval=50, save_interval_updates=1000)
         eval_interval = 1000
-    encoder = replace(enc, feature_grad_mult=0.0, dropout=0.0, attention_dropout=0.0, activation_dropout=0.1,
-                      dropout_input=0.0, encoder_layerdrop=layerdrop)
+    encoder = finetune_encoder_config(enc, layerdrop)
     head = CtcHeadConfig(freeze_finetune_updates=freeze, mask_prob=mask_prob, mask_channel_prob=chan_prob,
-                         mask_channel_length=max(1, enc.encoder_embed_dim // 8) if recipe == "tiny" else 64)
+                         mask_channel_length=max(1, dim // 8) if recipe == "tiny" else 64)
     cfg = AsrFinetuneConfig(init=init, recipe=recipe, encoder=encoder, head=head, data=data, train=train,
                             eval_interval=eval_interval)
     cfg.optim = replace(cfg.optim, lr=lr)
@@ -132,7 +158,7 @@ def recipe_config(src, init: str, recipe: str | None = None) -> AsrFinetuneConfi
 
 # ---- model -----------------------------------------------------------------------------------
 class CtcModel(FinetuneModel):
-    """Audio encoder + dropout + linear projection to letters; the training-task interface of ``Trainer``."""
+    """Audio encoder (v1 or v2) + dropout + linear projection to letters; a training task for ``Trainer``."""
 
     log_keys = ()
     units_name = "utterances"
@@ -150,12 +176,16 @@ class CtcModel(FinetuneModel):
         nn.init.xavier_uniform_(self.proj.weight)  # fairseq Linear()
         nn.init.zeros_(self.proj.bias)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))  # for the freeze, saved with the model
-        if encoder.cfg.feature_grad_mult == 0:
-            encoder.feature_extractor.requires_grad_(False)  # frozen CNN: no grads, no optimizer state, DDP-safe
+        self.v2 = is_v2(encoder)
+        # frozen CNN: no grads, no optimizer state, DDP-safe
+        if self.v2 and encoder.cfg.local_grad_mult == 0:
+            encoder.local_encoder.requires_grad_(False)
+        elif not self.v2 and encoder.cfg.feature_grad_mult == 0:
+            encoder.feature_extractor.requires_grad_(False)
 
     @property
-    def has_unused_parameters(self) -> bool:  # for DDP: the frozen encoder, or mask_emb without time masking
-        return self.cfg.freeze_finetune_updates > 0 or self.cfg.mask_prob == 0
+    def has_unused_parameters(self) -> bool:  # for DDP: the frozen encoder, or v1's mask_emb without time masking
+        return self.cfg.freeze_finetune_updates > 0 or (not self.v2 and self.cfg.mask_prob == 0)
 
     @property
     def frozen(self) -> bool:
@@ -166,12 +196,29 @@ class CtcModel(FinetuneModel):
         enc = self.encoder
         train = self.training
         with torch.no_grad() if (train and self.frozen) else contextlib.nullcontext():
-            e = enc.embed(source_BS, padding_mask_BS, mask_BT if train else None)
-            x = e.x
+            if self.v2:
+                x, pad = self._v2_local(source_BS, padding_mask_BS)
+                if train and mask_BT is not None:  # fairseq encoder_zero_mask: masked frames -> 0
+                    x = x.masked_fill(mask_BT.unsqueeze(-1), 0.0)
+            else:
+                e = enc.embed(source_BS, padding_mask_BS, mask_BT if train else None)
+                x, pad = e.x, e.padding_mask
             if train and channel_mask_BC is not None:
                 x = x.masked_fill(channel_mask_BC[:, None, :], 0.0)
-            x = enc.context_encoder(x, e.padding_mask).layer_outputs[-1]
-        return self.proj(self.final_dropout(x)), e.padding_mask
+            out = enc.context_encoder(x, pad)
+            x = out.x[:, out.num_extra:] if self.v2 else out.layer_outputs[-1]
+        return self.proj(self.final_dropout(x)), pad
+
+    def _v2_local(self, source_BS, padding_mask_BS):
+        """Local features of the v2 encoder as fairseq computes them when fine-tuning: with ``local_grad_mult``
+        0 only the CNN runs without gradients and ``project_features`` (LayerNorm + Linear) trains.
+        ``V2Encoder.local_features`` would run ``project_features`` under ``no_grad`` too, so its local path is
+        called directly: the CNN's parameters do not require grad, so autograd records nothing for it."""
+        enc = self.encoder
+        if enc.cfg.local_grad_mult == 0 and not any(p.requires_grad for p in enc.local_encoder.parameters()):
+            return enc._local(source_BS, padding_mask_BS)
+        e = enc.embed(source_BS, padding_mask_BS)
+        return e.x, e.padding_mask
 
     # ---- training-task interface (the rest: FinetuneModel) ---------------------------------
     @staticmethod
@@ -295,9 +342,11 @@ def hours_subset(sizes: np.ndarray, sample_rate: int, hours: float, seed: int) -
 class AsrCollator:
     """Pads utterances, concatenates targets, and (training) draws time and channel masks per sample."""
 
-    def __init__(self, *, frame_lengths, head: CtcHeadConfig, channels: int, seed: int, train: bool):
+    def __init__(self, *, frame_lengths, head: CtcHeadConfig, channels: int, seed: int, train: bool,
+                 min_masks: int = 2):
         self.frame_lengths, self.head, self.channels, self.seed, self.train = frame_lengths, head, channels, seed, train
-        self.time_cfg = SpanMaskConfig(mask_prob=head.mask_prob, mask_length=head.mask_length, min_masks=2,
+        # min_masks: 2 spans per utterance for v1 (wav2vec2 apply_mask), 1 for v2 (data2vec_multi compute_mask)
+        self.time_cfg = SpanMaskConfig(mask_prob=head.mask_prob, mask_length=head.mask_length, min_masks=min_masks,
                                        require_same_masks=True)
         self.chan_cfg = SpanMaskConfig(mask_prob=head.mask_channel_prob, mask_length=head.mask_channel_length,
                                        min_masks=0, require_same_masks=True)
@@ -344,7 +393,7 @@ class AsrData:
         if not dict_path.is_file():
             raise ValueError(f"letter dictionary {dict_path} not found (set data.dictionary)")
         self.dictionary = LetterDictionary.load(dict_path)
-        conv = parse_conv_layers(cfg.encoder.conv_feature_layers)
+        conv = parse_conv_layers(conv_spec(cfg.encoder))
         self.frame_lengths = lambda n: conv_frame_lengths(n, conv)
         self.train = LabelledAudio(root / f"{d.train_subset}.tsv", d.labels, self.dictionary, d, self.frame_lengths, seed)
         if d.label_hours > 0:
@@ -362,9 +411,11 @@ class AsrData:
             self.sets[name] = LabelledAudio(path, d.labels, self.dictionary, d, self.frame_lengths, seed)
         self.sampler = BucketBatchSampler(self.train.sizes, max_tokens=d.max_tokens, seed=seed,
                                           num_replicas=dist.world_size, rank=dist.rank)
-        C = cfg.encoder.encoder_embed_dim
-        self.train_collate = AsrCollator(frame_lengths=self.frame_lengths, head=cfg.head, channels=C, seed=seed, train=True)
-        self.eval_collate = AsrCollator(frame_lengths=self.frame_lengths, head=cfg.head, channels=C, seed=seed, train=False)
+        C, m = encoder_dim(cfg.encoder), 1 if is_v2(cfg.encoder) else 2
+        self.train_collate = AsrCollator(frame_lengths=self.frame_lengths, head=cfg.head, channels=C, seed=seed,
+                                         train=True, min_masks=m)
+        self.eval_collate = AsrCollator(frame_lengths=self.frame_lengths, head=cfg.head, channels=C, seed=seed,
+                                        train=False, min_masks=m)
         self.cfg = d
         self.seed = seed
 
@@ -467,11 +518,11 @@ class _AsrTask:
         manifest = Path(data_dir) / f"{subset}.tsv"
         if not manifest.is_file():
             raise FileNotFoundError(f"{manifest} not found (--data DIR --subset NAME reads DIR/NAME.tsv)")
-        conv = parse_conv_layers(cfg.encoder.conv_feature_layers)
+        conv = parse_conv_layers(conv_spec(cfg.encoder))
         fl = lambda n: conv_frame_lengths(n, conv)  # noqa: E731
         ds = LabelledAudio(manifest, cfg.data.labels, LetterDictionary(list(cfg.head.symbols)), cfg.data, fl,
                            cfg.train.seed)
-        collate = AsrCollator(frame_lengths=fl, head=cfg.head, channels=cfg.encoder.encoder_embed_dim,
+        collate = AsrCollator(frame_lengths=fl, head=cfg.head, channels=encoder_dim(cfg.encoder),
                               seed=cfg.train.seed, train=False)
         return split_loader(ds, collate, cfg.data.max_tokens, cfg.train.seed, num_workers=0)
 

@@ -7,11 +7,19 @@ and shared position bias 0, block i -> i + 1, fc_norm and head depth + 1), label
 ``fc_norm`` + ``head`` train). Implements the training-task interface of ``data2vec.train.loop.Trainer``.
 Mixup / cutmix (timm semantics, batch mode: the batch is mixed with its reverse; cutmix's lambda is
 corrected to the pasted box's true area; label smoothing is applied to the mixed soft targets).
+
+data2vec 2.0 encoders follow fairseq ``mae_image_classification.py`` for a ``data2vec_multi`` checkpoint
+(``prediction_mode: mean_pooling``): the mean of the patch tokens of the last block (the CLS / extra tokens
+dropped) -> a new ``fc_norm`` (eps 1e-6) -> ``head`` (trunc-normal std 0.02); layer-wise lr decay over the
+prenet blocks then the shared blocks only (n blocks: block i gets ``layer_decay ** (n - i)``, everything else
+1); the default config zeroes the dropouts and layerdrop and sets drop path to fairseq's schedule for
+``drop_path_rate`` 0.1 over the shared blocks (``encoder.start/end_drop_path_rate``; our v2 prenet has no drop
+path, fairseq's goes up to ``dpr[prenet_depth - 1]``, 0.011 for ViT-B).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -22,8 +30,9 @@ from torch import nn
 
 from data2vec.core.data2vec import StepLoss
 from data2vec.data.images import AugmentConfig, ImageFolder
-from data2vec.finetune.loop import FinetuneBase, FinetuneModel, label_subset, with_num_classes
+from data2vec.finetune.loop import FinetuneBase, FinetuneModel, is_v2, label_subset, with_num_classes
 from data2vec.modalities.vision import VisionEncoderConfig
+from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2Config
 from data2vec.train.config import TrainConfig
 from data2vec.train.optim import OptimConfig
 
@@ -50,13 +59,15 @@ class ImageClassifier(FinetuneModel):
             raise ValueError(f"num_classes must be >= 2, got {cfg.num_classes}")
         self.cfg = cfg
         self.encoder = encoder
+        self.v2 = is_v2(encoder)
         C = encoder.embed_dim
         # an encoder in the fine-tuned layout (use_mean_pooling, e.g. imported from HF) brings its fc_norm;
         # a pretrained one gets a fresh one (its final LayerNorm is then unused, as in BEiT fine-tuning)
         own = getattr(encoder.context_encoder, "fc_norm", None) is None
-        self.fc_norm = nn.LayerNorm(C, eps=encoder.cfg.layer_norm_eps) if own else None
+        eps = 1e-6 if self.v2 else encoder.cfg.layer_norm_eps  # fairseq mae_image_classification: eps 1e-6
+        self.fc_norm = nn.LayerNorm(C, eps=eps) if own else None
         self.head = nn.Linear(C, cfg.num_classes)
-        nn.init.trunc_normal_(self.head.weight, std=2e-5)
+        nn.init.trunc_normal_(self.head.weight, std=0.02 if self.v2 else 2e-5)  # v1: BEiT init_scale 0.001
         nn.init.zeros_(self.head.bias)
         if cfg.linear_probe:
             encoder.requires_grad_(False)
@@ -72,7 +83,8 @@ class ImageClassifier(FinetuneModel):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         out = self.encoder(images)
         norm = self.fc_norm if self.fc_norm is not None else self.encoder.context_encoder.fc_norm
-        return self.head(norm(out.layer_outputs[-1].mean(1)))
+        patches = out.x[:, out.num_extra:] if self.v2 else out.layer_outputs[-1]
+        return self.head(norm(patches.mean(1)))
 
     # ---- training-task interface (the rest: FinetuneModel) ---------------------------------
     def step_loss(self, batch: dict, wrapped: nn.Module) -> StepLoss:
@@ -86,10 +98,10 @@ class ImageClassifier(FinetuneModel):
 
     def optim_param_groups(self, weight_decay: float, no_decay_1d: bool) -> list[dict]:
         """AdamW groups with ``lr_scale`` for layer-wise decay and no weight decay on 1-D parameters."""
-        from data2vec.train.optim import layer_decay_groups
+        from data2vec.finetune.loop import layer_decay_param_groups
 
-        return layer_decay_groups(self, weight_decay, no_decay_1d, self.cfg.layer_decay, head_keys=("fc_norm",),
-                                  no_wd_keys=("token", "rel_pos"))  # fc_norm: ours or the encoder's
+        return layer_decay_param_groups(self, weight_decay, no_decay_1d, self.cfg.layer_decay, head_keys=("fc_norm",),
+                                        no_wd_keys=("token", "rel_pos"))  # fc_norm: ours or the encoder's
 
 
 def soft_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
@@ -156,7 +168,7 @@ class ImageFinetuneDataConfig:
 @dataclass(kw_only=True)
 class ImageFinetuneConfig(FinetuneBase):
     task: Literal["image-classification"] = "image-classification"
-    encoder: VisionEncoderConfig
+    encoder: VisionEncoderConfig | ImageEncoderV2Config
     head: ImageHeadConfig = field(default_factory=ImageHeadConfig)
     data: ImageFinetuneDataConfig = field(default_factory=ImageFinetuneDataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
@@ -212,6 +224,17 @@ class ImageFinetuneData:
                                            num_workers=self.num_workers)
 
 
+def finetune_encoder_v2(enc: ImageEncoderV2Config, drop_path_rate: float = 0.1) -> ImageEncoderV2Config:
+    """fairseq ``MaeImageClassificationConfig`` overrides of a ``data2vec_multi`` encoder: every dropout and
+    layerdrop 0, and drop path ``linspace(0, drop_path_rate, depth)`` of which the shared blocks take
+    ``dpr[prenet_depth]`` .. ``dpr[-1]``."""
+    dpr = np.linspace(0, drop_path_rate, enc.depth)
+    return replace(enc, encoder_dropout=0.0, post_mlp_drop=0.0, attention_dropout=0.0, activation_dropout=0.0,
+                   dropout_input=0.0, layerdrop=0.0, prenet_layerdrop=0.0, prenet_dropout=0.0,
+                   start_drop_path_rate=float(dpr[min(enc.prenet_depth, enc.depth - 1)]),
+                   end_drop_path_rate=float(dpr[-1]))
+
+
 class _ImageTask:
     name = "image-classification"
     modality = "vision"
@@ -221,7 +244,8 @@ class _ImageTask:
 
     @staticmethod
     def default_config(src, init: str) -> ImageFinetuneConfig:
-        return ImageFinetuneConfig(init=init, encoder=src.encoder, data=ImageFinetuneDataConfig(augment=src.data.augment))
+        enc = finetune_encoder_v2(src.encoder) if is_v2(src.encoder) else src.encoder
+        return ImageFinetuneConfig(init=init, encoder=enc, data=ImageFinetuneDataConfig(augment=src.data.augment))
 
     build_data = ImageFinetuneData
 

@@ -8,7 +8,9 @@
         --data data/rt-polarity --out runs/ft-text
 
 ``--init`` takes any format ``data2vec convert`` reads (its encoder config comes along); without it
-the encoder of ``--preset`` starts from random weights (the from-scratch baseline). Validation every
+the encoder of ``--preset`` starts from random weights (the from-scratch baseline). Encoders of data2vec 1.0
+and 2.0 both fine-tune (a task config's ``encoder`` is either version's config class; the heads read the
+v2 output layout: extra tokens first, ``num_extra`` of them). Validation every
 ``eval_interval`` updates and at the end; the best validation score (the task's ``metric``) is kept as
 ``checkpoint_best.pt`` and evaluated on the test split into ``metrics.json``. Resume, DDP, logs and plots
 as for pretraining.
@@ -67,6 +69,51 @@ class FinetuneModel(torch.nn.Module):
 
     def after_update(self, step: int) -> dict:
         return {}
+
+
+def is_v2(encoder_or_cfg) -> bool:
+    """Whether an encoder, an encoder config or a pretraining config is data2vec 2.0."""
+    from data2vec.modalities.base_v2 import V2EncoderConfig
+
+    return isinstance(encoder_or_cfg, V2EncoderConfig) or getattr(encoder_or_cfg, "version", 1) == 2
+
+
+def encoder_dim(enc_cfg) -> int:
+    """Model width of an encoder config of either version (v1 audio/text ``encoder_embed_dim``, else ``embed_dim``)."""
+    return getattr(enc_cfg, "encoder_embed_dim", None) or enc_cfg.embed_dim
+
+
+def layer_decay_param_groups(model: torch.nn.Module, weight_decay: float, no_decay_1d: bool, layer_decay: float, *,
+                             head_keys: tuple[str, ...] = (), no_wd_keys: tuple[str, ...] = ()) -> list[dict]:
+    """AdamW groups with layer-wise lr decay for a task model with an ``encoder`` of either version.
+
+    v1: ``data2vec.train.optim.layer_decay_groups`` (BEiT layer ids). v2: as fairseq fine-tunes
+    ``data2vec_multi`` (``mae_image_classification.py``, ``wav2vec2_asr.py``): the blocks in order, the
+    modality's prenet blocks then the shared ones (n in all), block i gets ``lr_scale = layer_decay ** (n - i)``
+    and every other parameter (local encoder, CLS token, prenet LayerNorm, the head) 1. No weight decay on
+    1-D parameters, biases, ALiBi scales and names containing one of ``no_wd_keys``.
+    """
+    if not is_v2(model.encoder):
+        from data2vec.train.optim import layer_decay_groups
+
+        return layer_decay_groups(model, weight_decay, no_decay_1d, layer_decay, head_keys=head_keys,
+                                  no_wd_keys=no_wd_keys)
+    ce = model.encoder.context_encoder
+    prefixes = ([f"encoder.context_encoder.prenet.{i}." for i in range(len(ce.prenet))]
+                + [f"encoder.context_encoder.blocks.{i}." for i in range(len(ce.blocks))])
+    n = len(prefixes)
+    groups: dict[tuple[float, bool], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        block = next((i for i, pre in enumerate(prefixes) if name.startswith(pre)), None)
+        scale = 1.0 if block is None else layer_decay ** (n - block)
+        no_wd = no_decay_1d and (p.ndim <= 1 or name.endswith(".bias") or "alibi_scale" in name
+                                 or any(k in name for k in no_wd_keys))
+        g = groups.setdefault((scale, no_wd), {"params": [], "weight_decay": 0.0 if no_wd else weight_decay,
+                                               "lr_scale": scale})
+        g["params"].append(p)
+    return list(groups.values())
 
 
 def get_task(name: str):

@@ -27,6 +27,11 @@ dropout 0, batch 16 (CoLA, MRPC, RTE, STS-B) or 32, lr 2e-5 (STS-B 4e-5); each a
 written to ``config.json``. Validation reports ``score`` (GLUE's measure of the task: accuracy; MCC for
 CoLA; F1 of class 1 for MRPC and QQP; the mean of Pearson and Spearman for STS-B and regression) and the
 other metrics; the best ``score`` is kept.
+
+data2vec 2.0 encoders (fairseq ``data2vec_text_classification.py`` on a ``data2vec_multi`` checkpoint): the same
+head on the output of the first token after the encoder's extra tokens (``<s>``; the text encoders have none),
+with the pretraining dropouts kept as fairseq keeps them; ``head.layer_decay`` decays over the blocks only
+(``data2vec.finetune.loop.layer_decay_param_groups``).
 """
 
 from __future__ import annotations
@@ -44,9 +49,10 @@ from torch import nn
 from data2vec.core.data2vec import StepLoss
 from data2vec.data.glue import GlueFile, get_format, label_vocabulary, read_tsv, split_file
 from data2vec.finetune import metrics as M
-from data2vec.finetune.loop import FinetuneBase, FinetuneModel, label_subset
+from data2vec.finetune.loop import FinetuneBase, FinetuneModel, encoder_dim, label_subset
 from data2vec.layers.transformer import init_bert_params
 from data2vec.modalities.text import TextEncoderConfig
+from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
 from data2vec.train.config import TrainConfig
 from data2vec.train.optim import OptimConfig
 
@@ -91,7 +97,8 @@ class TextClassifier(FinetuneModel):
 
     def forward(self, tokens_BT: torch.Tensor) -> torch.Tensor:
         """[B, T] token ids (right-padded with the encoder's pad id) -> [B, num_classes] logits."""
-        return self.classifier(self.encoder(tokens_BT).x[:, 0])
+        out = self.encoder(tokens_BT)
+        return self.classifier(out.x[:, getattr(out, "num_extra", 0)])  # v2: extra tokens come first
 
     # ---- training-task interface (the rest: FinetuneModel) ---------------------------------
     def step_loss(self, batch: dict, wrapped: nn.Module) -> StepLoss:
@@ -102,11 +109,11 @@ class TextClassifier(FinetuneModel):
         return StepLoss(loss, int(y.numel()), {"acc": (logits.argmax(-1) == y).float().mean().item()})
 
     def optim_param_groups(self, weight_decay: float, no_decay_1d: bool) -> list[dict]:
-        """AdamW groups: no weight decay on 1-D parameters; ``lr_scale`` for layer-wise decay (embeddings 0,
-        block i -> i + 1, head depth + 1)."""
-        from data2vec.train.optim import layer_decay_groups
+        """AdamW groups: no weight decay on 1-D parameters; ``lr_scale`` for layer-wise decay (v1: embeddings 0,
+        block i -> i + 1, head depth + 1; v2: the blocks only)."""
+        from data2vec.finetune.loop import layer_decay_param_groups
 
-        return layer_decay_groups(self, weight_decay, no_decay_1d, self.cfg.layer_decay)
+        return layer_decay_param_groups(self, weight_decay, no_decay_1d, self.cfg.layer_decay)
 
 
 # ---- inputs ------------------------------------------------------------------------------------
@@ -265,7 +272,7 @@ class TextFinetuneDataConfig:
 class TextFinetuneConfig(FinetuneBase):
     task: Literal["text-classification"] = "text-classification"
     recipe: str = ""
-    encoder: TextEncoderConfig
+    encoder: TextEncoderConfig | TextEncoderV2Config
     head: TextHeadConfig = field(default_factory=TextHeadConfig)
     data: TextFinetuneDataConfig = field(default_factory=TextFinetuneDataConfig)
     max_epochs: float = 10.0  # with train.max_update = 0: train this many epochs
@@ -286,7 +293,7 @@ RECIPES = (*GLUE_RECIPES, "base", "tiny")
 
 def recipe_config(src, init: str, recipe: str | None = None) -> TextFinetuneConfig:
     """The fine-tuning config for an encoder pretrained with ``src`` (a pretraining config)."""
-    recipe = recipe or ("tiny" if src.encoder.encoder_embed_dim < 512 else "base")
+    recipe = recipe or ("tiny" if encoder_dim(src.encoder) < 512 else "base")
     if recipe not in RECIPES:
         raise ValueError(f"unknown text-classification recipe {recipe!r}; available: {', '.join(RECIPES)}")
     batch, lr = GLUE_RECIPES.get(recipe, (32, 1e-4 if recipe == "tiny" else 2e-5))
