@@ -150,3 +150,22 @@ def test_v2_training_steps_lower_the_loss_and_move_the_teacher(name):
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0], losses
     assert not torch.equal(next(model.teacher.module.parameters()), t0)
+
+
+def test_export_hf_refuses_v2_from_python(tmp_path):
+    from data2vec.convert.hf import export_hf
+
+    cfg, model = _model("image-tiny-v2")
+    with pytest.raises(ValueError, match="no data2vec 2.0 model classes"):
+        export_hf(cfg, model, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+
+
+def test_frozen_local_encoder_keeps_the_projection_trainable():
+    """local_grad_mult = 0 freezes only the CNN (fairseq); the LayerNorm + Linear projection still learns."""
+    cfg, model = _model("audio-tiny-v2", local_grad_mult=0.0)
+    enc = model.student.encoder
+    x, _ = enc.local_features(torch.randn(2, 8000))
+    x.sum().backward()
+    assert enc.project_features.proj.weight.grad is not None
+    assert all(p.grad is None for p in enc.local_encoder.parameters())

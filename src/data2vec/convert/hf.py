@@ -209,6 +209,10 @@ def export_hf(cfg, model, out_dir: str | Path) -> Path:
     """Write a HF ``transformers`` directory (config.json + model.safetensors) of the student encoder."""
     from safetensors.torch import save_file
 
+    if getattr(cfg, "version", 1) == 2:
+        from data2vec.convert.hf_heads import V2_NOT_IN_HF
+
+        raise ValueError(V2_NOT_IN_HF.format(what="model"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hf_cfg = hf_config_from_encoder(cfg.modality, cfg.encoder)

@@ -197,7 +197,8 @@ class CtcModel(FinetuneModel):
         train = self.training
         with torch.no_grad() if (train and self.frozen) else contextlib.nullcontext():
             if self.v2:
-                x, pad = self._v2_local(source_BS, padding_mask_BS)
+                e = enc.embed(source_BS, padding_mask_BS)  # frozen CNN (local_grad_mult 0), projection trains
+                x, pad = e.x, e.padding_mask
                 if train and mask_BT is not None:  # fairseq encoder_zero_mask: masked frames -> 0
                     x = x.masked_fill(mask_BT.unsqueeze(-1), 0.0)
             else:
@@ -208,17 +209,6 @@ class CtcModel(FinetuneModel):
             out = enc.context_encoder(x, pad)
             x = out.x[:, out.num_extra:] if self.v2 else out.layer_outputs[-1]
         return self.proj(self.final_dropout(x)), pad
-
-    def _v2_local(self, source_BS, padding_mask_BS):
-        """Local features of the v2 encoder as fairseq computes them when fine-tuning: with ``local_grad_mult``
-        0 only the CNN runs without gradients and ``project_features`` (LayerNorm + Linear) trains.
-        ``V2Encoder.local_features`` would run ``project_features`` under ``no_grad`` too, so its local path is
-        called directly: the CNN's parameters do not require grad, so autograd records nothing for it."""
-        enc = self.encoder
-        if enc.cfg.local_grad_mult == 0 and not any(p.requires_grad for p in enc.local_encoder.parameters()):
-            return enc._local(source_BS, padding_mask_BS)
-        e = enc.embed(source_BS, padding_mask_BS)
-        return e.x, e.padding_mask
 
     # ---- training-task interface (the rest: FinetuneModel) ---------------------------------
     @staticmethod

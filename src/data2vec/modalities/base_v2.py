@@ -245,10 +245,14 @@ class V2Encoder(nn.Module):
         return dec
 
     def _local(self, source, padding_mask):
+        """The modality's ``local_encoder`` on ``source``: (features [B, T, C'], padding mask [B, T] or None)."""
         raise NotImplementedError
 
     def local_features(self, source, padding_mask=None):
-        """(features [B, T, C], padding mask [B, T] or None) shared by student and (audio, text) teacher."""
+        """(features [B, T, C], padding mask [B, T] or None) shared by student and (audio, text) teacher.
+
+        ``local_grad_mult`` scales the gradient into the local encoder only (0 = frozen, no graph);
+        ``project_features`` always trains, as in fairseq ``ModalitySpecificEncoder.local_features``."""
         m = self.cfg.local_grad_mult
         if m > 0:
             x, pad = self._local(source, padding_mask)
@@ -257,7 +261,7 @@ class V2Encoder(nn.Module):
         else:
             with torch.no_grad():
                 x, pad = self._local(source, padding_mask)
-        return x, pad
+        return self.project_features(x), pad
 
     def embed(self, source, padding_mask=None, mask=None) -> Embedded:
         """Local features; v2 masks in the context encoder, so ``mask`` is not used here."""

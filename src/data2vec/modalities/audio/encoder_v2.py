@@ -79,7 +79,7 @@ class AudioEncoderV2(V2Encoder):
         return conv_frame_lengths(num_samples, self.conv_layers)
 
     def _local(self, source_BS, padding_mask_BS=None):
-        x = self.project_features(self.local_encoder(source_BS).transpose(1, 2))
+        x = self.local_encoder(source_BS).transpose(1, 2)
         pad = None
         if padding_mask_BS is not None and bool(padding_mask_BS.any()):
             lengths = self.frame_lengths((~padding_mask_BS).sum(-1))
