@@ -2,6 +2,8 @@
 
     python experiments/v1_vs_v2.py quality --data data/images --out runs/exp-v1v2-image --updates 300 \
         --updates-v2 600 --save-every 50
+    python experiments/v1_vs_v2.py quality --modality text --data data/text --probe-data data/rt-polarity \
+        --out runs/exp-v1v2-text --updates 500 --updates-v2 1000 --save-every 100
     python experiments/v1_vs_v2.py speed --out runs/exp-v1v2-speed --updates 30 \\
         --data-audio data/speech --data-text data/text --data-images data/images
 
@@ -12,6 +14,9 @@ validation split) on the mean-pooled output of the last block, trained on ``--la
 training labels. The pretraining time of each checkpoint is the run's own ``wall_s`` (data + compute,
 checkpoint writes excluded). Writes ``results.json``, ``table.md`` and ``curves.png`` and prints the time
 each version needs to reach the final probe accuracy of v1, and their ratio.
+
+``quality --modality text``: the same with ``text-tiny-v1``/``-v2`` on the built-in text corpus, the probe on
+Rotten Tomatoes polarity (``data2vec prepare rt-polarity``; all training reviews, mean over tokens).
 
 ``speed``: a short pretraining run of every tiny preset (v1 and v2, all three modalities) through the CLI
 code path; reports seconds per update and examples per second from the run logs.
@@ -54,12 +59,36 @@ def wall_at(run: Path) -> dict[int, float]:
 
 
 @torch.no_grad()
-def pooled(encoder, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+def pooled(encoder, inputs: torch.Tensor, batch: int = 500, pad: int | None = None) -> torch.Tensor:
+    """Mean over positions of the last block's output (image patches without CLS; text tokens without padding)."""
     encoder.eval()
     out = []
-    for i in range(0, len(images), batch):
-        out.append(encoder(images[i:i + batch]).layer_outputs[-1].mean(1))  # patch tokens (no CLS)
+    for i in range(0, len(inputs), batch):
+        x = inputs[i:i + batch]
+        h = encoder(x).layer_outputs[-1]
+        if pad is None:
+            out.append(h.mean(1))
+        else:
+            keep = (x != pad).unsqueeze(-1).to(h.dtype)
+            out.append((h * keep).sum(1) / keep.sum(1))
     return torch.cat(out)
+
+
+def text_probe_sets(data: str, text_data: str, max_len: int = 128):
+    """Rotten Tomatoes (``data2vec prepare rt-polarity``) tokenised with the pretraining corpus's BPE."""
+    from data2vec.data.text import Tokenizer
+
+    tok = Tokenizer(Path(text_data))
+    sets = {}
+    for name, split in (("train", "train"), ("valid", "dev"), ("test", "test")):
+        rows = [line.split("\t") for line in (Path(data) / f"{split}.tsv").read_text().splitlines()[1:] if line]
+        ids = tok.encode_batch([r[0] for r in rows])
+        x = torch.full((len(ids), max_len), tok.pad, dtype=torch.long)
+        for i, t in enumerate(ids):
+            t = [tok.bos, *t[: max_len - 2], tok.eos]
+            x[i, : len(t)] = torch.tensor(t)
+        sets[name] = (x, torch.tensor([int(r[1]) for r in rows]))
+    return sets, tok.pad
 
 
 def probe_sets(data: str, cfg, fraction: float, seed: int, n_valid: int, n_test: int):
@@ -77,8 +106,8 @@ def probe_sets(data: str, cfg, fraction: float, seed: int, n_valid: int, n_test:
     return sets
 
 
-def score(encoder, sets) -> float:
-    f = {n: pooled(encoder, sets[n][0]) for n in sets}
+def score(encoder, sets, pad: int | None = None) -> float:
+    f = {n: pooled(encoder, sets[n][0], pad=pad) for n in sets}
     n_cls = int(sets["train"][1].max()) + 1
     return fit_logreg(f["train"], sets["train"][1], f["valid"], sets["valid"][1], f["test"], sets["test"][1],
                       n_cls)["test_top1"]
@@ -94,27 +123,28 @@ def time_to_reach(points: list[tuple[float, float]], target: float) -> float | N
 
 def quality(args) -> int:
     from data2vec.pretrained import build_model, load_pretrained
-    from data2vec.presets import get_preset
 
     out = Path(args.out)
-    probe = None
+    probe, pad = None, None
     results = {}
     for version in ("v1", "v2"):
-        preset = f"image-tiny-{version}"
+        preset = f"{args.modality}-tiny-{version}"
         updates = args.updates if version == "v1" else (args.updates_v2 or args.updates)
         sets_cfg = [f"train.max_update={updates}", f"train.save_interval_updates={args.save_every}",
                     "train.keep_interval_checkpoints=true", f"train.log_interval={args.save_every}",
                     f"train.seed={args.seed}"]
         run = pretrain(preset, args.data, out / version, sets_cfg)
         wall = wall_at(run)
-        cfg = get_preset(preset)
-        if probe is None:
+        cfg, _ = load_pretrained(run / f"checkpoint_{args.save_every}.pt")  # the run's resolved config
+        if probe is None and args.modality == "image":
             probe = probe_sets(args.data, cfg, args.label_fraction, args.seed, args.valid, args.test)
+        elif probe is None:
+            probe, pad = text_probe_sets(args.probe_data, args.data)
         torch.manual_seed(args.seed)
-        rows = [{"step": 0, "wall_s": 0.0, "probe_top1": score(build_model(cfg).student.encoder, probe)}]
+        rows = [{"step": 0, "wall_s": 0.0, "probe_top1": score(build_model(cfg).student.encoder, probe, pad)}]
         for step in range(args.save_every, updates + 1, args.save_every):
             _, model = load_pretrained(run / f"checkpoint_{step}.pt")
-            rows.append({"step": step, "wall_s": wall[step], "probe_top1": score(model.student.encoder, probe)})
+            rows.append({"step": step, "wall_s": wall[step], "probe_top1": score(model.student.encoder, probe, pad)})
             print(version, rows[-1], flush=True)
         results[version] = rows
     target = results["v1"][-1]["probe_top1"]
@@ -140,7 +170,8 @@ def quality(args) -> int:
         ax.plot([r["wall_s"] / 60 for r in rows], [r["probe_top1"] for r in rows], marker="o", label=f"data2vec {v[1]}.0")
     ax.axhline(target, ls=":", c="grey", label="v1 final")
     ax.set_xlabel("pretraining wall-clock (min, 2 CPU cores)")
-    ax.set_ylabel(f"linear probe top-1 ({args.label_fraction:.0%} labels)")
+    ax.set_ylabel(f"linear probe top-1 ({args.label_fraction:.0%} labels)" if args.modality == "image"
+                  else "linear probe accuracy (Rotten Tomatoes)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=120)
@@ -171,7 +202,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("quality")
-    q.add_argument("--data", required=True)
+    q.add_argument("--modality", choices=["image", "text"], default="image")
+    q.add_argument("--data", required=True, help="pretraining data (images: also the probe's labelled images)")
+    q.add_argument("--probe-data", default="data/rt-polarity", help="text: the labelled probe set")
     q.add_argument("--out", required=True)
     q.add_argument("--updates", type=int, default=300)
     q.add_argument("--updates-v2", type=int, default=0, help="v2 updates (default: --updates); v2 updates are cheaper")
