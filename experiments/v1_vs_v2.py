@@ -4,6 +4,8 @@
         --updates-v2 600 --save-every 50
     python experiments/v1_vs_v2.py quality --modality text --data data/text --probe-data data/rt-polarity \
         --out runs/exp-v1v2-text --updates 500 --updates-v2 1000 --save-every 100
+    python experiments/v1_vs_v2.py quality --modality audio --data data/speech --out runs/exp-v1v2-audio \
+        --updates 300 --updates-v2 300 --save-every 50
     python experiments/v1_vs_v2.py speed --out runs/exp-v1v2-speed --updates 30 \\
         --data-audio data/speech --data-text data/text --data-images data/images
 
@@ -17,6 +19,12 @@ each version needs to reach the final probe accuracy of v1, and their ratio.
 
 ``quality --modality text``: the same with ``text-tiny-v1``/``-v2`` on the built-in text corpus, the probe on
 Rotten Tomatoes polarity (``data2vec prepare rt-polarity``; all training reviews, mean over tokens).
+
+``quality --modality audio``: ``audio-tiny-v1``/``-v2`` on the built-in speech corpus; the probe is a linear CTC
+layer on the frozen last-block frames (features standardised, full-batch Adam, 150 steps) trained on the
+training transcripts; quality is its CTC loss per letter on the test split (unseen voices; lower is better),
+with the greedy CER beside it. The tiny models are far from usable ASR, so the loss, not the CER, is the
+measure that moves.
 
 ``speed``: a short pretraining run of every tiny preset (v1 and v2, all three modalities) through the CLI
 code path; reports seconds per update and examples per second from the run logs.
@@ -106,25 +114,112 @@ def probe_sets(data: str, cfg, fraction: float, seed: int, n_valid: int, n_test:
     return sets
 
 
-def score(encoder, sets, pad: int | None = None) -> float:
+def audio_probe_sets(data: str) -> dict:
+    """Letter targets of the speech corpus's train and test (unseen voices) splits, for a linear CTC probe."""
+    from data2vec.asr.dictionary import LetterDictionary
+
+    root = Path(data)
+    d = LetterDictionary.load(root / "dict.ltr.txt")
+    sets = {}
+    for split in ("train", "test"):
+        lines = (root / f"{split}.tsv").read_text().splitlines()
+        paths = [str(Path(lines[0]) / line.split("\t")[0]) for line in lines[1:] if line.strip()]
+        ltr = [x for x in (root / f"{split}.ltr").read_text().splitlines() if x.strip()]
+        if len(ltr) != len(paths):
+            raise SystemExit(f"{root}/{split}.ltr has {len(ltr)} lines for {len(paths)} clips")
+        sets[split] = (paths, [torch.tensor(d.encode(x)) for x in ltr])
+    sets["dictionary"] = d
+    return sets
+
+
+@torch.no_grad()
+def audio_features(encoder, cfg, paths: list[str]) -> list[torch.Tensor]:
+    """Last block's output per clip ([T, C], one clip at a time: no padding)."""
+    from data2vec.data.audio import audio_files
+
+    encoder.eval()
+    ds = audio_files(paths, sample_rate=cfg.data.sample_rate, normalize=cfg.data.normalize)
+    feats = []
+    for i in range(len(paths)):
+        e = encoder.embed(ds[i]["source"][None], None)
+        out = encoder.context_encoder(e.x, e.padding_mask)
+        feats.append(out.x[0, getattr(out, "num_extra", 0):])
+    return feats
+
+
+def ctc_probe(train, test, d, steps: int = 150, lr: float = 2e-2, seed: int = 0) -> dict:
+    """Linear CTC probe on frozen features (standardised with train statistics), full-batch Adam.
+    Returns the test CTC loss per target character and the greedy-decoding CER (unseen voices)."""
+    import torch.nn.functional as F
+
+    from data2vec.asr.decode import word_error_rate
+
+    def pack(feats):
+        lengths = torch.tensor([f.shape[0] for f in feats])
+        x = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
+        for i, f in enumerate(feats):
+            x[i, : len(f)] = f
+        return x, lengths
+
+    cat = torch.cat(train[0])
+    mu, sd = cat.mean(0), cat.std(0) + 1e-5
+    (xtr, ltr), (xte, lte) = pack([(f - mu) / sd for f in train[0]]), pack([(f - mu) / sd for f in test[0]])
+    ytr, yte = torch.cat(train[1]), torch.cat(test[1])
+    ntr, nte = torch.tensor([len(y) for y in train[1]]), torch.tensor([len(y) for y in test[1]])
+    torch.manual_seed(seed)
+    lin = torch.nn.Linear(xtr.shape[-1], len(d))
+    opt = torch.optim.Adam(lin.parameters(), lr=lr)
+
+    def loss(x, lx, y, ly):
+        return F.ctc_loss(lin(x).log_softmax(-1).transpose(0, 1), y, lx, ly, blank=d.blank, reduction="mean",
+                          zero_infinity=True)
+
+    for _ in range(steps):
+        opt.zero_grad()
+        loss(xtr, ltr, ytr, ntr).backward()
+        opt.step()
+    with torch.no_grad():
+        test_loss = loss(xte, lte, yte, nte).item()
+        ids = lin(xte).argmax(-1)
+    hyp_text = []  # greedy: collapse repeats, drop blanks
+    for b in range(len(ids)):
+        seq = torch.unique_consecutive(ids[b, : lte[b]]).tolist()
+        hyp_text.append(d.decode([i for i in seq if i != d.blank]))
+    refs = [d.decode(y.tolist()) for y in test[1]]
+    return {"ctc_loss": test_loss, "cer": word_error_rate(refs, hyp_text)["cer"]}
+
+
+def score(encoder, sets, pad: int | None = None, cfg=None) -> dict:
+    if "dictionary" in sets:  # audio: linear CTC probe
+        tr = (audio_features(encoder, cfg, sets["train"][0]), sets["train"][1])
+        te = (audio_features(encoder, cfg, sets["test"][0]), sets["test"][1])
+        r = ctc_probe(tr, te, sets["dictionary"])
+        return {"probe": r["ctc_loss"], "probe_cer": r["cer"]}
     f = {n: pooled(encoder, sets[n][0], pad=pad) for n in sets}
     n_cls = int(sets["train"][1].max()) + 1
-    return fit_logreg(f["train"], sets["train"][1], f["valid"], sets["valid"][1], f["test"], sets["test"][1],
-                      n_cls)["test_top1"]
+    return {"probe": fit_logreg(f["train"], sets["train"][1], f["valid"], sets["valid"][1], f["test"],
+                                sets["test"][1], n_cls)["test_top1"]}
 
 
-def time_to_reach(points: list[tuple[float, float]], target: float) -> float | None:
-    """First wall time at which the (linearly interpolated) accuracy curve reaches ``target``."""
+def time_to_reach(points: list[tuple[float, float]], target: float, lower_better: bool = False) -> float | None:
+    """First wall time at which the (linearly interpolated) quality curve reaches ``target``."""
+    if lower_better:
+        points, target = [(t, -a) for t, a in points], -target
     for (t0, a0), (t1, a1) in zip(points, points[1:]):
         if a1 >= target:
             return t1 if a1 == a0 or a0 >= target else t0 + (target - a0) / (a1 - a0) * (t1 - t0)
     return None
 
 
+METRIC = {"image": "linear probe top-1", "text": "linear probe accuracy (Rotten Tomatoes)",
+          "audio": "linear CTC probe test loss per letter (unseen voices)"}
+
+
 def quality(args) -> int:
     from data2vec.pretrained import build_model, load_pretrained
 
     out = Path(args.out)
+    lower_better = args.modality == "audio"
     probe, pad = None, None
     results = {}
     for version in ("v1", "v2"):
@@ -138,27 +233,42 @@ def quality(args) -> int:
         cfg, _ = load_pretrained(run / f"checkpoint_{args.save_every}.pt")  # the run's resolved config
         if probe is None and args.modality == "image":
             probe = probe_sets(args.data, cfg, args.label_fraction, args.seed, args.valid, args.test)
-        elif probe is None:
+        elif probe is None and args.modality == "text":
             probe, pad = text_probe_sets(args.probe_data, args.data)
-        torch.manual_seed(args.seed)
-        rows = [{"step": 0, "wall_s": 0.0, "probe_top1": score(build_model(cfg).student.encoder, probe, pad)}]
-        for step in range(args.save_every, updates + 1, args.save_every):
-            _, model = load_pretrained(run / f"checkpoint_{step}.pt")
-            rows.append({"step": step, "wall_s": wall[step], "probe_top1": score(model.student.encoder, probe, pad)})
+        elif probe is None:
+            probe = audio_probe_sets(args.data)
+        rows = []
+        for step in range(0, updates + 1, args.save_every):
+            cache = run / f"probe_{step}.json"  # a rerun reuses the scores (delete to rescore)
+            if cache.is_file():
+                rows.append(json.loads(cache.read_text()))
+                continue
+            if step == 0:  # a random initialisation of the same model: the probe's floor at 0 s
+                torch.manual_seed(args.seed)
+                encoder = build_model(cfg).student.encoder
+            else:
+                encoder = load_pretrained(run / f"checkpoint_{step}.pt")[1].student.encoder
+            rows.append({"step": step, "wall_s": wall.get(step, 0.0), **score(encoder, probe, pad, cfg)})
+            cache.write_text(json.dumps(rows[-1]))
             print(version, rows[-1], flush=True)
         results[version] = rows
-    target = results["v1"][-1]["probe_top1"]
-    summary = {}
+    target = results["v1"][-1]["probe"]
+    summary = {"metric": METRIC[args.modality], "lower_is_better": lower_better}
     for v, rows in results.items():
-        t = time_to_reach([(r["wall_s"], r["probe_top1"]) for r in rows], target)
-        summary[v] = {"final_probe_top1": rows[-1]["probe_top1"], "time_to_v1_final_s": t,
+        t = time_to_reach([(r["wall_s"], r["probe"]) for r in rows], target, lower_better)
+        best = (min if lower_better else max)(r["probe"] for r in rows)
+        summary[v] = {"final_probe": rows[-1]["probe"], "best_probe": best, "time_to_v1_final_s": t,
                       "s_per_update": rows[-1]["wall_s"] / rows[-1]["step"]}
     t1, t2 = summary["v1"]["time_to_v1_final_s"], summary["v2"]["time_to_v1_final_s"]
     summary["speedup_v2_over_v1"] = (t1 / t2) if t1 and t2 else None
-    (out / "results.json").write_text(json.dumps({"args": vars(args), "curves": results, "summary": summary}, indent=2))
-    lines = ["| version | updates | pretraining wall s | linear probe top-1 |", "|---|---|---|---|"]
+    run_args = {k: v for k, v in vars(args).items() if k != "func"}
+    (out / "results.json").write_text(json.dumps({"args": run_args, "curves": results, "summary": summary}, indent=2))
+    extra = " | probe CER |" if lower_better else " |"
+    lines = [f"| version | updates | pretraining wall s | {METRIC[args.modality]}{extra}",
+             "|---|---|---|---|" + ("---|" if lower_better else "")]
     for v, rows in results.items():
-        lines += [f"| {v} | {r['step']} | {r['wall_s']:.0f} | {r['probe_top1']:.3f} |" for r in rows]
+        lines += [f"| {v} | {r['step']} | {r['wall_s']:.0f} | {r['probe']:.3f} |"
+                  + (f" {r['probe_cer']:.3f} |" if lower_better else "") for r in rows]
     (out / "table.md").write_text("\n".join(lines) + "\n")
     import matplotlib
 
@@ -167,11 +277,10 @@ def quality(args) -> int:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for v, rows in results.items():
-        ax.plot([r["wall_s"] / 60 for r in rows], [r["probe_top1"] for r in rows], marker="o", label=f"data2vec {v[1]}.0")
+        ax.plot([r["wall_s"] / 60 for r in rows], [r["probe"] for r in rows], marker="o", label=f"data2vec {v[1]}.0")
     ax.axhline(target, ls=":", c="grey", label="v1 final")
     ax.set_xlabel("pretraining wall-clock (min, 2 CPU cores)")
-    ax.set_ylabel(f"linear probe top-1 ({args.label_fraction:.0%} labels)" if args.modality == "image"
-                  else "linear probe accuracy (Rotten Tomatoes)")
+    ax.set_ylabel(f"{METRIC[args.modality]}" + (f" ({args.label_fraction:.0%} labels)" if args.modality == "image" else ""))
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=120)
@@ -202,8 +311,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("quality")
-    q.add_argument("--modality", choices=["image", "text"], default="image")
-    q.add_argument("--data", required=True, help="pretraining data (images: also the probe's labelled images)")
+    q.add_argument("--modality", choices=["image", "text", "audio"], default="image")
+    q.add_argument("--data", required=True, help="pretraining data (images: also the probe's labelled images; "
+                   "speech: also the probe's transcripts)")
     q.add_argument("--probe-data", default="data/rt-polarity", help="text: the labelled probe set")
     q.add_argument("--out", required=True)
     q.add_argument("--updates", type=int, default=300)

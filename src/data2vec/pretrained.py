@@ -60,39 +60,51 @@ def _from_hf(path: Path) -> tuple[PretrainConfig, Data2Vec]:
     return cfg, model
 
 
-def _from_fairseq(path: Path, ckpt: dict) -> tuple[PretrainConfig, Data2Vec]:
+def fairseq_pretraining_parts(path: Path, model_cfg: dict, task_cfg: dict, sd: dict) -> tuple[PretrainConfig, dict]:
+    """(our config, our ``Data2Vec`` state dict) of a fairseq pretraining model config + state dict
+    (``data2vec_audio``, ``data2vec_text`` or ``data2vec_multi``)."""
     from data2vec.config import merge
     from data2vec.presets import get_preset
 
-    model_cfg = ckpt["cfg"]["model"]
     name = model_cfg.get("_name")
     if name == "data2vec_audio":
         from data2vec.convert import fairseq_audio as fa
 
         enc, d2v, mask = fa.config_from_fairseq(model_cfg)
         cfg = get_preset("audio-base-v1")
-        state = fa.state_dict_from_fairseq(ckpt["model"])
+        state = fa.state_dict_from_fairseq(sd)
     elif name == "data2vec_text":
         from data2vec.convert import fairseq_text as ft
 
-        vocab = ckpt["model"]["encoder.sentence_encoder.embed_tokens.weight"].shape[0]
-        enc, d2v, mask = ft.config_from_fairseq(model_cfg, ckpt["cfg"]["task"], vocab)
+        vocab = sd["encoder.sentence_encoder.embed_tokens.weight"].shape[0]
+        enc, d2v, mask = ft.config_from_fairseq(model_cfg, task_cfg, vocab)
         cfg = get_preset("text-base-v1")
-        state = ft.state_dict_from_fairseq(ckpt["model"])
+        state = ft.state_dict_from_fairseq(sd)
     elif name == "data2vec_multi":
         from data2vec.convert import fairseq_v2 as f2
 
         mod = str(model_cfg.get("supported_modality") or "")
         key = f"modality_encoders.{mod}.local_encoder.embed_tokens.weight"
-        vocab = ckpt["model"][key].shape[0] if key in ckpt["model"] else None
-        mod, enc, d2v, mask, ema = f2.config_from_fairseq(model_cfg, ckpt["cfg"].get("task") or {}, vocab)
+        vocab = sd[key].shape[0] if key in sd else None
+        mod, enc, d2v, mask, ema = f2.config_from_fairseq(model_cfg, task_cfg or {}, vocab)
         cfg = get_preset({"AUDIO": "audio-base-v2", "TEXT": "text-base-v2", "IMAGE": "image-base-v2"}[mod])
-        state = f2.state_dict_from_fairseq(ckpt["model"], mod, **ema)
+        state = f2.state_dict_from_fairseq(sd, mod, **ema)
     else:
         raise ValueError(f"{path}: fairseq model {name!r} is not supported (data2vec_audio, data2vec_text and "
-                         "data2vec_multi are)")
+                         "data2vec_multi are, and the fine-tuned wav2vec_ctc, roberta, data2vec_text_classification "
+                         "and mae_image_classification models built on them)")
     cfg = merge(cfg, {"preset": f"{cfg.preset} (imported from {path.name})", "encoder": to_dict(enc),
                       "model": to_dict(d2v), "masking": to_dict(mask)})
+    return cfg, state
+
+
+def _from_fairseq(path: Path, ckpt: dict) -> tuple[PretrainConfig, Data2Vec]:
+    from data2vec.convert import fairseq_finetuned as ff
+
+    if ff.is_finetuned(ckpt):  # the encoder of a fine-tuned model; the teacher starts as its copy
+        cfg, model, _ = ff.encoder_from_finetuned(path, ckpt)
+        return cfg, model
+    cfg, state = fairseq_pretraining_parts(path, ckpt["cfg"]["model"], ckpt["cfg"].get("task") or {}, ckpt["model"])
     model = build_model(cfg)
     load_into(model, state)
     return cfg, model

@@ -5,7 +5,8 @@ fairseq checkpoints are pickles that hold ``omegaconf`` containers (``cfg``) or 
 ``weights_only=False`` would run whatever the pickle names. We load them with a restricted unpickler
 (passed to ``torch.load`` as its ``pickle_module``) whose ``find_class`` allows only:
 plain builtins and ``collections`` containers, torch's tensor rebuild functions (storages are resolved
-by torch itself), numpy scalars/arrays, ``typing`` markers, and the ``omegaconf``/``argparse`` classes,
+by torch itself), numpy scalars/arrays, ``typing`` markers, and the ``omegaconf``/``argparse`` classes and
+fairseq's ``Dictionary`` (the target letters in a fine-tuned checkpoint's ``task_state``),
 which are replaced by inert stand-ins and turned into plain dicts/lists afterwards. Any other global
 raises ``UnsafeCheckpointError`` before anything is built, so a crafted pickle executes nothing.
 """
@@ -96,6 +97,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _stand_in(name, name)
         if module == "argparse" and name == "Namespace":
             return _stand_in("Namespace", name)
+        if (module, name) == ("fairseq.data.dictionary", "Dictionary"):  # task_state of fine-tuned checkpoints
+            return _stand_in("Dictionary", name)
         if module.startswith("torch") and "Storage" in name:  # torch resolves storages itself
             return super().find_class(module, name)
         raise UnsafeCheckpointError(
@@ -121,7 +124,7 @@ def to_plain(obj: Any) -> Any:
         if kind == "ListConfig":
             content = state.get("_content")
             return None if content is None or isinstance(content, str) else [to_plain(v) for v in content]
-        if kind == "Namespace":
+        if kind in ("Namespace", "Dictionary"):
             return {k: to_plain(v) for k, v in state.items() if k != "__items__"}
         if kind.endswith("Node"):
             return to_plain(state.get("_val"))

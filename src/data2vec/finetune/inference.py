@@ -43,14 +43,28 @@ def is_finetuned(src: str | Path) -> bool:
     if p.is_file() and p.suffix == ".pt":
         try:
             return "task" in load_checkpoint(p).get("config", {})
-        except Exception:  # noqa: BLE001 - not ours (fairseq pickles): the pretrained loader reports it
-            return False
+        except Exception:  # noqa: BLE001 - not ours: a fairseq fine-tuned model, else the pretrained loader reports it
+            return _fairseq_finetuned(p) is not None
     return False
 
 
+def _fairseq_finetuned(p: Path) -> dict | None:
+    """The plain-data fairseq checkpoint at ``p`` if it holds a fine-tuning wrapper (wav2vec_ctc, ...), else None."""
+    from data2vec.convert.fairseq_finetuned import is_finetuned as fairseq_is_finetuned
+    from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
+
+    try:
+        ckpt = load_fairseq_checkpoint(p)
+    except ValueError:  # not a fairseq checkpoint either (an unsafe pickle is raised, not hidden)
+        return None
+    return ckpt if fairseq_is_finetuned(ckpt) else None
+
+
 def load_finetuned(src: str | Path, device: str | torch.device = "cpu"):
-    """(config, model in eval mode) of a fine-tuning run or checkpoint, or a HF task-model directory
-    (``Data2VecAudioForCTC``, ``...VisionForImageClassification``, ``...TextForSequenceClassification``)."""
+    """(config, model in eval mode) of a fine-tuning run or checkpoint, a HF task-model directory
+    (``Data2VecAudioForCTC``, ``...VisionForImageClassification``, ``...TextForSequenceClassification``), or a
+    fairseq fine-tuned checkpoint (``wav2vec_ctc``, ``roberta`` / ``data2vec_text_classification`` heads,
+    ``mae_image_classification``; see ``data2vec.convert.fairseq_finetuned``)."""
     from data2vec.finetune.loop import finetune_config_from_dict, get_task
     from data2vec.modalities import get_modality
     from data2vec.train.checkpoint import load_checkpoint
@@ -62,7 +76,16 @@ def load_finetuned(src: str | Path, device: str | torch.device = "cpu"):
         cfg, model = finetuned_from_hf(p)
         return cfg, model.to(device).eval()
     path = _checkpoint_path(src)
-    ck = load_checkpoint(path)
+    try:
+        ck = load_checkpoint(path)
+    except Exception:  # noqa: BLE001 - not ours: a fairseq fine-tuned checkpoint?
+        fs = _fairseq_finetuned(path)
+        if fs is None:
+            raise
+        from data2vec.convert.fairseq_finetuned import finetuned_from_fairseq
+
+        cfg, model = finetuned_from_fairseq(path, fs)
+        return cfg, model.to(device).eval()
     if "config" not in ck or "task" not in ck.get("config", {}):
         raise ValueError(f"{path} is not a fine-tuned model (pretraining checkpoints have no task head; "
                          "fine-tune it first with `data2vec finetune`)")
