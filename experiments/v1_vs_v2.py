@@ -71,16 +71,22 @@ def wall_at(run: Path) -> dict[int, float]:
 def pooled(encoder, inputs: torch.Tensor, batch: int = 500, pad: int | None = None) -> torch.Tensor:
     """Mean over positions of the last block's output (image patches without CLS; text tokens without padding)."""
     encoder.eval()
+    order = torch.arange(len(inputs))
+    if pad is not None:  # text: batches of similar length, cut to their longest review (padding costs compute)
+        order = torch.argsort((inputs != pad).sum(1), stable=True)
     out = []
     for i in range(0, len(inputs), batch):
-        x = inputs[i:i + batch]
-        h = encoder(x).layer_outputs[-1]
+        x = inputs[order[i:i + batch]]
         if pad is None:
-            out.append(h.mean(1))
-        else:
-            keep = (x != pad).unsqueeze(-1).to(h.dtype)
-            out.append((h * keep).sum(1) / keep.sum(1))
-    return torch.cat(out)
+            out.append(encoder(x).layer_outputs[-1].mean(1))
+            continue
+        x = x[:, : int((x != pad).sum(1).max())]
+        h = encoder(x).layer_outputs[-1]
+        keep = (x != pad).unsqueeze(-1).to(h.dtype)
+        out.append((h * keep).sum(1) / keep.sum(1))
+    feats = torch.empty(len(inputs), out[0].shape[1])
+    feats[order] = torch.cat(out)
+    return feats
 
 
 def text_probe_sets(data: str, text_data: str, max_len: int = 128):
@@ -265,6 +271,10 @@ def quality(args) -> int:
         best = (min if lower_better else max)(r["probe"] for r in rows)
         summary[v] = {"final_probe": rows[-1]["probe"], "best_probe": best, "time_to_v1_final_s": t,
                       "s_per_update": rows[-1]["wall_s"] / rows[-1]["step"]}
+    if args.modality == "image":  # the same probe on the raw pixels: the floor any image feature should beat
+        f = {n: probe[n][0].flatten(1) for n in probe}
+        summary["raw_pixels_probe"] = fit_logreg(f["train"], probe["train"][1], f["valid"], probe["valid"][1],
+                                                 f["test"], probe["test"][1], int(probe["train"][1].max()) + 1)["test_top1"]
     t1, t2 = summary["v1"]["time_to_v1_final_s"], summary["v2"]["time_to_v1_final_s"]
     # None when either never reaches it, or v2 reaches it at initialisation (then no pretraining time is needed)
     summary["speedup_v2_over_v1"] = (t1 / t2) if t1 and t2 else None
