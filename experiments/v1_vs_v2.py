@@ -162,7 +162,7 @@ def ctc_probe(train, test, d, steps: int = 100, lr: float = 3e-2, seed: int = 0)
     Returns the test CTC loss per target character and the greedy-decoding CER (unseen voices)."""
     import torch.nn.functional as F
 
-    from data2vec.asr.decode import word_error_rate
+    from data2vec.asr.decode import greedy_decode, word_error_rate
 
     def pack(feats):
         lengths = torch.tensor([f.shape[0] for f in feats])
@@ -190,11 +190,7 @@ def ctc_probe(train, test, d, steps: int = 100, lr: float = 3e-2, seed: int = 0)
         opt.step()
     with torch.no_grad():
         test_loss = loss(xte, lte, yte, nte).item()
-        ids = lin(xte).argmax(-1)
-    hyp_text = []  # greedy: collapse repeats, drop blanks
-    for b in range(len(ids)):
-        seq = torch.unique_consecutive(ids[b, : lte[b]]).tolist()
-        hyp_text.append(d.decode([i for i in seq if i != d.blank]))
+        hyp_text = greedy_decode(lin(xte), lte, d.tokens, d.blank)
     refs = [d.decode(y.tolist()) for y in test[1]]
     return {"ctc_loss": test_loss, "cer": word_error_rate(refs, hyp_text)["cer"]}
 

@@ -72,12 +72,11 @@ def _roberta_as_data2vec_text(m: dict) -> dict:
                                         "layerdrop": m.get("encoder_layerdrop", 0.0), "normalize_before": False}}}
 
 
-def _split(path: Path, ckpt: dict) -> tuple[str, dict, dict, dict, dict]:
-    """(task, pretraining model cfg, pretraining task cfg, encoder state in pretraining keys, wrapper keys)."""
+def _split(path: Path, ckpt: dict) -> tuple[dict, dict, dict, dict]:
+    """(pretraining model cfg, pretraining task cfg, encoder state in pretraining keys, wrapper keys)."""
     m = ckpt["cfg"]["model"]
     name = str(m.get("_name"))
     sd = {k: v for k, v in ckpt["model"].items() if not k.endswith(".version")}
-    task = WRAPPERS[name]
     if name == "wav2vec_ctc":
         pm, pt = _pretraining_args(path, m, "w2v_args")
         enc = _strip(sd, "w2v_encoder.w2v_model.")
@@ -101,7 +100,7 @@ def _split(path: Path, ckpt: dict) -> tuple[str, dict, dict, dict, dict]:
             # older fairseq image models name the fixed sin-cos table ``pos_embed``; it is rebuilt here anyway
             enc = {k.replace("positional_encoder.pos_embed", "fixed_positional_encoder.positions"): v
                    for k, v in enc.items() if not k.endswith("encoder_mask")}
-    return task, pm, pt, enc, rest
+    return pm, pt, enc, rest
 
 
 def encoder_from_finetuned(path: Path, ckpt: dict):
@@ -110,7 +109,7 @@ def encoder_from_finetuned(path: Path, ckpt: dict):
     from data2vec.convert.keys import load_into
     from data2vec.pretrained import _sync_teacher, build_model, fairseq_pretraining_parts
 
-    task, pm, pt, enc_sd, rest = _split(path, ckpt)
+    pm, pt, enc_sd, rest = _split(path, ckpt)
     cfg, state = fairseq_pretraining_parts(path, pm, pt, enc_sd)
     model = build_model(cfg)
     load_into(model.student.encoder, _strip(state, "student.encoder."))
@@ -183,14 +182,11 @@ def finetuned_from_fairseq(path: str | Path, ckpt: dict | None = None, head: str
         cfg = merge(cfg, {"head": ft})
         head_sd = _pop_all(rest, {"w2v_encoder.proj.weight": "proj.weight", "w2v_encoder.proj.bias": "proj.bias"})
     elif task_name == "image-classification":
-        cfg = merge(cfg, {"head": {"num_classes": int(rest["head.weight"].shape[0]),
-                                   "linear_probe": bool(m.get("linear_classifier", False))}})
-        keys = {"head.weight": "head.weight", "head.bias": "head.bias"}
-        if m.get("use_fc_norm", True):
-            keys |= {"fc_norm.weight": "fc_norm.weight", "fc_norm.bias": "fc_norm.bias"}
-        else:
+        if not m.get("use_fc_norm", True):
             raise ValueError(f"{path}: use_fc_norm=False; our image head always normalises the pooled features")
-        head_sd = _pop_all(rest, keys)
+        head_sd = _pop_all(rest, {f"{a}.{b}": f"{a}.{b}" for a in ("head", "fc_norm") for b in ("weight", "bias")})
+        cfg = merge(cfg, {"head": {"num_classes": int(head_sd["head.weight"].shape[0]),
+                                   "linear_probe": bool(m.get("linear_classifier", False))}})
     else:
         names = sorted({k.split(".")[1] for k in rest if k.startswith("classification_heads.")})
         if not names:
@@ -203,20 +199,13 @@ def finetuned_from_fairseq(path: str | Path, ckpt: dict | None = None, head: str
         pre_ = f"classification_heads.{name}."
         keys = {pre_ + f"{a}.{b}": f"classifier.{a}.{b}" for a in ("dense", "out_proj") for b in ("weight", "bias")}
         head_sd = _pop_all(rest, keys)
-        for other in names:
-            if other != name:  # the other GLUE tasks' heads: explicitly dropped
-                for k in [k for k in rest if k.startswith(f"classification_heads.{other}.")]:
-                    rest.pop(k)
+        rest = {k: v for k, v in rest.items() if not k.startswith("classification_heads.")}  # other tasks' heads
         n = int(head_sd["classifier.out_proj.weight"].shape[0])
         cfg = merge(cfg, {"head": {"num_classes": n, "pooler_dropout": float(m.get("pooler_dropout", 0.0))}})
     if rest:
         raise ValueError(f"{path}: keys of the fairseq {m['_name']} model this converter does not know: {sorted(rest)}")
     task = get_task(task_name)
     model = task.build_model(cfg, pre.student.encoder, None)
-    state = model.state_dict()
-    unknown = sorted(set(head_sd) - set(state))
-    if unknown:
-        raise ValueError(f"{path}: our {task_name} model has no {unknown}")
-    state.update(head_sd)
+    state = model.state_dict() | head_sd  # load_into names any head key our model lacks
     load_into(model, state)
     return cfg, model.eval()

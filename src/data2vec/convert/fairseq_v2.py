@@ -115,44 +115,13 @@ def state_dict_from_fairseq(fs_sd: dict[str, torch.Tensor], mod: str, *, ema_enc
     return out
 
 
-def config_from_fairseq(model_cfg: dict, task_cfg: dict, vocab_size: int | None = None):
-    """fairseq ``cfg.model`` / ``cfg.task`` of a ``data2vec_multi`` checkpoint -> (modality, encoder config,
-    Data2VecConfig, mask config)."""
+def _encoder_and_mask(mod: str, m: dict, c: dict, common: dict, task_cfg: dict, vocab_size: int | None):
+    """The modality's encoder config (``common``: the fields every modality shares) and mask config."""
     from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config
     from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2Config
     from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
     from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2Config
 
-    c = model_cfg
-    if c.get("_name") != "data2vec_multi":
-        raise ValueError(f"not a data2vec 2.0 checkpoint (model._name={c.get('_name')!r})")
-    mod = str(c.get("supported_modality") or "")
-    if mod not in ("AUDIO", "TEXT", "IMAGE"):
-        raise ValueError(f"supported_modality={mod!r}: only single-modality checkpoints (AUDIO, TEXT, IMAGE) load")
-    for key, bad in (("layer_norm_first", True), ("shared_decoder", "set"), ("recon_loss", "set")):
-        v = c.get(key)
-        if v and (bad == "set" or v == bad):
-            raise ValueError(f"model.{key}={v!r} is not supported by our data2vec 2.0 path")
-    m = c["modalities"][mod.lower()]
-    if m.get("layer_norm_first") or m.get("transformer_decoder") or m.get("learned_alibi"):
-        raise ValueError(f"modalities.{mod.lower()}: transformer decoders and learned ALiBi tables are not supported")
-    common = dict(
-        embed_dim=c.get("embed_dim", 768), depth=c.get("depth", 8), num_heads=c.get("num_heads", 12),
-        mlp_ratio=float(c.get("mlp_ratio", 4.0)), norm_eps=c.get("norm_eps", 1e-6), norm_affine=c.get("norm_affine", True),
-        encoder_dropout=c.get("encoder_dropout", 0.1), attention_dropout=c.get("attention_dropout", 0.1),
-        activation_dropout=c.get("activation_dropout", 0.0), post_mlp_drop=c.get("post_mlp_drop", 0.1),
-        dropout_input=c.get("dropout_input", 0.0), layerdrop=c.get("layerdrop", 0.0),
-        start_drop_path_rate=c.get("start_drop_path_rate", 0.0), end_drop_path_rate=c.get("end_drop_path_rate", 0.0),
-        prenet_depth=m.get("prenet_depth", 4), prenet_layerdrop=m.get("prenet_layerdrop", 0.0),
-        prenet_dropout=m.get("prenet_dropout", 0.0), num_extra_tokens=m.get("num_extra_tokens", 0),
-        init_extra_token_zero=m.get("init_extra_token_zero", True), use_alibi_encoder=m.get("use_alibi_encoder", False),
-        alibi_scale=float(m.get("alibi_scale", 1.0)), learned_alibi_scale=m.get("learned_alibi_scale", False),
-        learned_alibi_scale_per_head=m.get("learned_alibi_scale_per_head", False),
-        learned_alibi_scale_per_layer=m.get("learned_alibi_scale_per_layer", False),
-        local_grad_mult=m.get("local_grad_mult", 1.0),
-    )
-    if m.get("use_alibi_encoder") and m.get("num_alibi_heads", common["num_heads"]) != common["num_heads"]:
-        raise ValueError("num_alibi_heads different from num_heads is not supported")
     if mod == "AUDIO":
         enc = AudioEncoderV2Config(**common, feature_encoder_spec=m.get("feature_encoder_spec"),
                                    extractor_mode=m.get("extractor_mode", "layer_norm"),
@@ -185,6 +154,43 @@ def config_from_fairseq(model_cfg: dict, task_cfg: dict, vocab_size: int | None 
         mask = BlockMaskV2Config(mask_prob=m.get("mask_prob", 0.7), mask_prob_adjust=m.get("mask_prob_adjust", 0.0),
                                  mask_length=m.get("mask_length", 5), inverse_mask=m.get("inverse_mask", False),
                                  mask_dropout=m.get("mask_dropout", 0.0), clone_batch=c.get("clone_batch", 1))
+    return enc, mask
+
+
+def config_from_fairseq(model_cfg: dict, task_cfg: dict, vocab_size: int | None = None):
+    """fairseq ``cfg.model`` / ``cfg.task`` of a ``data2vec_multi`` checkpoint -> (modality, encoder config,
+    Data2VecConfig, mask config)."""
+    c = model_cfg
+    if c.get("_name") != "data2vec_multi":
+        raise ValueError(f"not a data2vec 2.0 checkpoint (model._name={c.get('_name')!r})")
+    mod = str(c.get("supported_modality") or "")
+    if mod not in ("AUDIO", "TEXT", "IMAGE"):
+        raise ValueError(f"supported_modality={mod!r}: only single-modality checkpoints (AUDIO, TEXT, IMAGE) load")
+    for key, bad in (("layer_norm_first", True), ("shared_decoder", "set"), ("recon_loss", "set")):
+        v = c.get(key)
+        if v and (bad == "set" or v == bad):
+            raise ValueError(f"model.{key}={v!r} is not supported by our data2vec 2.0 path")
+    m = c["modalities"][mod.lower()]
+    if m.get("layer_norm_first") or m.get("transformer_decoder") or m.get("learned_alibi"):
+        raise ValueError(f"modalities.{mod.lower()}: transformer decoders and learned ALiBi tables are not supported")
+    common = dict(
+        embed_dim=c.get("embed_dim", 768), depth=c.get("depth", 8), num_heads=c.get("num_heads", 12),
+        mlp_ratio=float(c.get("mlp_ratio", 4.0)), norm_eps=c.get("norm_eps", 1e-6), norm_affine=c.get("norm_affine", True),
+        encoder_dropout=c.get("encoder_dropout", 0.1), attention_dropout=c.get("attention_dropout", 0.1),
+        activation_dropout=c.get("activation_dropout", 0.0), post_mlp_drop=c.get("post_mlp_drop", 0.1),
+        dropout_input=c.get("dropout_input", 0.0), layerdrop=c.get("layerdrop", 0.0),
+        start_drop_path_rate=c.get("start_drop_path_rate", 0.0), end_drop_path_rate=c.get("end_drop_path_rate", 0.0),
+        prenet_depth=m.get("prenet_depth", 4), prenet_layerdrop=m.get("prenet_layerdrop", 0.0),
+        prenet_dropout=m.get("prenet_dropout", 0.0), num_extra_tokens=m.get("num_extra_tokens", 0),
+        init_extra_token_zero=m.get("init_extra_token_zero", True), use_alibi_encoder=m.get("use_alibi_encoder", False),
+        alibi_scale=float(m.get("alibi_scale", 1.0)), learned_alibi_scale=m.get("learned_alibi_scale", False),
+        learned_alibi_scale_per_head=m.get("learned_alibi_scale_per_head", False),
+        learned_alibi_scale_per_layer=m.get("learned_alibi_scale_per_layer", False),
+        local_grad_mult=m.get("local_grad_mult", 1.0),
+    )
+    if m.get("use_alibi_encoder") and m.get("num_alibi_heads", common["num_heads"]) != common["num_heads"]:
+        raise ValueError("num_alibi_heads different from num_heads is not supported")
+    enc, mask = _encoder_and_mask(mod, m, c, common, task_cfg, vocab_size)
     dec = m.get("decoder") or {}
     decoder = DecoderConfig(
         decoder_dim=dec.get("decoder_dim", 384), decoder_groups=dec.get("decoder_groups", 16),
