@@ -1,6 +1,6 @@
-# make demo: set up everything on a fresh Debian machine, build the built-in speech, text and image data,
-# pretrain the tiny speech, text and vision models (about 25 minutes on 2 cores), then fine-tune each pretrained
-# and from scratch and print one table (about 13 more minutes); rerunning resumes or reuses what is there.
+# make demo: set up everything on a fresh Debian machine, build the built-in speech, text and image data, pretrain
+# the tiny speech, text and vision models (shortened schedules), fine-tune each pretrained and from scratch and
+# print one table (experiments/demo.py; about 20 minutes on 2 cores); rerunning resumes or reuses what is there.
 # make test: set up everything, run the test suite.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -8,25 +8,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := espeak-ng flite sox libsndfile1 dataset-fashion-mnist dict-gcide fortunes pocketsphinx-testdata
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEMO_DATA ?= data/speech
-DEMO_HOURS ?= 0.5
-DEMO_RUN ?= runs/demo-audio-tiny-v1
-DEMO_TEXT ?= data/text
-DEMO_TEXT_RUN ?= runs/demo-text-tiny-v1
-DEMO_IMAGES ?= data/images
-DEMO_IMAGE_RUN ?= runs/demo-image-tiny-v1
+DEMO_OUT ?= runs/demo
 
 .PHONY: demo test setup system-deps clean-venv
 
 demo: setup
-	$(VENV)/bin/data2vec prepare speech --out $(DEMO_DATA) --hours $(DEMO_HOURS)
-	$(VENV)/bin/data2vec pretrain --preset audio-tiny-v1 --data $(DEMO_DATA) --out $(DEMO_RUN) --resume
-	$(VENV)/bin/data2vec prepare text --out $(DEMO_TEXT)
-	$(VENV)/bin/data2vec pretrain --preset text-tiny-v1 --data $(DEMO_TEXT) --out $(DEMO_TEXT_RUN) --resume
-	$(VENV)/bin/data2vec prepare images --out $(DEMO_IMAGES)
-	$(VENV)/bin/data2vec pretrain --preset image-tiny-v1 --data $(DEMO_IMAGES) --out $(DEMO_IMAGE_RUN) --resume
-	$(VENV)/bin/data2vec prepare rt-polarity --out data/rt-polarity
-	$(PY) experiments/demo_table.py --out runs/demo-finetune
+	$(PY) experiments/demo.py --out $(DEMO_OUT)
 
 test: setup
 	$(PY) -m pytest -q

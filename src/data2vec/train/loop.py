@@ -276,6 +276,20 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False) 
         cleanup()
 
 
+def _build_model(cfg: PretrainConfig, spec, dist_info: DistInfo, init: bool) -> tuple[nn.Module, Data2Vec]:
+    """The encoder and its student/teacher model; with ``init`` (not resuming), loaded from ``train.init_from``."""
+    encoder = spec.build_encoder(cfg.encoder)
+    model = Data2Vec(encoder, cfg.model).to(dist_info.device)
+    if cfg.train.init_from and init:
+        from data2vec.convert.keys import load_into
+        from data2vec.pretrained import load_pretrained
+
+        load_into(model, load_pretrained(cfg.train.init_from)[1].state_dict())
+        if dist_info.is_main:
+            print(f"initialised student and teacher from {cfg.train.init_from}")
+    return encoder, model
+
+
 def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool, dist_info: DistInfo) -> dict:
     main = dist_info.is_main
     if cfg.train.threads > 0:
@@ -288,15 +302,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
         _check_resume_config(cfg, ckpt["config"])
 
     seed_everything(cfg.train.seed)
-    encoder = spec.build_encoder(cfg.encoder)
-    model = Data2Vec(encoder, cfg.model).to(dist_info.device)
-    if cfg.train.init_from and ckpt is None:
-        from data2vec.convert.keys import load_into
-        from data2vec.pretrained import load_pretrained
-
-        load_into(model, load_pretrained(cfg.train.init_from)[1].state_dict())
-        if dist_info.is_main:
-            print(f"initialised student and teacher from {cfg.train.init_from}")
+    encoder, model = _build_model(cfg, spec, dist_info, init=ckpt is None)
     data = spec.build_pretrain_data(cfg, encoder, dist_info, seed=cfg.train.seed)
     trainer = Trainer(cfg, model, dist_info)
     if ckpt is not None:
