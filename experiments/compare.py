@@ -106,10 +106,12 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for every run")
     p.add_argument("--recipe")
     p.add_argument("--linear-probe", action="store_true", help="add a frozen-encoder arm")
+    p.add_argument("--arms", nargs="+", choices=["pretrained", "scratch", "probe"],
+                   help="run only these arms (e.g. to split a grid over processes; summarise with all of them)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    arms = ["pretrained", "scratch"] + (["probe"] if args.linear_probe else [])
+    arms = args.arms or ["pretrained", "scratch"] + (["probe"] if args.linear_probe else [])
     rows = []
     for spec in args.budget:
         name, _, sets = spec.partition("=")

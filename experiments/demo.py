@@ -29,13 +29,13 @@ PREPARE = {"speech": ["prepare", "speech", "--out", DATA["speech"], "--hours", "
            "text": ["prepare", "text", "--out", DATA["text"]],
            "images": ["prepare", "images", "--out", DATA["images"]],
            "rt": ["prepare", "rt-polarity", "--out", DATA["rt"]]}
-PRETRAIN = {  # modality -> (preset, data, updates: about half the preset's)
-    "speech": ("audio-tiny-v1", "speech", 300),
+PRETRAIN = {  # modality -> (preset, data, updates: about half the preset's 600 / 500 / 300)
+    "speech": ("audio-tiny-v1", "speech", 250),
     "text": ("text-tiny-v1", "text", 250),
     "vision": ("image-tiny-v1", "images", 150),
 }
 FINETUNE = {  # modality -> (task, data, overrides)
-    "speech": ("asr", "speech", ["data.label_hours=0.17", "train.max_update=300", "eval_interval=150",
+    "speech": ("asr", "speech", ["data.label_hours=0.17", "train.max_update=250", "eval_interval=125",
                                  "data.num_workers=0"]),
     "text": ("text-classification", "rt", ["data.max_train_examples=1000", "max_epochs=5", "data.num_workers=0",
                                            f"data.tokenizer={DATA['text']}"]),
