@@ -69,25 +69,31 @@ def summarise(rows: list[dict], task: str) -> str:
 
 
 def plot(rows: list[dict], task: str, path: Path) -> None:
+    """Validation metric (left) and training loss (right, mean over 5 log points) against updates, one line per run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     key = METRIC[task][0]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.5))
     colors = {"pretrained": "tab:blue", "scratch": "tab:orange", "probe": "tab:green"}
     styles = ["-", "--", ":", "-."]
     budgets = list(dict.fromkeys(r["budget"] for r in rows))
     for r in rows:
         recs = [json.loads(x) for x in (Path(r["run"]) / "metrics.jsonl").read_text().splitlines()]
+        style = dict(color=colors.get(r["arm"], "k"), alpha=0.8, label=f"{r['arm']} {r['budget']} s{r['seed']}")
         pts = [(x["step"], x[f"valid_{key}"]) for x in recs if f"valid_{key}" in x]
         if pts:
-            ax.plot(*zip(*pts), styles[budgets.index(r["budget"]) % 4], color=colors.get(r["arm"], "k"), alpha=0.8,
-                    label=f"{r['arm']} {r['budget']} s{r['seed']}")
-    ax.set_xlabel("update")
-    ax.set_ylabel(f"valid {key}")
-    ax.set_title(f"{task}: pretrained vs scratch")
+            ax.plot(*zip(*pts), styles[budgets.index(r["budget"]) % 4], marker="o", ms=3, **style)
+        train = [(x["step"], x["loss"]) for x in recs if "loss" in x and "valid_loss" not in x]
+        if len(train) >= 5:
+            steps, loss = np.array(train).T
+            smooth = np.convolve(loss, np.ones(5) / 5, mode="valid")
+            ax_loss.plot(steps[4:], smooth, styles[budgets.index(r["budget"]) % 4], **style)
+    ax.set(xlabel="update", ylabel=f"valid {key}", title=f"{task}: pretrained vs scratch")
+    ax_loss.set(xlabel="update", ylabel="training loss", title="training loss (mean of 5 log points)")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
