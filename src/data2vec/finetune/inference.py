@@ -42,7 +42,7 @@ def is_finetuned(src: str | Path) -> bool:
         return "task" in cfg and "model_type" not in cfg
     if p.is_file() and p.suffix == ".pt":
         try:
-            return "task" in load_checkpoint(p).get("config", {})
+            return "task" in load_checkpoint(p, mmap=True).get("config", {})  # the config only: tensors stay on disk
         except Exception:  # noqa: BLE001 - not ours: a fairseq fine-tuned model, else the pretrained loader reports it
             return _fairseq_finetuned(p) is not None
     return False

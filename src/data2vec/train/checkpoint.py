@@ -50,12 +50,14 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+def load_checkpoint(path: str | Path, map_location="cpu", mmap: bool = False) -> dict:
+    """A checkpoint written by ``save_checkpoint``; ``mmap`` maps the tensors instead of reading them (cheap when
+    only the config is needed)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - report any unpickling failure the same way
         raise ValueError(f"{path} is not a data2vec checkpoint that loads without pickle code: {e}") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
