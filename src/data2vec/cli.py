@@ -272,7 +272,7 @@ def _add_finetune_parsers(sub) -> None:
     ev = sub.add_parser("evaluate", help="evaluate a fine-tuned model on a labelled split")
     ev_sub = ev.add_subparsers(dest="task", required=True, metavar="TASK")
     for task, (help_, data_help) in FINETUNE_TASKS.items():
-        e = ev_sub.add_parser(task, help=help_, description=f"Evaluate a {task} model; prints metrics as JSON.")
+        e = ev_sub.add_parser(task, help=help_, description=f"Evaluate a fine-tuned {task} model; prints metrics as JSON.")
         inference.add_evaluate_arguments(e)
         if task == "asr":
             inference.add_decoder_arguments(e)
