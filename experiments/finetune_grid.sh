@@ -2,8 +2,8 @@
 # The pretrained-vs-scratch fine-tuning grids behind docs/results.md ("Fine-tuning: pretrained vs from
 # scratch"), as two lanes of single-thread runs on the 2 cores. Every grid is experiments/compare.py, which
 # reuses finished runs, so this script can be stopped and rerun; at the end each grid is summarised once more
-# over all its budgets and seeds (nothing is retrained then). Session 6 ran these lanes (the speech part split
-# over the two lanes by hand, with the same compare.py arguments) at commit 116d144.
+# over all its budgets and seeds (nothing is retrained then). These are the lanes session 6 ran for
+# docs/results.md (its speech part was rebalanced by hand mid-run into the split below, same arguments).
 #
 # Needs the tiny v1 pretraining runs (`make demo`'s commands; see docs/results.md for the ones used) and the
 # data: data/images, data/rt-polarity + data/text (tokenizer), data/speech-2h (`data2vec prepare speech
