@@ -5,7 +5,9 @@
 # over all its budgets and seeds (nothing is retrained then). These are the lanes session 6 ran for
 # docs/results.md (its speech part was rebalanced by hand mid-run into the split below, same arguments).
 #
-# Needs the tiny v1 pretraining runs (`make demo`'s commands; see docs/results.md for the ones used) and the
+# Needs the tiny v1 pretraining runs on the presets' full schedules, e.g. `data2vec pretrain --preset
+# image-tiny-v1 --data data/images --out runs/demo-image-tiny-v1` (likewise audio on data/speech, text on
+# data/text; docs/results.md says which runs were used), or IMG= / TXT= / AUD= pointing at others; and the
 # data: data/images, data/rt-polarity + data/text (tokenizer), data/speech-2h (`data2vec prepare speech
 # --out data/speech-2h --hours 2`, a superset of make demo's 0.5 h corpus).
 set -e
