@@ -1,6 +1,6 @@
 # make demo: set up everything on a fresh Debian machine, build the built-in speech, text and image data, pretrain
 # the tiny speech, text and vision models (shortened schedules), fine-tune each pretrained and from scratch and
-# print one table (experiments/demo.py; about 20 minutes on 2 cores); rerunning resumes or reuses what is there.
+# print one table (experiments/demo.py; about 30 minutes on 2 cores); rerunning resumes or reuses what is there.
 # make test: set up everything, run the test suite.
 SHELL := /bin/bash
 PYTHON ?= python3

@@ -5,12 +5,12 @@ scratch, and print one pretrained-vs-scratch table.
 
 Every step is a ``data2vec`` command (printed when it starts, its output in OUT/<step>.log). The steps form a
 small graph (data -> pretraining -> fine-tuning; the from-scratch fine-tunes need only the data) run by ``--jobs``
-single-thread processes at a time: on these tiny models two one-thread processes get more done on 2 cores than
-one two-thread process. To fit in about 20 minutes on this project's 2-core CPU the pretraining runs are cut
-short of the tiny presets' schedules (``PRETRAIN``: about half the updates, same recipes otherwise) and the
-fine-tunes are half-length versions of ``experiments/compare.py``'s grids, one seed; docs/results.md has the
-full-length experiments and the numbers of a demo run. Finished steps are reused and interrupted ones resumed
-when the script is run again. Writes OUT/table.md and OUT/results.json.
+single-thread processes at a time: on these tiny models two one-thread processes get somewhat more done on
+2 cores than one two-thread process. To keep it short the pretraining runs stop at about half the tiny
+presets' updates (``PRETRAIN``; same recipes otherwise) and the fine-tunes are half-length versions of
+``experiments/compare.py``'s grids, one seed: about 30 minutes on this project's 2-core CPU, half of it
+pretraining. docs/results.md has the full-length experiments and the numbers of a demo run. Finished steps
+are reused and interrupted ones resumed when the script is run again. Writes OUT/table.md and OUT/results.json.
 """
 
 from __future__ import annotations
