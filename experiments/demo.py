@@ -120,8 +120,8 @@ def run_all(todo: list[Step], out: Path, jobs: int) -> dict[str, str]:
             elif len(running) < jobs and all(d in outcome for d in s.deps):
                 cmd = s.command()
                 print(f"[{time.strftime('%H:%M:%S')}] {s.name}: data2vec {' '.join(cmd[3:])}", flush=True)
-                log = open(out / f"{s.name}.log", "w")
-                running[s.name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), time.time())
+                with open(out / f"{s.name}.log", "w") as log:  # the child keeps its own copy of the file
+                    running[s.name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), time.time())
                 pending.remove(s)
         time.sleep(0.5)
     return outcome
