@@ -95,7 +95,7 @@ def test_unsupported_inputs_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_pretrained(tmp_path / "missing.pt")
     np.save(tmp_path / "x.npy", np.zeros(3))
-    with pytest.raises(ValueError, match="not a readable PyTorch/fairseq checkpoint"):
+    with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
         load_pretrained(tmp_path / "x.npy")
 
 

@@ -5,7 +5,7 @@
 
 Formats (detected from the files): a HF ``transformers`` directory (``config.json`` with a
 ``data2vec-*`` model_type, ``model.safetensors`` or ``pytorch_model.bin``); a fairseq data2vec 1.0 or 2.0
-speech or text checkpoint (read with the restricted unpickler; its ``_ema`` teacher is kept); an official
+speech or text checkpoint (read with PyTorch's weights_only unpickler; its ``_ema`` teacher is kept); an official
 data2vec vision / BEiT ``.pth`` (pretrained or fine-tuned layout, ``model_ema`` as teacher); one of our
 training checkpoints (``checkpoint_last.pt``); a directory written by ``save_pretrained`` /
 ``data2vec convert`` (``config.json`` + ``model.safetensors``, no pickle at all).
@@ -19,9 +19,13 @@ from pathlib import Path
 import torch
 
 from data2vec.config import to_dict
+from data2vec.convert.fairseq_pickle import fairseq_plain
 from data2vec.convert.keys import load_into
 from data2vec.core.data2vec import Data2Vec
+from data2vec.errors import Data2VecError
 from data2vec.modalities import get_modality
+from data2vec.safe_load import safe_torch_load
+from data2vec.train.checkpoint import check_format_version
 from data2vec.train.config import PretrainConfig, pretrain_config_from_dict
 
 
@@ -155,18 +159,16 @@ def load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
         return tuple(x.eval() if isinstance(x, torch.nn.Module) else x for x in _from_hf(p))
     if not p.is_file():
         raise FileNotFoundError(f"{p} does not exist")
-    try:  # our checkpoints load without pickle code
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - foreign pickle: try the restricted fairseq reader
-        ckpt = None
-    if isinstance(ckpt, dict) and "format_version" in ckpt:
-        cfg = pretrain_config_from_dict(ckpt["config"])
+    raw = safe_torch_load(p)  # PyTorch's weights_only unpickler: a refused file raises UnsafeCheckpointError
+    if isinstance(raw, dict) and "format_version" in raw:  # ours
+        check_format_version(p, raw)
+        if not isinstance(raw.get("config"), dict) or "model" not in raw:
+            raise Data2VecError(f"{p} is a data2vec checkpoint without its 'config' or 'model' entry: damaged")
+        cfg = pretrain_config_from_dict(raw["config"])
         model = build_model(cfg)
-        load_into(model, ckpt["model"])
+        load_into(model, raw["model"])
         return cfg, model.eval()
-    from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
-
-    ckpt = load_fairseq_checkpoint(p)
+    ckpt = fairseq_plain(p, raw)
     from data2vec.convert import beit
 
     if isinstance(ckpt, dict) and beit.is_beit_state(ckpt.get("model", ckpt)):

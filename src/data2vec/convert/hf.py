@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from data2vec.convert.keys import map_keys
+from data2vec.safe_load import safe_torch_load
 from data2vec.modalities.vision.encoder import HF_KEYS as VISION_KEYS
 
 MODEL_TYPES = {"data2vec-audio": "audio", "data2vec-text": "text", "data2vec-vision": "vision"}
@@ -145,7 +146,7 @@ def read_hf_dir(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
             sd = load_file(str(d / "model.safetensors"))
         elif (d / "pytorch_model.bin").is_file():
-            sd = torch.load(d / "pytorch_model.bin", map_location="cpu", weights_only=True)
+            sd = safe_torch_load(d / "pytorch_model.bin")
         else:
             raise ValueError(f"{d} has neither model.safetensors nor pytorch_model.bin")
     except ValueError:

@@ -51,11 +51,13 @@ def is_finetuned(src: str | Path) -> bool:
 def _fairseq_finetuned(p: Path) -> dict | None:
     """The plain-data fairseq checkpoint at ``p`` if it holds a fine-tuning wrapper (wav2vec_ctc, ...), else None."""
     from data2vec.convert.fairseq_finetuned import is_finetuned as fairseq_is_finetuned
-    from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
+    from data2vec.convert.fairseq_pickle import UnsafeCheckpointError, load_fairseq_checkpoint
 
     try:
         ckpt = load_fairseq_checkpoint(p)
-    except ValueError:  # not a fairseq checkpoint either (an unsafe pickle is raised, not hidden)
+    except UnsafeCheckpointError:  # a refused pickle is reported, never hidden
+        raise
+    except ValueError:  # not a fairseq checkpoint either
         return None
     return ckpt if fairseq_is_finetuned(ckpt) else None
 

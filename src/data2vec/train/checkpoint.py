@@ -56,12 +56,22 @@ def load_checkpoint(path: str | Path, map_location="cpu", mmap: bool = False) ->
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except Exception as e:  # noqa: BLE001 - report any unpickling failure the same way
-        raise ValueError(f"{path} is not a data2vec checkpoint that loads without pickle code: {e}") from None
+    from data2vec.safe_load import safe_torch_load
+
+    ckpt = safe_torch_load(path, mmap=mmap, map_location=map_location)  # refused/damaged files: one clear error
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise ValueError(f"{path} is not a data2vec checkpoint (no format_version); for fairseq .pt use convert")
-    if ckpt["format_version"] > FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {ckpt['format_version']}; this data2vec reads <= {FORMAT_VERSION}")
+    check_format_version(path, ckpt)
     return ckpt
+
+
+def check_format_version(path, ckpt: dict) -> None:
+    """Refuse a checkpoint written by a newer data2vec (every loader of our ``.pt`` files calls this)."""
+    from data2vec.errors import Data2VecError
+
+    v = ckpt.get("format_version")
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise Data2VecError(f"{path} has format_version {v!r}, which no data2vec writes: the file is damaged")
+    if v > FORMAT_VERSION:
+        raise Data2VecError(f"{path} has format_version {v}, written by a newer data2vec; this one reads <= "
+                            f"{FORMAT_VERSION}: upgrade data2vec to load it")
