@@ -15,6 +15,7 @@ or Transformer decoder, MAE reconstruction loss.
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
@@ -57,7 +58,7 @@ _MOD = {
         "proj.{j}.weight", "proj.{j}.bias")},
 }
 _SHARED = {f"blocks.{{i}}.{k}": f"context_encoder.blocks.{{i}}.{v}" for k, v in _BLOCK.items()}
-_DROPPED = ("fixed_positional_encoder.positions",)  # fixed sin-cos table: ours is rebuilt (and compared)
+_POSITIONS = "fixed_positional_encoder.positions"  # fixed sin-cos table: ours is rebuilt (and compared)
 
 
 def _shift_pos_conv(key: str) -> str:
@@ -74,18 +75,22 @@ def _encoder_keys(sd: dict[str, torch.Tensor], mod: str) -> dict[str, torch.Tens
     table = {prefix + k: v for k, v in _MOD.items()} | _SHARED
     kept = {}
     for k, v in sd.items():
-        if k.startswith(prefix) and k[len(prefix):] in _DROPPED:
+        if k == prefix + _POSITIONS:
+            _check_fixed_positions(k, v)
             continue
         kept[_shift_pos_conv(k)] = v
     return map_keys(kept, table)
 
 
-def _check_fixed_positions(sd: dict, mod: str, model) -> None:
-    key = f"modality_encoders.{mod}.fixed_positional_encoder.positions"
-    if key in sd:
-        ours = model.student.encoder.context_encoder.fixed_positions
-        if ours is None or ours.shape != sd[key].shape or not torch.allclose(ours, sd[key].float(), atol=1e-5):
-            raise ValueError(f"{key} differs from the 2-D sin-cos table this encoder builds")
+def _check_fixed_positions(key: str, table: torch.Tensor) -> None:
+    """fairseq's stored [1, T, C] table must be the 2-D sin-cos table our image encoder rebuilds."""
+    from data2vec.modalities.vision.encoder_v2 import sincos_2d
+
+    T, C = table.shape[-2:] if table.dim() == 3 else (0, 0)
+    grid = math.isqrt(T)
+    if not T or grid * grid != T or C % 4 or not torch.allclose(sincos_2d(C, grid), table[0].float(), rtol=0,
+                                                                  atol=1e-5):
+        raise ValueError(f"{key} {tuple(table.shape)} differs from the 2-D sin-cos table the image encoder builds")
 
 
 def state_dict_from_fairseq(fs_sd: dict[str, torch.Tensor], mod: str, *, ema_encoder_only: bool,
