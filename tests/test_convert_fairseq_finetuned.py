@@ -201,8 +201,9 @@ def test_data2vec_text_classification_v2(tmp_path):
 
 
 def test_mae_image_classification_v2(tmp_path):
-    """No fairseq image fixture (fairseq's image encoder needs timm): the wrapper on our image-tiny-v2 weights
-    in fairseq's layout; the logits follow fairseq's head math (mean over patches, fc_norm eps 1e-6, head)."""
+    """The wrapper on our image-tiny-v2 weights in fairseq's layout (grey 28x28 images; the wrapper on fairseq's
+    own image model: test_fairseq_parity_v2_image.py); the logits follow fairseq's head math (mean over patches,
+    fc_norm eps 1e-6, head)."""
     from test_fairseq_parity_v2 import _fairseq_image_layout
 
     from data2vec.core.data2vec import Data2Vec

@@ -196,8 +196,8 @@ def _fairseq_image_layout(model) -> dict:
 
 
 def test_image_v2_key_table_round_trip():
-    """No fairseq image fixture exists (fairseq's image encoder needs timm): check that the key table maps
-    the full fairseq image layout (prenet, CLS token, 2-D decoder, EMA patch embedding) onto our model."""
+    """The key table maps the full fairseq image layout (prenet, CLS token, 2-D decoder, EMA patch embedding)
+    onto our model, on a config other than the fixture's (numerical parity: test_fairseq_parity_v2_image.py)."""
     from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2
     from data2vec.presets import get_preset
 
