@@ -109,6 +109,13 @@ def test_config_read_from_checkpoint(loaded):
     assert d2v.cls_loss == 0.01 and d2v.loss.loss_scale is None and d2v.loss.loss_beta == 0
     mk = cfg.masking
     assert (mk.mask_prob, mk.mask_prob_adjust, mk.mask_length, mk.inverse_mask, mk.clone_batch) == (0.8, 0.07, 3, True, M)
+    assert not mk.expand_adjacent and not mk.non_overlapping
+    # fairseq's dataset draws the masks with the task's precompute_mask_config (2-D-only options included)
+    ck = load_fairseq_checkpoint(FIX / "checkpoint.pt")["cfg"]
+    task = dict(ck["task"], precompute_mask_config=dict(ck["task"]["precompute_mask_config"], non_overlapping=True,
+                                                         expand_adjacent=True, mask_prob=0.75))
+    mk = fairseq_v2.config_from_fairseq(ck["model"], task)[3]
+    assert (mk.non_overlapping, mk.expand_adjacent, mk.mask_prob, mk.mask_length) == (True, True, 0.75, 3)
     # the fixed 2-D sin-cos table we build is fairseq's (MAE: columns in the first half of the channels)
     _close(model.student.encoder.context_encoder.fixed_positions[0], ref["pos_embed"], atol=1e-6)
 

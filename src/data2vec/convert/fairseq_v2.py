@@ -120,9 +120,26 @@ def state_dict_from_fairseq(fs_sd: dict[str, torch.Tensor], mod: str, *, ema_enc
     return out
 
 
+def _block_mask(m: dict, c: dict, task_cfg: dict):
+    """Block-mask settings (speech, images). fairseq draws the masks in the dataset from the task's
+    ``precompute_mask_config`` (the recipes' ``{}`` resolves to the modality's values; ``expand_adjacent`` and
+    ``non_overlapping`` exist only there); without it the model draws them from the modality config."""
+    from data2vec.data.masks_v2 import BlockMaskV2Config
+
+    pre = task_cfg.get("precompute_mask_config") or {}
+    return BlockMaskV2Config(mask_prob=pre.get("mask_prob", m.get("mask_prob", 0.7)),
+                             mask_prob_adjust=pre.get("mask_prob_adjust", m.get("mask_prob_adjust", 0.0)),
+                             mask_length=pre.get("mask_length", m.get("mask_length", 5)),
+                             inverse_mask=pre.get("inverse_mask", m.get("inverse_mask", False)),
+                             mask_dropout=pre.get("mask_dropout", m.get("mask_dropout", 0.0)),
+                             expand_adjacent=bool(pre.get("expand_adjacent", False)),
+                             non_overlapping=bool(pre.get("non_overlapping", False)),
+                             clone_batch=c.get("clone_batch", 1))  # what the model repeats samples by
+
+
 def _encoder_and_mask(mod: str, m: dict, c: dict, common: dict, task_cfg: dict, vocab_size: int | None):
     """The modality's encoder config (``common``: the fields every modality shares) and mask config."""
-    from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config
+    from data2vec.data.masks_v2 import RandomMaskV2Config
     from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2Config
     from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
     from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2Config
@@ -134,13 +151,7 @@ def _encoder_and_mask(mod: str, m: dict, c: dict, common: dict, task_cfg: dict, 
                                    conv_pos_depth=m.get("conv_pos_depth", 5))
         if m.get("conv_pos_pre_ln"):
             raise ValueError("conv_pos_pre_ln is not supported")
-        pre = task_cfg.get("precompute_mask_config") or {}
-        mask = BlockMaskV2Config(mask_prob=pre.get("mask_prob", m.get("mask_prob", 0.7)),
-                                 mask_prob_adjust=pre.get("mask_prob_adjust", m.get("mask_prob_adjust", 0.0)),
-                                 mask_length=pre.get("mask_length", m.get("mask_length", 5)),
-                                 inverse_mask=pre.get("inverse_mask", m.get("inverse_mask", False)),
-                                 mask_dropout=pre.get("mask_dropout", m.get("mask_dropout", 0.0)),
-                                 clone_batch=c.get("clone_batch", 1))
+        mask = _block_mask(m, c, task_cfg)
     elif mod == "TEXT":
         if vocab_size is None:
             raise ValueError("text: the vocabulary size comes from the checkpoint's embedding")
@@ -156,9 +167,7 @@ def _encoder_and_mask(mod: str, m: dict, c: dict, common: dict, task_cfg: dict, 
             raise ValueError("image: a patch embedding width different from embed_dim is not supported")
         enc = ImageEncoderV2Config(**common, image_size=m.get("input_size", 224), patch_size=m.get("patch_size", 16),
                                    in_chans=m.get("in_chans", 3), fixed_positions=m.get("fixed_positions", True))
-        mask = BlockMaskV2Config(mask_prob=m.get("mask_prob", 0.7), mask_prob_adjust=m.get("mask_prob_adjust", 0.0),
-                                 mask_length=m.get("mask_length", 5), inverse_mask=m.get("inverse_mask", False),
-                                 mask_dropout=m.get("mask_dropout", 0.0), clone_batch=c.get("clone_batch", 1))
+        mask = _block_mask(m, c, task_cfg)
     return enc, mask
 
 
