@@ -231,3 +231,23 @@ def test_image_v2_key_table_round_trip():
     fs["modality_encoders.IMAGE.surprise.weight"] = torch.zeros(1)
     with pytest.raises(ValueError, match="surprise"):
         fairseq_v2.state_dict_from_fairseq(fs, mod, **ema)
+
+
+def test_fairseq_exact_switch_reproduces_fairseq_loss_and_sample_size():
+    """``load_pretrained(..., fairseq_exact=True)`` (CLI ``--fairseq-exact``) turns our deliberate deviations off:
+    the padded text batch's masked padding is regressed and counted, as fairseq does."""
+    from data2vec.pretrained import load_pretrained
+
+    _, ref, _, _ = _load("d2v2_text")
+    src, pad, mask = _inputs(ref)
+    cfg, model = load_pretrained(FIXTURES / "d2v2_text" / "checkpoint.pt", fairseq_exact=True)
+    assert cfg.model.loss_on_padding and cfg.model.targets.include_padding_in_norm
+    with torch.no_grad():
+        s = model.student._forward_v2(src, None, mask, _noise(ref))
+        y = model.targets(src, None, s)
+    loss = regression_loss_sum(s.pred_MC, y.repeat_interleave(2, 0)[s.loss_mask], model.cfg.loss)
+    np.testing.assert_allclose(loss.item(), float(ref["loss"]), rtol=1e-5)
+    batch = {"source": src, "padding_mask": pad, "mask": mask, "num_masked": int((mask & ~pad.repeat_interleave(2, 0)).sum())}
+    assert model.num_units(batch) == int(ref["sample_size"])
+    _, default = load_pretrained(FIXTURES / "d2v2_text" / "checkpoint.pt")
+    assert default.num_units(batch) == int(ref["sample_size"]) - 6  # ours: masked padding left out

@@ -75,6 +75,10 @@ def _build_pretrain_config(args):
         raise ValueError("--preset is required (see `data2vec presets`), unless --init or --resume gives the model")
     if args.init:
         cfg = merge(cfg, {"train": {"init_from": str(Path(args.init).resolve())}})
+    if args.fairseq_exact:
+        from data2vec.pretrained import fairseq_exact_config
+
+        cfg = fairseq_exact_config(cfg)
     return _apply_overrides(cfg, args)
 
 
@@ -106,7 +110,7 @@ def cmd_pretrain(args) -> int:
 def cmd_convert(args) -> int:
     from data2vec.pretrained import load_pretrained, save_pretrained
 
-    cfg, model = load_pretrained(args.src)
+    cfg, model = load_pretrained(args.src, fairseq_exact=args.fairseq_exact)
     out = save_pretrained(cfg, model, args.out)
     n = sum(p.numel() for p in model.student.parameters())
     print(f"{args.src}: data2vec {cfg.modality} model, {n / 1e6:.2f} M student parameters (+ EMA teacher) -> "
@@ -126,9 +130,10 @@ def cmd_export(args) -> int:
         out = export_finetuned_hf(cfg, model, args.out)
         print(f"{args.src}: exported the {cfg.task} model as HF transformers {TASK_ARCH[cfg.task]} -> {out}")
         return 0
-    cfg, model = load_pretrained(args.src)
-    from data2vec.convert.hf_heads import refuse_v2
+    from data2vec.convert.hf_heads import refuse_unsupported_head, refuse_v2
 
+    refuse_unsupported_head(args.src)
+    cfg, model = load_pretrained(args.src)
     refuse_v2(model.student.encoder, f"{cfg.modality} model")
     out = export_hf(cfg, model, args.out)
     print(f"{args.src}: exported the {cfg.modality} student encoder as a HF transformers model -> {out} "
@@ -325,6 +330,10 @@ def _add_prepare_parsers(sub) -> None:
     im.set_defaults(func=cmd_prepare_images)
 
 
+FAIRSEQ_EXACT_HELP = ("switch off our deliberate deviations from fairseq (README): padded frames in the target norm, "
+                      "text masks over <s>/</s>, v2 loss on masked padding; reproduces fairseq's numbers")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="data2vec", description="data2vec self-supervised pretraining")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -344,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   ".pt, our checkpoint or converted directory (its config is the "
                                                   "base unless --preset is given)")
     pt.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    pt.add_argument("--fairseq-exact", action="store_true", help=FAIRSEQ_EXACT_HELP)
     pt.set_defaults(func=cmd_pretrain)
 
     _add_finetune_parsers(sub)
@@ -353,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "continue pretraining from it with `data2vec pretrain --init DIR`.")
     cv.add_argument("src", help="HF data2vec model directory, fairseq data2vec .pt, or checkpoint_last.pt")
     cv.add_argument("--out", required=True, help="output directory")
+    cv.add_argument("--fairseq-exact", action="store_true", help=FAIRSEQ_EXACT_HELP)
     cv.set_defaults(func=cmd_convert)
 
     ex = sub.add_parser("export", help="export a model to HF transformers (a pretrained encoder, or a fine-tuned "

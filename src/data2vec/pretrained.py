@@ -14,6 +14,7 @@ training checkpoints (``checkpoint_last.pt``); a directory written by ``save_pre
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -59,6 +60,13 @@ def _from_hf(path: Path) -> tuple[PretrainConfig, Data2Vec]:
     for optional in ("mask_token", "mask_emb"):  # HF builds them only for masking (use_mask_token, mask_time_prob)
         if optional in own and optional not in enc_sd:
             enc_sd[optional] = own[optional]
+    pooler = [k for k in ("context_encoder.fc_norm.weight", "context_encoder.fc_norm.bias") if k in own]
+    if pooler and not any(k in enc_sd for k in pooler):
+        # Data2VecVisionModel(config) has no pooler unless add_pooling_layer=True, though its config says
+        # use_mean_pooling (no final norm): the per-patch features are exact; the pooled one gets a fresh fc_norm.
+        warnings.warn(f"{path}: HF vision model saved without its pooler; per-patch features are exact, the "
+                      "mean-pooled feature uses a freshly initialised fc_norm (ones/zeros)", stacklevel=2)
+        enc_sd |= {k: own[k] for k in pooler}
     load_into(model.student.encoder, enc_sd)
     _sync_teacher(model)
     return cfg, model
@@ -141,8 +149,32 @@ def _from_beit(path: Path, ckpt: dict) -> tuple[PretrainConfig, Data2Vec]:
     return cfg, model.eval()
 
 
-def load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
-    """Detect the format of ``path`` and return (config, model) on the CPU in eval mode."""
+def fairseq_exact_config(cfg: PretrainConfig) -> PretrainConfig:
+    """``cfg`` with our deliberate deviations from fairseq switched off (README, "Deliberate differences"):
+    padded frames enter the target instance norm, text masks may cover ``<s>``/``</s>``, and data2vec 2.0
+    keeps masked positions on padding in the loss. Continued pretraining of a fairseq checkpoint with this
+    config computes what fairseq computes."""
+    from dataclasses import replace
+
+    model = replace(cfg.model, targets=replace(cfg.model.targets, include_padding_in_norm=True), loss_on_padding=True)
+    masking = replace(cfg.masking, mask_special_tokens=True) if hasattr(cfg.masking, "mask_special_tokens") else \
+        cfg.masking
+    return replace(cfg, model=model, masking=masking)
+
+
+def load_pretrained(path: str | Path, fairseq_exact: bool = False) -> tuple[PretrainConfig, Data2Vec]:
+    """Detect the format of ``path`` and return (config, model) on the CPU in eval mode. ``fairseq_exact``
+    applies :func:`fairseq_exact_config` (same weights, fairseq's arithmetic)."""
+    cfg, model = _load_pretrained(path)
+    if fairseq_exact:
+        cfg = fairseq_exact_config(cfg)
+        exact = build_model(cfg)
+        exact.load_state_dict(model.state_dict())
+        model = exact.eval()
+    return cfg, model
+
+
+def _load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
     p = Path(path)
     if p.is_dir():
         cfg_file = p / "config.json"

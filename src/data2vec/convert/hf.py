@@ -8,7 +8,9 @@ regression head and no teacher: the head keeps its fresh initialisation and the 
 copy of the student.
 
 Folded parameters: HF text models add ``token_type_embeddings[0]`` to every token; it is added to our
-position table (each token gets exactly one position), which is exact.
+position table (each token gets exactly one position), which is exact. With ``type_vocab_size`` > 1
+(transformers' default config), rows 1.. are dropped with a warning: transformers' forward uses type 0
+unless given ``token_type_ids``, and data2vec text has no token types.
 Vision: both the pretrained layout (shared relative position bias, final LayerNorm) and the fine-tuned
 one (per-layer bias, mean pooling with ``fc_norm`` = HF ``pooler.layernorm``). Not supported, with a
 clear error: absolute position embeddings and audio adapters.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -127,8 +130,10 @@ def encoder_state_from_hf(modality: str, hf_sd: dict[str, torch.Tensor]) -> dict
     if modality == "text":
         tt = sd.pop("embeddings.token_type_embeddings.weight", None)
         if tt is not None:
-            if tt.size(0) > 1 and tt[1:].abs().max() > 0:
-                raise ValueError("HF text model uses token types other than 0; data2vec text has none")
+            if tt.size(0) > 1 and tt[1:].abs().max() > 0:  # transformers' forward uses type 0 unless told
+                warnings.warn(f"HF text model with type_vocab_size={tt.size(0)}: row 0 of token_type_embeddings is "
+                              "folded into the positions (transformers' default token_type_ids=0); rows 1.. are "
+                              "dropped, since data2vec text has no token types", stacklevel=2)
             sd["embeddings.position_embeddings.weight"] = sd["embeddings.position_embeddings.weight"] + tt[0]
     return map_keys(sd, TABLES[modality])
 

@@ -40,6 +40,20 @@ def refuse_v2(encoder_or_cfg, what: str) -> None:
         raise ValueError(V2_NOT_IN_HF.format(what=what))
 
 
+def refuse_unsupported_head(path: str | Path) -> None:
+    """A HF directory whose model carries a task head we have no task for (``...ForMaskedLM``,
+    ``...ForSemanticSegmentation``, ...) would lose it silently when read as an encoder: refuse it."""
+    p = Path(path)
+    if not (p.is_dir() and (p / "config.json").is_file()):
+        return
+    archs = json.loads((p / "config.json").read_text()).get("architectures") or []
+    heads = [a for a in archs if a not in ARCHS and not a.endswith("Model")]
+    if heads:
+        raise ValueError(f"{p} holds a {heads[0]}, whose task head data2vec has no task for; exporting it would "
+                         f"drop the head. Supported task models: {', '.join(ARCHS)}; to export the encoder alone, "
+                         "`data2vec convert` it first")
+
+
 def finetuned_from_hf(path: str | Path):
     """(fine-tuning config, model in eval mode) of a HF task-model directory."""
     from data2vec.config import merge

@@ -65,6 +65,9 @@ class Data2VecConfig:
     head_layers: int = 1  # v1 head: 1 = Linear(C, C) (speech, vision); 2 = Linear-GELU-Linear (text)
     decoder: DecoderConfig | None = None  # set = data2vec 2.0 (kept tokens only, M clones, this conv decoder)
     cls_loss: float = 0.0  # v2 images: weight of the CLS-token loss (fairseq cls_loss)
+    # v2: masked positions that fall on padding stay in the loss and in its normaliser, as in fairseq (which
+    # regresses the teacher's output there); False (default) leaves them out
+    loss_on_padding: bool = False
 
 
 def regression_head(dim: int, num_layers: int) -> nn.Module:
@@ -94,9 +97,11 @@ class StudentOutput(NamedTuple):
 class Student(nn.Module):
     """Encoder + regression head (v1) or conv decoder (v2): the part that gets gradients (and DDP)."""
 
-    def __init__(self, encoder: nn.Module, head_layers: int, decoder: DecoderConfig | None = None):
+    def __init__(self, encoder: nn.Module, head_layers: int, decoder: DecoderConfig | None = None,
+                 loss_on_padding: bool = False):
         super().__init__()
         self.encoder = encoder
+        self.loss_on_padding = loss_on_padding
         is_v2 = getattr(encoder, "version", 1) == 2
         if is_v2 and decoder is None:
             raise ValueError("a data2vec 2.0 encoder needs model.decoder (the v2 conv decoder); use a *-v2 preset")
@@ -126,7 +131,7 @@ class Student(nn.Module):
         out = self.encoder.context_encoder(e.x, e.padding_mask, info, M)
         dec = self.decoder(out.x, info, out.num_extra, noise)
         sel = mask_BT
-        if e.padding_mask is not None:
+        if e.padding_mask is not None and not self.loss_on_padding:
             sel = mask_BT & ~e.padding_mask.repeat_interleave(M, 0)
         cls = out.x[:, out.num_extra - 1] if out.num_extra else None
         return StudentOutput(dec[sel], out.x, e.unmasked.detach(), e.padding_mask, sel, cls)
@@ -158,7 +163,7 @@ class Data2Vec(nn.Module):
                 f"average_top_k_layers={cfg.targets.average_top_k_layers} must be between 1 and the "
                 f"number of encoder layers ({encoder.num_layers})"
             )
-        self.student = Student(encoder, cfg.head_layers, cfg.decoder)
+        self.student = Student(encoder, cfg.head_layers, cfg.decoder, cfg.loss_on_padding)
         copy_keys = encoder.ema_copy_keys(cfg.ema.ema_transformer_only) if cfg.ema.ema_layers_only else set()
         self.teacher = EMATeacher(self._teacher_source(), copy_keys)
 
@@ -199,8 +204,9 @@ class Data2Vec(nn.Module):
     def trainable(self) -> nn.Module:
         return self.student
 
-    @staticmethod
-    def num_units(batch: dict) -> int:
+    def num_units(self, batch: dict) -> int:
+        if self.cfg.loss_on_padding and self.cfg.decoder is not None and batch.get("padding_mask") is not None:
+            return int(batch["mask"].sum())  # fairseq: padded masked positions count too
         return int(batch["num_masked"])
 
     def step_loss(self, batch: dict, wrapped: nn.Module | None = None) -> StepLoss:
@@ -219,7 +225,11 @@ class Data2Vec(nn.Module):
         # A micro-batch may have no masked position (very short text blocks): the loss is then an empty sum,
         # 0, still connected to every student parameter, so DDP ranks stay in step.
         s = (student or self.student)(source, padding_mask, mask)
-        # text corrupts tokens in the collator: the teacher gets the clean ones (fairseq#4881, see text encoder)
+        # encoders whose input is corrupted in the collator (v1 text) need the clean input for the teacher
+        # (fairseq#4881, see the text encoder); without it the teacher would silently see the corrupted one
+        if getattr(self.student.encoder, "needs_teacher_source", False) and batch.get("teacher_source") is None:
+            raise ValueError("this encoder's student input is corrupted in the collator, so the batch must carry the "
+                             "clean input as batch['teacher_source'] (the teacher's input); see TextCollator")
         y = self.targets(batch.get("teacher_source", source), padding_mask, s)
         if s.loss_mask is None:
             target = y[mask]

@@ -39,7 +39,11 @@ def is_finetuned(src: str | Path) -> bool:
         if not c.is_file():
             return False
         cfg = json.loads(c.read_text())
-        return "task" in cfg and "model_type" not in cfg
+        if "model_type" in cfg:  # a HF directory: a task model (Data2VecAudioForCTC, ...) or a base model
+            from data2vec.convert.hf_heads import ARCHS
+
+            return bool(set(cfg.get("architectures") or ()) & set(ARCHS))
+        return "task" in cfg
     if p.is_file() and p.suffix == ".pt":
         try:
             return "task" in load_checkpoint(p, mmap=True).get("config", {})  # the config only: tensors stay on disk

@@ -66,6 +66,10 @@ class TextContextEncoder(nn.Module):
 
 
 class TextEncoder(nn.Module):
+    # The collator corrupts the student's tokens (BERT-style mask/random/keep), so the batch must also carry
+    # the clean tokens for the teacher (batch["teacher_source"]); Data2Vec refuses a batch without them.
+    needs_teacher_source = True
+
     def __init__(self, cfg: TextEncoderConfig):
         super().__init__()
         if cfg.vocab_size <= 0:
