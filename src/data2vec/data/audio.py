@@ -18,6 +18,7 @@ Shapes: B = batch, T = samples (padded), S = samples of one clip, C = channels, 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ import torch.nn.functional as F
 
 from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config, draw_v2_masks
 from data2vec.data.sampler import BucketBatchSampler, build_loader, rng
+from data2vec.data.skips import UnreadableSample, substitute
+from data2vec.errors import Data2VecError
 from data2vec.modalities.audio.masking import SpanMaskConfig, compute_span_mask
 
 __all__ = ["AudioCollator", "AudioDataset", "BucketBatchSampler", "DataReport", "Manifest", "build_audio_loader",
@@ -59,14 +62,21 @@ def read_manifest(path: str | Path) -> Manifest:
     """Parse a fairseq ``.tsv``: line 1 = audio root, then ``relative/path<TAB>num_samples`` per line.
 
     Extra columns are ignored. A relative root is taken relative to the manifest's directory.
+
+    Raises:
+        Data2VecError: a line is not UTF-8 or not in that format (the message names the file and line).
     """
     path = Path(path)
-    lines = path.read_text().splitlines()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise Data2VecError(f"cannot read the manifest {path}: {e.strerror or e}") from None
+    lines = [_decode_line(path, n, line) for n, line in enumerate(raw.splitlines(), start=1)]
     if not lines or not lines[0].strip():
-        raise ValueError(f"{path}:1: line 1 must be the audio root directory, got an empty line")
+        raise Data2VecError(f"{path}:1: line 1 must be the audio root directory, got an empty line")
     if "\t" in lines[0]:
-        raise ValueError(f"{path}:1: line 1 must be the audio root directory, got an entry {lines[0]!r} "
-                         "(fairseq manifests start with the root; add it as the first line)")
+        raise Data2VecError(f"{path}:1: line 1 must be the audio root directory, got an entry {lines[0]!r} "
+                            "(fairseq manifests start with the root; add it as the first line)")
     root = Path(lines[0].strip())
     if not root.is_absolute():
         root = (path.parent / root).resolve()
@@ -75,12 +85,28 @@ def read_manifest(path: str | Path) -> Manifest:
         if not line.strip():
             continue
         cols = line.split("\t")
-        if len(cols) < 2 or not cols[0] or not cols[1].strip().isdigit():
-            raise ValueError(f"{path}:{n}: expected 'relative/path<TAB>num_samples' (a tab, a count >= 0), "
-                             f"got {line!r}")
+        if len(cols) < 2 or not cols[0] or not _COUNT.fullmatch(cols[1].strip()):
+            raise Data2VecError(f"{path}:{n}: expected 'relative/path<TAB>num_samples' (a tab, a count >= 0), "
+                                f"got {line[:200]!r}")
         paths.append(cols[0])
         sizes.append(int(cols[1]))
     return Manifest(root, paths, sizes, path)
+
+
+_COUNT = re.compile(r"[0-9]{1,18}")
+
+
+def _decode_line(path: Path, n: int, line: bytes) -> str:
+    """Line ``n`` of a manifest as text; names the file, line and byte when it is not UTF-8 (or has NULs)."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Data2VecError(f"{path}:{n}: not UTF-8 text (byte {line[e.start]:#04x} at column {e.start + 1}): "
+                            "write the manifest as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or rename the "
+                            "file it names to an ASCII name") from None
+    if "\x00" in text:
+        raise Data2VecError(f"{path}:{n}: NUL byte in a text line: is {path.name} a manifest (.tsv) at all?")
+    return text
 
 
 # Problem kinds in report order: the first four drop the entry, the rest keep it (converted on read).
@@ -101,9 +127,12 @@ class DataReport:
     counts: Counter = field(default_factory=Counter)  # kind (see _DROPPED, _KEPT) -> entries
     examples: dict[str, list[str]] = field(default_factory=dict)
     resampled_from: Counter = field(default_factory=Counter)  # source rate -> entries
+    dropped: list[tuple[str, str]] = field(default_factory=list)  # every dropped entry: (path, reason)
 
     def add(self, kind: str, path: str, detail: str = "") -> None:
         self.counts[kind] += 1
+        if kind in _DROPPED:
+            self.dropped.append((path, f"{self._label(kind)}" + (f": {detail}" if detail else "")))
         ex = self.examples.setdefault(kind, [])
         if len(ex) < _MAX_EXAMPLES:
             ex.append(f"{path} ({detail})" if detail else path)
@@ -116,6 +145,10 @@ class DataReport:
                 "too_short": f"too short (< min_sample_size={self.min_samples} samples)",
                 "multi_channel": "multi-channel, averaged to mono",
                 "size_mismatch": "length differs from the manifest (real length used)"}[kind]
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """Every entry dropped before training, as (path, reason) (``data2vec.data.skips.SkipLog``)."""
+        return list(self.dropped)
 
     def summary(self) -> str:
         hours = self.usable_samples / self.sample_rate / 3600
@@ -206,10 +239,15 @@ class AudioDataset(torch.utils.data.Dataset):
 
     Each sample is ``{"id": index, "epoch": epoch, "source": x_S}``; the epoch travels with the sample so
     the collator's crops and masks depend on it without the collator holding state in each worker.
+
+    A clip that cannot be used when it is read (unreadable or empty now, shorter than ``min_sample_size``,
+    NaN/Inf samples) raises ``UnreadableSample``; with ``skip_unreadable`` the next usable clip takes its
+    place instead (``data2vec.data.skips.substitute``), cropped to the replaced clip's length so the batch
+    keeps its cost, and the sample's ``"skipped"`` names the clips passed over.
     """
 
     def __init__(self, manifest: Manifest, *, sample_rate: int, max_sample_size: int, min_sample_size: int,
-                 normalize: bool, seed: int):
+                 normalize: bool, seed: int, skip_unreadable: bool = False):
         if max_sample_size < 1:
             raise ValueError(f"max_sample_size must be >= 1, got {max_sample_size}")
         sizes = np.asarray(manifest.sizes, dtype=np.int64)
@@ -220,6 +258,7 @@ class AudioDataset(torch.utils.data.Dataset):
         self.manifest, self.sample_rate, self.normalize, self.seed = manifest, sample_rate, normalize, seed
         self.max_sample_size, self.min_sample_size = max_sample_size, min_sample_size
         self.sizes = np.minimum(sizes, max_sample_size)  # effective lengths, for batching
+        self.skip_unreadable = skip_unreadable
         self.epoch = 1
 
     def set_epoch(self, epoch: int) -> None:
@@ -229,26 +268,45 @@ class AudioDataset(torch.utils.data.Dataset):
         return len(self.manifest)
 
     def read(self, index: int) -> np.ndarray:
-        """The whole clip as float32 mono at ``sample_rate``, [S]."""
+        """The whole clip as float32 mono at ``sample_rate``, [S].
+
+        Raises:
+            UnreadableSample: the file cannot be decoded, is empty or too short now, or holds NaN/Inf.
+        """
         path = self.manifest.root / self.manifest.paths[index]
         try:
             wav_SC, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        except (RuntimeError, OSError) as e:
-            raise RuntimeError(f"cannot read {path} (entry {index}): {e}; did it change after the manifest "
-                               "was validated?") from e
+        except (RuntimeError, OSError) as e:  # libsndfile errors are RuntimeErrors
+            raise UnreadableSample(path, f"unreadable: {str(e).splitlines()[-1][:120]} (changed after the "
+                                         "manifest was validated?)") from None
         if wav_SC.shape[0] == 0:
-            raise RuntimeError(f"{path} (entry {index}) is empty now; it had audio when the manifest was validated")
+            raise UnreadableSample(path, "empty: 0 frames now (it had audio when the manifest was validated)")
+        bad = int(np.count_nonzero(~np.isfinite(wav_SC)))
+        if bad:
+            raise UnreadableSample(path, f"non-finite: {bad} NaN/Inf sample(s); re-create or remove the file")
         wav_S = wav_SC.mean(axis=1)
         if rate != self.sample_rate:
             wav_S = soxr.resample(wav_S, rate, self.sample_rate)
+        if len(wav_S) < self.min_sample_size:
+            raise UnreadableSample(path, f"too short: {len(wav_S)} samples now, < min_sample_size="
+                                         f"{self.min_sample_size} (changed after the manifest was validated?)")
         return np.ascontiguousarray(wav_S, dtype=np.float32)
 
-    def __getitem__(self, index: int) -> dict:
+    def _load(self, index: int, slot: int) -> dict:
+        """Clip ``index`` in the place of clip ``slot``: cropped with the slot's key, to at most its length."""
         x_S = torch.from_numpy(self.read(index))
         if self.normalize:  # fairseq: F.layer_norm(wav, wav.shape), before the crop
             x_S = F.layer_norm(x_S, x_S.shape)
-        start = _crop_start(x_S.numel(), self.max_sample_size, self.seed, self.epoch, index)
-        return {"id": index, "epoch": self.epoch, "source": x_S[start:start + self.max_sample_size]}
+        start = _crop_start(x_S.numel(), self.max_sample_size, self.seed, self.epoch, slot)
+        x_S = x_S[start:start + self.max_sample_size]
+        if index != slot:
+            x_S = x_S[: int(self.sizes[slot])]
+        return {"id": slot, "epoch": self.epoch, "source": x_S}
+
+    def __getitem__(self, index: int) -> dict:
+        if self.skip_unreadable:
+            return substitute(self._load, index, len(self))
+        return self._load(index, index)
 
 
 class AudioCollator:

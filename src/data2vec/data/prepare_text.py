@@ -7,7 +7,7 @@
 Writes ``train.txt`` / ``valid.txt`` (the documents, de-duplicated, split by document with a seed),
 ``vocab.json`` + ``merges.txt`` (a byte-level BPE trained on train, or ``--tokenizer DIR`` to reuse one,
 e.g. RoBERTa's), ``train.npz`` / ``valid.npz`` (token stream and boundaries, see ``data2vec.data.text``)
-and ``corpus.json``.
+and ``corpus.json`` (with the input files or lines skipped as empty, binary or not UTF-8).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data2vec.data.text import Tokenizer, binarize
+from data2vec.data.text import Tokenizer, binarize, read_text_file
 from data2vec.data.text_sources import english_sentences, rotten_tomatoes, rotten_tomatoes_path, split_sentences
+from data2vec.errors import Data2VecError
 
 
 def builtin_documents(seed: int) -> list[list[str]]:
@@ -39,14 +40,24 @@ def builtin_documents(seed: int) -> list[list[str]]:
     return docs
 
 
-def read_documents(paths: list[str]) -> list[list[str]]:
+def read_documents(paths: list[str]) -> tuple[list[list[str]], list[tuple[str, str]]]:
+    """The documents of the user's text files, and the files (or lines) skipped as (file, reason).
+
+    Empty and binary files and lines that are not UTF-8 are skipped and reported (``read_text_file``).
+
+    Raises:
+        Data2VecError: a file does not exist, or no text is left.
+    """
     docs: list[list[str]] = []
+    skipped: list[tuple[str, str]] = []
     for p in paths:
         path = Path(p)
         if not path.is_file():
-            raise ValueError(f"--input {p} does not exist")
+            raise Data2VecError(f"--input {p} does not exist")
+        lines, problems = read_text_file(path)
+        skipped += problems
         cur: list[str] = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in lines:
             if line.strip():
                 cur.append(" ".join(line.split()))
             elif cur:
@@ -54,9 +65,12 @@ def read_documents(paths: list[str]) -> list[list[str]]:
                 cur = []
         if cur:
             docs.append(cur)
+    for f, reason in skipped:
+        print(f"skipped {f}: {reason}")
     if not docs:
-        raise ValueError(f"no text in {paths}")
-    return docs
+        why = "".join(f"\n  {f}: {r}" for f, r in skipped)
+        raise Data2VecError(f"no text in {', '.join(paths)}{why}")
+    return docs, skipped
 
 
 def prepare_text(out_dir: str | Path, *, inputs: list[str] | None = None, vocab_size: int = 8000,
@@ -76,7 +90,7 @@ def prepare_text(out_dir: str | Path, *, inputs: list[str] | None = None, vocab_
     if not 0 < valid_fraction < 0.5:
         raise ValueError(f"--valid-fraction must be in (0, 0.5), got {valid_fraction}")
     t0 = time.time()
-    docs = read_documents(inputs) if inputs else builtin_documents(seed)
+    docs, skipped = read_documents(inputs) if inputs else (builtin_documents(seed), [])
     seen, unique = set(), []
     for d in docs:
         key = "\n".join(d).lower()
@@ -96,7 +110,8 @@ def prepare_text(out_dir: str | Path, *, inputs: list[str] | None = None, vocab_
         tok = Tokenizer(out)
     else:
         tok = Tokenizer.train((s for d in splits["train"] for s in d), out, vocab_size=vocab_size)
-    info = {"request": request, "vocab_size": tok.vocab_size, "documents": {k: len(v) for k, v in splits.items()}}
+    info = {"request": request, "vocab_size": tok.vocab_size, "documents": {k: len(v) for k, v in splits.items()},
+            "skipped": [list(x) for x in skipped]}
     for name, ds in splits.items():
         arrays = binarize(ds, tok)
         np.savez(out / f"{name}.npz", **arrays)

@@ -16,8 +16,8 @@ class PretrainData(NamedTuple):
     """What a modality's ``build_pretrain_data`` returns to the training loop."""
 
     sampler: Any
-    make_loader: Callable  # (epoch, start_batch) -> iterable of batches
-    report: Any  # .summary() -> str, printed before training
+    make_loader: Callable  # (epoch, start_batch) -> iterable of batches (batch["skipped"]: data2vec.data.skips)
+    report: Any  # .summary() -> str, printed before training; .skipped() -> [(file, reason)], if any were
     num_examples: int
 
 

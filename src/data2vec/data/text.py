@@ -8,6 +8,11 @@ happens once; training loads the arrays (shared copy-on-write by loader workers)
 Blocks (fairseq ``TokenBlockDataset``, ``tokens_per_sample - 1`` tokens, then ``<s>`` prepended):
 ``complete_doc`` packs whole sentences and never crosses a document boundary; ``none`` cuts the
 stream into equal blocks. A sentence longer than a block is split.
+
+Bad data: ``read_text_file`` reads a user's text for ``prepare text``; a binary or empty file is skipped
+and a line that is not UTF-8 is dropped, each reported by file (and line). The corpus arrays, the
+tokenizer files and ``corpus.json`` are checked when loaded; a damaged one is an error that names it and
+says how to re-create it (there is nothing to skip in a single token stream).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 import torch
 
 from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config, draw_v2_masks
+from data2vec.errors import Data2VecError
 from data2vec.modalities.text.masking import TokenMaskConfig, mask_tokens
 
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
@@ -41,7 +47,11 @@ class Tokenizer:
         vocab, merges = d / "vocab.json", d / "merges.txt"
         if not vocab.is_file() or not merges.is_file():
             raise ValueError(f"{d} has no vocab.json + merges.txt (make them with `data2vec prepare text`)")
-        self.bpe = ByteLevelBPETokenizer(str(vocab), str(merges))
+        try:
+            self.bpe = ByteLevelBPETokenizer(str(vocab), str(merges))
+        except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception on a bad file
+            raise Data2VecError(f"cannot read the tokenizer {vocab} + {merges}: {str(e)[:200]}; re-create them "
+                                "with `data2vec prepare text` (or copy them again)") from None
         self.to_fairseq: np.ndarray | None = None
         if (d / "dict.txt").is_file():
             self._init_fairseq_dict(d / "dict.txt")
@@ -57,7 +67,12 @@ class Tokenizer:
         self.special_ids = frozenset(ids.values())
 
     def _init_fairseq_dict(self, path: Path) -> None:
-        symbols = [line.split(" ")[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            line = path.read_bytes()[: e.start].count(b"\n") + 1
+            raise Data2VecError(f"{path}:{line}: not UTF-8 text; a fairseq dict.txt is UTF-8 (copy it again)") from None
+        symbols = [line.split(" ")[0] for line in text.splitlines() if line.strip()]
         self.bos, self.pad, self.eos, self.unk = 0, 1, 2, 3
         self.mask = 4 + len(symbols)
         self.vocab_size = self.mask + 1
@@ -139,12 +154,41 @@ def make_blocks(sent_ends: np.ndarray, doc_ends: np.ndarray, block: int, break_m
     return np.asarray(out, dtype=np.int64).reshape(-1, 2)
 
 
+def load_corpus(npz_path: str | Path, vocab_size: int | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a ``{split}.npz`` (see ``binarize``), checked: sentence ends increase up to the stream's
+    end, document ends are sentence ends, token ids are below ``vocab_size`` (when given).
+
+    Raises:
+        Data2VecError: the file is missing, damaged (empty, truncated, not an .npz) or inconsistent.
+    """
+    fix = "re-create it with `data2vec prepare text --out DIR` (damaged, partly copied, or from another tokenizer?)"
+    try:
+        with np.load(npz_path) as data:  # allow_pickle=False: arrays only
+            arrays = {k: np.asarray(data[k]) for k in ("tokens", "sent_ends", "doc_ends")}
+    except Exception as e:  # noqa: BLE001 - np.load raises OSError, EOFError, ValueError, BadZipFile, KeyError, ...
+        raise Data2VecError(f"cannot read the token corpus {npz_path} ({type(e).__name__}: {str(e)[:120]}): "
+                            f"{fix}") from None
+    tokens, sent_ends, doc_ends = arrays["tokens"], arrays["sent_ends"], arrays["doc_ends"]
+    problem = None
+    if any(a.ndim != 1 or a.dtype.kind not in "iu" for a in arrays.values()):
+        problem = "its arrays are not 1-D integer arrays"
+    elif len(sent_ends) and (sent_ends[0] < 1 or np.any(np.diff(sent_ends) < 1) or sent_ends[-1] != len(tokens)):
+        problem = "its sentence ends do not increase up to the end of the token stream"
+    elif not np.isin(doc_ends, sent_ends).all():
+        problem = "its document ends are not sentence ends"
+    elif len(tokens) and (tokens.min() < 0 or (vocab_size is not None and tokens.max() >= vocab_size)):
+        problem = f"it holds token ids outside the vocabulary (0..{(vocab_size or 1) - 1})"
+    if problem:
+        raise Data2VecError(f"{npz_path}: {problem}: {fix}")
+    return arrays
+
+
 class TextBlockDataset(torch.utils.data.Dataset):
-    def __init__(self, npz_path: str | Path, *, tokens_per_sample: int, break_mode: str, bos: int):
-        data = np.load(npz_path)
+    def __init__(self, npz_path: str | Path, *, tokens_per_sample: int, break_mode: str, bos: int,
+                 vocab_size: int | None = None):
+        data = load_corpus(npz_path, vocab_size)
         self.tokens = data["tokens"]
-        self.blocks = make_blocks(np.asarray(data["sent_ends"]), np.asarray(data["doc_ends"]),
-                                  tokens_per_sample - 1, break_mode)
+        self.blocks = make_blocks(data["sent_ends"], data["doc_ends"], tokens_per_sample - 1, break_mode)
         if len(self.blocks) == 0:
             raise ValueError(f"{npz_path} holds no text")
         self.bos = bos
@@ -223,4 +267,56 @@ class TextCollator:
 
 def read_corpus_info(directory: str | Path) -> dict:
     p = Path(directory) / "corpus.json"
-    return json.loads(p.read_text()) if p.is_file() else {}
+    if not p.is_file():
+        return {}
+    try:
+        info = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise Data2VecError(f"{p} is not valid JSON ({e}): re-create the directory with `data2vec prepare text`, "
+                            "or delete corpus.json") from None
+    if not isinstance(info, dict):
+        raise Data2VecError(f"{p} is not a JSON object: re-create the directory with `data2vec prepare text`")
+    return info
+
+
+# bytes that plain text never holds (NUL aside, which alone marks a file as binary): C0 controls but
+# tab, newline, vertical tab, form feed, carriage return and escape; and DEL
+_CONTROL_BYTES = bytes([*range(0, 9), *range(14, 27), *range(28, 32), 127])
+BINARY_FRACTION = 0.1  # a file with more undecodable or control bytes than this is binary, not text
+
+
+def read_text_file(path: str | Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """The lines of a UTF-8 text file, and what was skipped as (file, reason) pairs.
+
+    An empty or binary file (a NUL byte, or more than ``BINARY_FRACTION`` of its bytes undecodable or
+    control characters) gives no lines; in a text file, lines that are not UTF-8 are dropped and named.
+
+    Raises:
+        Data2VecError: the file cannot be read at all.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise Data2VecError(f"cannot read {path}: {e.strerror or e}") from None
+    if not raw.strip():
+        return [], [(str(path), "empty: no text in it")]
+    fix = "pass plain UTF-8 text, one sentence or paragraph per line (convert with `iconv -t utf-8`)"
+    if b"\x00" in raw:
+        return [], [(str(path), f"binary: it holds NUL bytes, it is not UTF-8 text (UTF-16? a binary file?); {fix}")]
+    text = raw.decode("utf-8", errors="replace")
+    odd = text.count("\ufffd") + len(raw) - len(raw.translate(None, _CONTROL_BYTES))
+    if odd > BINARY_FRACTION * len(raw):
+        return [], [(str(path), f"binary: {odd / len(raw):.0%} of its bytes are not text; {fix}")]
+    try:
+        return raw.decode("utf-8").splitlines(), []
+    except UnicodeDecodeError:
+        pass
+    lines, bad = [], []
+    for n, line in enumerate(raw.splitlines(), start=1):
+        try:
+            lines += line.decode("utf-8").splitlines() or [""]
+        except UnicodeDecodeError:
+            bad.append(n)
+    shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+    return lines, [(str(path), f"not UTF-8: {len(bad)} line(s) skipped (line {shown}); {fix}")]

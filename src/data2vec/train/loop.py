@@ -38,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from data2vec.config import to_dict
 from data2vec.core.data2vec import Data2Vec
 from data2vec.core.monitors import check_collapse
+from data2vec.data.skips import SkipLog
 from data2vec.modalities import get_modality
 from data2vec.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from data2vec.train.config import PretrainConfig, pretrain_config_from_dict
@@ -318,6 +319,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
               f"{dist_info.world_size} process(es) on {dist_info.device}; "
               + (f"resuming at update {trainer.step}" if resume else "starting at update 0"), flush=True)
     log = RunLog(run_dir, cfg.train.max_update, trainer.step, enabled=main)
+    skips = SkipLog(run_dir, data.report, dist_info, resume=resume)  # files the data readers skipped
 
     t_cfg = cfg.train
     stream = batch_stream(data, trainer.epoch, trainer.batch_in_epoch)
@@ -329,6 +331,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
             micro = []
             for _ in range(t_cfg.update_freq):
                 trainer.epoch, trainer.batch_in_epoch, b = next(stream)
+                skips.take(b, trainer.epoch)
                 micro.append(b)
             samples_since += sum(int(b["source"].size(0)) for b in micro)
             last = trainer.train_update(micro)
@@ -344,6 +347,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
                 log.log(trainer.step, last)
             stop_now = trainer._all_reduce(torch.tensor([float(stop.requested)]))[0].item() > 0
             if stop_now or trainer.step % t_cfg.save_interval_updates == 0 or trainer.step == t_cfg.max_update:
+                skips.save()
                 trainer.save(ckpt_path)
                 if main and t_cfg.keep_interval_checkpoints and trainer.step % t_cfg.save_interval_updates == 0:
                     shutil.copyfile(ckpt_path, run_dir / f"checkpoint_{trainer.step}.pt")
@@ -361,5 +365,6 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
 
     summary = {"status": "done", "steps": trainer.step, "epochs_seen": trainer.epoch,
                "checkpoint": str(ckpt_path), "world_size": dist_info.world_size, "device": str(dist_info.device)}
+    summary["skipped_files"] = skips.finish()
     log.finish(summary)
     return summary

@@ -2,7 +2,8 @@
 
 Glue between the config and ``data2vec.data.audio`` (fairseq ``FileAudioDataset`` semantics).
 Bad entries are reported before training starts (``DataReport.summary``); the run refuses to start
-only when nothing usable remains.
+only when nothing usable remains. A clip that fails when it is read (NaN/Inf, changed since the check) is
+replaced by the next one and named in ``batch["skipped"]`` (``data2vec.data.skips``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
     # imported here: data2vec.data.audio uses this package's masking (no import cycle at module load)
     from data2vec.data.audio import (AudioCollator, AudioDataset, BucketBatchSampler, build_audio_loader,
                                      read_manifest, validate_manifest)
+    from data2vec.data.skips import CollateWithSkips
 
     d: AudioDataConfig = cfg.data
     if not d.path:
@@ -44,12 +46,13 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
     manifest, report = validate_manifest(read_manifest(manifest_path), sample_rate=d.sample_rate,
                                          min_samples=d.min_sample_size)
     dataset = AudioDataset(manifest, sample_rate=d.sample_rate, max_sample_size=d.max_sample_size,
-                           min_sample_size=d.min_sample_size, normalize=d.normalize, seed=seed)
+                           min_sample_size=d.min_sample_size, normalize=d.normalize, seed=seed,
+                           skip_unreadable=True)
     sampler = BucketBatchSampler(dataset.sizes, max_tokens=d.max_tokens, max_sentences=d.max_sentences,
                                  seed=seed, num_replicas=dist.world_size, rank=dist.rank)
-    collator = AudioCollator(frame_lengths_fn=functools.partial(conv_frame_lengths, conv_layers=encoder.conv_layers),
-                             mask_cfg=cfg.masking, seed=seed, pad=d.enable_padding,
-                             max_sample_size=d.max_sample_size)
+    collator = CollateWithSkips(AudioCollator(
+        frame_lengths_fn=functools.partial(conv_frame_lengths, conv_layers=encoder.conv_layers),
+        mask_cfg=cfg.masking, seed=seed, pad=d.enable_padding, max_sample_size=d.max_sample_size))
 
     def make_loader(epoch: int, start_batch: int = 0):
         return build_audio_loader(dataset, sampler, collator, num_workers=d.num_workers, epoch=epoch,

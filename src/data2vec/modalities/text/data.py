@@ -1,4 +1,8 @@
-"""Text pretraining data: prepared directory -> blocks -> length-bucketed batches -> masking collator."""
+"""Text pretraining data: prepared directory -> blocks -> length-bucketed batches -> masking collator.
+
+The corpus is checked when loaded (``data2vec.data.text.load_corpus``); the input files that
+``data2vec prepare text`` skipped (binary, empty, lines not UTF-8) are listed in the run's skip summary.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ def resolve_config(cfg):
 
 def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
     from data2vec.data.sampler import BucketBatchSampler, build_loader
-    from data2vec.data.text import TextBlockDataset, TextCollator, Tokenizer
+    from data2vec.data.text import TextBlockDataset, TextCollator, Tokenizer, read_corpus_info
 
     d: TextDataConfig = cfg.data
     root = _require_dir(d)
@@ -54,16 +58,24 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
         raise ValueError(f"data.tokens_per_sample={d.tokens_per_sample} exceeds encoder.max_positions="
                          f"{encoder.cfg.max_positions}")
     dataset = TextBlockDataset(root / f"{d.train_subset}.npz", tokens_per_sample=d.tokens_per_sample,
-                               break_mode=d.break_mode, bos=tok.bos)
+                               break_mode=d.break_mode, bos=tok.bos, vocab_size=tok.vocab_size)
     sampler = BucketBatchSampler(dataset.sizes, max_tokens=d.max_tokens, max_sentences=d.max_sentences, seed=seed,
                                  num_replicas=dist.world_size, rank=dist.rank)
     collator = TextCollator(cfg.masking, seed, tok.pad, tok.mask, tok.special_ids, tok.vocab_size)
 
+    prepared_skips = [tuple(x) for x in read_corpus_info(root).get("skipped", [])]  # by `prepare text`
+
     class Report:
+        @staticmethod
+        def skipped() -> list[tuple[str, str]]:
+            return list(prepared_skips)
+
         @staticmethod
         def summary() -> str:
             return (f"{root.name}/{d.train_subset}.npz: {int(dataset.sizes.sum()):,} tokens in {len(dataset):,} "
-                    f"blocks of <= {d.tokens_per_sample} ({d.break_mode}); vocabulary {tok.vocab_size:,}")
+                    f"blocks of <= {d.tokens_per_sample} ({d.break_mode}); vocabulary {tok.vocab_size:,}"
+                    + (f"; {len(prepared_skips)} input file(s) skipped by `data2vec prepare text`"
+                       if prepared_skips else ""))
 
     def make_loader(epoch: int, start_batch: int = 0):
         return build_loader(dataset, sampler, collator, num_workers=d.num_workers, epoch=epoch, start_batch=start_batch)

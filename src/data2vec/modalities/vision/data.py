@@ -1,11 +1,16 @@
-"""Image pretraining data: ImageFolder -> fixed-size batches -> block masks in the collator."""
+"""Image pretraining data: ImageFolder -> fixed-size batches -> block masks in the collator.
+
+Files whose header is bad (empty, not an image, more than ``max_image_pixels``) are dropped and reported
+before training; an image that fails when decoded (truncated) is replaced by the next one and named in
+``batch["skipped"]`` (``data2vec.data.skips``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data2vec.data.images import AugmentConfig
+from data2vec.data.images import MAX_IMAGE_PIXELS, AugmentConfig
 from data2vec.data.sampler import PretrainData
 
 
@@ -16,11 +21,13 @@ class ImageDataConfig:
     batch_size: int = 128  # images per batch and process
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     num_workers: int = 2
+    max_image_pixels: int = MAX_IMAGE_PIXELS  # larger images (width x height) are skipped, never decoded
 
 
 def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
     from data2vec.data.images import ImageCollator, ImageFolder
     from data2vec.data.sampler import BucketBatchSampler, build_loader
+    from data2vec.data.skips import CollateWithSkips
 
     d: ImageDataConfig = cfg.data
     if not d.path:
@@ -28,16 +35,25 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
     if d.augment.image_size != encoder.cfg.image_size:
         raise ValueError(f"data.augment.image_size={d.augment.image_size} differs from encoder.image_size="
                          f"{encoder.cfg.image_size}")
-    dataset = ImageFolder(Path(d.path) / d.train_subset, channels=encoder.cfg.in_chans, augment_cfg=d.augment, seed=seed)
+    if d.max_image_pixels < 1:
+        raise ValueError(f"data.max_image_pixels must be >= 1, got {d.max_image_pixels}")
+    dataset = ImageFolder(Path(d.path) / d.train_subset, channels=encoder.cfg.in_chans, augment_cfg=d.augment,
+                          seed=seed, max_pixels=d.max_image_pixels, skip_unreadable=True)
     sampler = BucketBatchSampler(dataset.sizes, max_tokens=d.batch_size, seed=seed, num_replicas=dist.world_size,
                                  rank=dist.rank)
-    collator = ImageCollator(cfg.masking, (encoder.cfg.grid, encoder.cfg.grid), seed)
+    collator = CollateWithSkips(ImageCollator(cfg.masking, (encoder.cfg.grid, encoder.cfg.grid), seed))
 
     class Report:
         @staticmethod
+        def skipped() -> list[tuple[str, str]]:
+            return dataset.report.skipped()
+
+        @staticmethod
         def summary() -> str:
+            dropped = "\n".join(dataset.report.summary().splitlines()[1:])
             return (f"{dataset.root}: {len(dataset):,} images in {len(dataset.classes)} classes; "
-                    f"{len(sampler):,} batches of {d.batch_size} per epoch and process")
+                    f"{len(sampler):,} batches of {d.batch_size} per epoch and process"
+                    + (f"\n{dropped}" if dropped else ""))
 
     def make_loader(epoch: int, start_batch: int = 0):
         return build_loader(dataset, sampler, collator, num_workers=d.num_workers, epoch=epoch, start_batch=start_batch)
