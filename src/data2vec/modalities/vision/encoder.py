@@ -133,7 +133,7 @@ class VisionContextEncoder(nn.Module):
         self.rel_pos_bias = nn.Parameter(torch.zeros((2 * g - 1) ** 2 + 3, cfg.num_heads)) \
             if cfg.rel_pos_bias == "shared" else None
         self.register_buffer("rel_pos_index", relative_position_index(g, g), persistent=False)
-        rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth, device="cpu").tolist()  # also under a meta device
         self.layers = nn.ModuleList(Block(cfg, r) for r in rates)
         eps = cfg.layer_norm_eps
         self.norm = None if cfg.use_mean_pooling else nn.LayerNorm(cfg.embed_dim, eps=eps)
