@@ -5,8 +5,8 @@ in fairseq keep fairseq's spelling. A resolved config is plain JSON: it is writt
 directory and into every checkpoint, and ``from_dict`` rebuilds the dataclasses from it.
 
 Overrides are parsed with ``ast.literal_eval`` (never ``eval``/``exec``) and type-checked against
-the field's annotation; an unknown key or a value of the wrong type is a ``ValueError`` that names
-the key and what it expected.
+the field's annotation; an unknown key or a value of the wrong type is a ``Data2VecError`` (a ``ValueError``)
+that names the key and what it expected.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import types
 import typing
 from pathlib import Path
 from typing import Any, Union
+
+from data2vec.errors import Data2VecError
 
 
 def to_dict(cfg: Any) -> Any:
@@ -56,57 +58,63 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
                 return coerce(value, a, key)
             except ValueError as e:
                 errors.append(str(e))
-        raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        raise Data2VecError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is typing.Literal:
         if value not in typing.get_args(tp):
-            raise ValueError(f"{key}: expected one of {list(typing.get_args(tp))}, got {value!r}")
+            raise Data2VecError(f"{key}: expected one of {list(typing.get_args(tp))}, got {value!r}")
         return value
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key}: expected a list, got {value!r}")
+            raise Data2VecError(f"{key}: expected a list, got {value!r}")
         args = typing.get_args(tp)
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
             return tuple(coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if origin is tuple and args:
             if len(args) != len(value):
-                raise ValueError(f"{key}: expected {len(args)} values, got {len(value)}")
+                raise Data2VecError(f"{key}: expected {len(args)} values, got {len(value)}")
             return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         elem = args[0] if args else Any
         return [coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
+            raise Data2VecError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
         return from_dict(tp, value, prefix=key + ".")
     if tp is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{key}: expected true/false, got {value!r}")
+            raise Data2VecError(f"{key}: expected true/false, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key}: expected a number, got {value!r}")
+            raise Data2VecError(f"{key}: expected a number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise ValueError(f"{key}: expected an integer, got {value!r}")
+            raise Data2VecError(f"{key}: expected an integer, got {value!r}")
         return int(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ValueError(f"{key}: expected a string, got {value!r}")
+            raise Data2VecError(f"{key}: expected a string, got {value!r}")
         return value
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+            raise Data2VecError(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
-    raise ValueError(f"{key}: unsupported annotation {tp}")
+    raise Data2VecError(f"{key}: unsupported annotation {tp}")
 
 
 def from_dict(cls, data: dict, prefix: str = ""):
     """Build dataclass ``cls`` from a (possibly partial) dict; unknown keys are errors."""
+    if not isinstance(data, dict):
+        raise Data2VecError(f"{prefix.rstrip('.') or 'config'}: expected a mapping for {cls.__name__}, got {data!r}")
     hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
+    required = sorted(f.name for f in dataclasses.fields(cls) if f.init and f.default is dataclasses.MISSING
+                      and f.default_factory is dataclasses.MISSING and f.name not in data)
+    if required:
+        raise Data2VecError(f"config is missing {', '.join(prefix + r for r in required)}")
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(
+        raise Data2VecError(
             f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; "
             f"valid keys under '{prefix.rstrip('.') or 'top level'}': {', '.join(sorted(names))}"
         )
@@ -121,7 +129,7 @@ def merge(cfg, data: dict, prefix: str = ""):
     changes = {}
     for k, v in data.items():
         if k not in names:
-            raise ValueError(
+            raise Data2VecError(
                 f"unknown config key '{prefix + k}'; valid keys under "
                 f"'{prefix.rstrip('.') or 'top level'}': {', '.join(sorted(names))}"
             )
@@ -129,7 +137,7 @@ def merge(cfg, data: dict, prefix: str = ""):
         if dataclasses.is_dataclass(cur) and isinstance(v, dict):
             changes[k] = merge(cur, v, prefix + k + ".")
         elif dataclasses.is_dataclass(cur):  # a section typed Any (per modality) still takes only a mapping
-            raise ValueError(f"{prefix + k}: expected a mapping for {type(cur).__name__}, got {v!r}")
+            raise Data2VecError(f"{prefix + k}: expected a mapping for {type(cur).__name__}, got {v!r}")
         else:
             changes[k] = coerce(v, hints[k], prefix + k)
     return dataclasses.replace(cfg, **changes)
@@ -139,11 +147,11 @@ def parse_override(item: str) -> dict:
     """``"optim.lr=1e-3"`` -> ``{"optim": {"lr": 0.001}}``. Values are Python/JSON literals;
     anything that is not a literal is taken as a string (so ``--set data.path=/x`` works)."""
     if "=" not in item:
-        raise ValueError(f"override '{item}' must look like key.sub=value")
+        raise Data2VecError(f"override '{item}' must look like key.sub=value")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key or any(not p.isidentifier() for p in key.split(".")):
-        raise ValueError(f"override '{item}': '{key}' is not a dotted config key")
+        raise Data2VecError(f"override '{item}': '{key}' is not a dotted config key")
     lowered = {"true": True, "false": False, "null": None, "none": None}
     if raw.strip().lower() in lowered:
         value = lowered[raw.strip().lower()]
@@ -180,15 +188,26 @@ def yaml_load(text: str):
 
 
 def load_file(path: str | Path) -> dict:
-    """Read a YAML or JSON override file into a dict."""
+    """Read a YAML or JSON override file into a dict (a malformed file is one line naming where it breaks)."""
+    import yaml
+
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"config file {path} does not exist")
-    text = path.read_text()
-    if path.suffix == ".json":
-        data = json.loads(text)
-    else:
-        data = yaml_load(text) or {}
+        raise Data2VecError(f"config file {path} does not exist")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise Data2VecError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else (yaml_load(text) or {})
+    except json.JSONDecodeError as e:
+        raise Data2VecError(f"config file {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") \
+            from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise Data2VecError(f"config file {path} is not valid YAML: {what}{where}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping at the top level")
+        raise Data2VecError(f"config file {path} must hold a mapping at the top level")
     return data

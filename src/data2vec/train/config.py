@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from data2vec.config import from_dict
 from data2vec.core.data2vec import Data2VecConfig
+from data2vec.errors import Data2VecError
 from data2vec.modalities import get_modality
 from data2vec.train.optim import OptimConfig
 
@@ -28,6 +31,13 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads on CPU (0 = torch default)
     init_from: str = ""  # start from these weights (HF dir, fairseq .pt, our checkpoint or converted dir)
 
+    def __post_init__(self):
+        # max_update 0 is a task's "derive it" marker (text fine-tuning: max_epochs); runs check >= 1 at start
+        for name, least in (("update_freq", 1), ("log_interval", 1), ("save_interval_updates", 1), ("threads", 0),
+                            ("max_update", 0)):
+            if getattr(self, name) < least:
+                raise Data2VecError(f"train.{name} must be >= {least}, got {getattr(self, name)}")
+
 
 @dataclass(kw_only=True)
 class PretrainConfig:
@@ -44,8 +54,10 @@ class PretrainConfig:
 
 def pretrain_config_from_dict(d: dict) -> PretrainConfig:
     """Rebuild a PretrainConfig from its JSON form (the modality picks the section classes)."""
+    if not isinstance(d, dict):
+        raise Data2VecError(f"a config must be a JSON object (mapping), got {type(d).__name__}")
     if "modality" not in d:
-        raise ValueError("config has no 'modality'")
+        raise Data2VecError("config has no 'modality' (audio, text or vision)")
     spec = get_modality(d["modality"])
     known = {"modality", "version", "preset", "encoder", "masking", "data", "model", "optim", "train"}
     unknown = sorted(set(d) - known)
@@ -53,7 +65,10 @@ def pretrain_config_from_dict(d: dict) -> PretrainConfig:
         raise ValueError(f"unknown config key(s) {unknown}; valid: {sorted(known)}")
     version = d.get("version", 1)
     encoder_cls, mask_cls = spec.configs(version)
-    return PretrainConfig(
+    for k in ("encoder", "masking", "data", "model", "optim", "train"):
+        if not isinstance(d.get(k, {}), dict):
+            raise Data2VecError(f"{k}: expected a mapping, got {d[k]!r}")
+    cfg = PretrainConfig(
         modality=d["modality"],
         version=version,
         preset=d.get("preset", ""),
@@ -64,3 +79,96 @@ def pretrain_config_from_dict(d: dict) -> PretrainConfig:
         optim=from_dict(OptimConfig, d.get("optim", {}), "optim."),
         train=from_dict(TrainConfig, d.get("train", {}), "train."),
     )
+    check_model_size(cfg.encoder, cfg.model)
+    return cfg
+
+
+# Encoder sizes that must be >= 1 (every other integer field of an encoder config must be >= 0).
+_POSITIVE = {"encoder_embed_dim", "encoder_layers", "encoder_ffn_embed_dim", "encoder_attention_heads", "embed_dim",
+             "depth", "num_heads", "image_size", "patch_size", "in_chans", "max_positions", "conv_pos_groups",
+             "decoder_dim", "decoder_groups"}
+MAX_BLOCKS = 4096  # Transformer blocks + conv layers; the largest published data2vec has 24 + 7
+
+
+def _ints(section, prefix: str):
+    for f in dataclasses.fields(section):
+        v = getattr(section, f.name)
+        if isinstance(v, int) and not isinstance(v, bool):
+            yield prefix + f.name, f.name, v
+
+
+def estimate_parameters(enc, model: Data2VecConfig | None = None) -> tuple[int, int]:
+    """(parameters, blocks) a model of this encoder (and data2vec head/decoder) config will have, from the config
+    alone (nothing is built); within ~10% of the real count for the presets, enough to refuse absurd sizes."""
+    def get(*names, default=0):
+        return next((getattr(enc, n) for n in names if hasattr(enc, n)), default)
+
+    d = get("encoder_embed_dim", "embed_dim")
+    layers = get("encoder_layers", "depth") + get("prenet_depth")
+    ffn = get("encoder_ffn_embed_dim", default=0) or int(d * float(get("mlp_ratio", default=4.0)))
+    n = layers * (4 * d * d + 2 * d * ffn + 9 * d + ffn)  # attention, MLP, norms and biases
+    blocks = layers
+    spec = get("conv_feature_layers", "feature_encoder_spec", default="")
+    if spec:
+        from data2vec.modalities.audio.encoder import parse_conv_layers
+
+        c_in = 1
+        for dim, k, _ in parse_conv_layers(spec):
+            n += c_in * dim * k + 2 * dim
+            c_in = dim
+        n += c_in * d
+        blocks += len(parse_conv_layers(spec))
+    groups = get("conv_pos_groups")
+    if groups:  # positional convolution(s)
+        width, depth = get("conv_pos", "conv_pos_width"), get("pos_conv_depth", "conv_pos_depth", default=1)
+        depth = max(depth, 1)
+        n += d * (d // groups) * max(3, width // depth) * depth
+    n += (get("vocab_size") + get("max_positions")) * d
+    if get("patch_size"):
+        n += get("in_chans") * get("patch_size") ** 2 * d + (get("image_size") // get("patch_size") + 1) ** 2 * d
+    dec = getattr(model, "decoder", None)
+    if dec is not None:
+        n += dec.decoder_layers * dec.decoder_dim * (dec.decoder_dim // max(dec.decoder_groups, 1)) \
+            * dec.decoder_kernel + 2 * d * dec.decoder_dim
+        blocks += dec.decoder_layers
+    elif model is not None:
+        n += model.head_layers * 2 * d * d
+    return n, blocks
+
+
+def _human_bytes(n: float) -> str:
+    unit, scale = next((u, s) for u, s in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20))
+                       if n >= s or u == "MiB")
+    value = n / scale
+    return f"{value:,.1f} {unit}" if value < 1e6 else f"{value:.2g} {unit}"
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no limit known
+        return 0
+
+
+def check_model_size(enc, model: Data2VecConfig | None = None, prefix: str = "encoder.") -> None:
+    """Refuse, before anything is allocated, an encoder config with negative or zero sizes, or one so large that
+    its weights alone would not fit in this machine's memory (the message gives the estimate)."""
+    sections = [(enc, prefix)]
+    if getattr(model, "decoder", None) is not None:
+        sections.append((model.decoder, "model.decoder."))
+    for section, pre in sections:
+        for key, name, v in _ints(section, pre):
+            if v < 0 or (v == 0 and name in _POSITIVE):
+                raise Data2VecError(f"{key} must be {'>= 1' if name in _POSITIVE else '>= 0'}, got {v}")
+    if float(getattr(enc, "mlp_ratio", 1.0)) <= 0:
+        raise Data2VecError(f"{prefix}mlp_ratio must be > 0, got {enc.mlp_ratio}")
+    n, blocks = estimate_parameters(enc, model)
+    weights = 2 * 4 * n  # fp32 student + EMA teacher
+    memory = _memory_bytes()
+    if blocks > MAX_BLOCKS or (memory and weights > memory):
+        why = (f"{blocks:,} blocks (at most {MAX_BLOCKS:,})" if blocks > MAX_BLOCKS else
+               f"more than this machine's {_human_bytes(memory)} of memory")
+        raise Data2VecError(
+            f"the {prefix.rstrip('.')} config describes about {n:.3g} parameters, {_human_bytes(weights)} for the "
+            f"student and teacher weights alone (training needs ~2.5x that): {why}; check the sizes under "
+            f"{prefix.rstrip('.')} (width, layers, conv spec)")

@@ -28,6 +28,7 @@ from torch import nn
 from data2vec.layers.transformer import ContextOutput, Embedded, PostLNBlock, init_bert_params, run_layers
 
 WAV2VEC2_CONV = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2"
+MAX_CONV_LAYERS = 1000  # a spec is refused before expanding ``[...] * n`` beyond this
 
 
 def parse_conv_layers(spec: str) -> list[tuple[int, int, int]]:
@@ -38,7 +39,12 @@ def parse_conv_layers(spec: str) -> list[tuple[int, int, int]]:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
             return ev(node.left) + ev(node.right)
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
-            return ev(node.left) * ev(node.right)
+            left, right = ev(node.left), ev(node.right)
+            seq, times = (left, right) if isinstance(right, int) else (right, left)
+            if isinstance(seq, (list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_CONV_LAYERS:
+                raise _TooLong(f"conv_feature_layers={spec[:80]!r}: {len(seq) * times:,} conv layers; at most "
+                               f"{MAX_CONV_LAYERS} are allowed (wav2vec 2.0 has 7)")
+            return left * right
         if isinstance(node, (ast.List, ast.Tuple)):
             vals = [ev(e) for e in node.elts]
             return vals if isinstance(node, ast.List) else tuple(vals)
@@ -46,11 +52,18 @@ def parse_conv_layers(spec: str) -> list[tuple[int, int, int]]:
             return node.value
         raise ValueError
 
+    from data2vec.errors import Data2VecError
+
+    class _TooLong(Data2VecError):
+        pass
+
     try:
         layers = ev(ast.parse(spec, mode="eval").body)
         assert isinstance(layers, list) and layers
         layers = [tuple(int(v) for v in t) for t in layers]
         assert all(len(t) == 3 and min(t) > 0 for t in layers)
+    except _TooLong:
+        raise
     except (ValueError, SyntaxError, AssertionError, TypeError):
         raise ValueError(
             f"conv_feature_layers={spec!r} is not a list of (dim, kernel, stride) tuples, "
