@@ -12,21 +12,31 @@
 Config precedence: preset < ``--config`` file (YAML/JSON, nested like config.json) < ``--set`` overrides
 < ``--data``. With ``--resume`` the run's own ``config.json`` replaces the preset, so a resumed run
 keeps its recipe; overrides still apply (e.g. ``--set train.max_update=2000`` to extend it).
-Errors in the user's input are printed as one message and exit code 2, without a traceback
-(``DATA2VEC_DEBUG=1`` shows it).
+Errors the user can fix (``data2vec.errors.Data2VecError``, a ``ValueError`` raised by our own code, a missing
+file, a full disk, a read-only or unwritable ``--out``) are printed as one line on stderr with exit code 2,
+without a traceback (``DATA2VEC_DEBUG=1`` shows it); any other exception is a bug and keeps its traceback.
+A closed stdout (``data2vec presets | head``) ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
 from pathlib import Path
 
+from data2vec.errors import Data2VecError
+
 EXIT_USAGE = 2
 EXIT_COLLAPSE = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as `yes | head` leaves it
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+# OS errors that come from the user's environment (disk, permissions, paths), not from a bug
+_ENV_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR,
+               errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.EFBIG, errno.ENOTEMPTY}
 
 
 def _deep_update(d: dict, u: dict) -> None:
@@ -61,7 +71,7 @@ def _build_pretrain_config(args):
 
     saved = Path(args.out) / "config.json"
     if args.resume and saved.is_file():
-        cfg = pretrain_config_from_dict(json.loads(saved.read_text()))
+        cfg = pretrain_config_from_dict(_read_json(saved))
         if args.preset and args.preset != cfg.preset:
             raise ValueError(f"--preset {args.preset} does not match the run being resumed ({cfg.preset}); "
                              "drop --preset when resuming")
@@ -80,6 +90,18 @@ def _build_pretrain_config(args):
 
         cfg = fairseq_exact_config(cfg)
     return _apply_overrides(cfg, args)
+
+
+def _read_json(path: Path) -> dict:
+    """A run's ``config.json``; a damaged one is a one-line error naming it."""
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise Data2VecError(f"{path} is not valid JSON ({e}); restore it (the checkpoint holds the run's config)") \
+            from None
+    if not isinstance(d, dict):
+        raise Data2VecError(f"{path} must hold a JSON object, got {type(d).__name__}")
+    return d
 
 
 def _print_config(cfg) -> int:
@@ -172,7 +194,7 @@ def _build_finetune_config(args):
 
     saved = Path(args.out) / "config.json"
     if args.resume and saved.is_file():
-        cfg = finetune_config_from_dict(json.loads(saved.read_text()))
+        cfg = finetune_config_from_dict(_read_json(saved))
     else:
         if args.init:
             from data2vec.pretrained import load_pretrained
@@ -212,6 +234,13 @@ def cmd_presets(args) -> int:
     for name, (_, desc) in PRESETS.items():
         print(f"{name:<{width}}  {desc}")
     return 0
+
+
+def _writable_out(args) -> None:
+    """``prepare``: refuse an --out that cannot be written before any work (one line, not a traceback later)."""
+    from data2vec.train.checkpoint import make_run_dir
+
+    make_run_dir(Path(args.out).parent if args.what == "lm" else Path(args.out))
 
 
 def cmd_prepare_speech(args) -> int:
@@ -389,14 +418,66 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _raised_by_us(e: BaseException) -> bool:
+    """Whether ``e`` was raised by a ``raise`` in data2vec's own code (our user-facing ``ValueError``s), rather
+    than inside a library we called (a bug in how we called it)."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIR)
+
+
+def user_error(e: BaseException) -> str | None:
+    """The one line to print for an error the user can fix, or None for a bug (which keeps its traceback)."""
+    if isinstance(e, Data2VecError):
+        return str(e)
+    if isinstance(e, OSError) and e.errno in _ENV_ERRNOS:  # from the OS: the disk, a path, permissions
+        from data2vec.train.checkpoint import os_reason
+
+        return f"{e.filename}: {os_reason(e)}" if e.filename else os_reason(e)
+    if isinstance(e, (ValueError, FileNotFoundError, FileExistsError)) and _raised_by_us(e):
+        return str(e)
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    if isinstance(e, SafetensorError):
+        return f"a .safetensors file is damaged or not a safetensors file ({e}); re-create it (`data2vec convert`)"
+    return None
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (``| head``)."""
+    import select
+
+    try:
+        p = select.poll()
+        p.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in p.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
-        if os.environ.get("DATA2VEC_DEBUG"):
+        if args.command == "prepare":
+            _writable_out(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return rc
+    except BrokenPipeError:
+        if not _stdout_closed():
             raise
-        print(f"data2vec {args.command}: error: {e}", file=sys.stderr)
+        devnull = os.open(os.devnull, os.O_WRONLY)  # the reader left (`| head`): nothing more to say
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as e:
+        message = user_error(e)
+        if message is None or os.environ.get("DATA2VEC_DEBUG"):
+            raise
+        line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+        print(f"data2vec {args.command}: error: {line}", file=sys.stderr)
         return EXIT_USAGE
 
 

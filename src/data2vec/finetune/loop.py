@@ -29,6 +29,7 @@ A *fine-tuning task* (``data2vec.finetune.image.TASK``, ``.asr.TASK``, ``.text.T
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from dataclasses import dataclass
@@ -37,7 +38,9 @@ from pathlib import Path
 import torch
 
 from data2vec.config import from_dict, merge, to_dict
-from data2vec.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from data2vec.errors import Data2VecError
+from data2vec.train.checkpoint import (RunLock, check_state_shapes, load_checkpoint, require_entries, rng_state,
+                                       save_checkpoint, set_rng_state)
 from data2vec.train.distributed import cleanup, init_distributed
 from data2vec.train.loop import Trainer, _StopFlag, batch_stream, seed_everything
 from data2vec.train.run_log import RunLog
@@ -52,6 +55,14 @@ class FinetuneBase:
 
     init: str = ""  # pretrained weights ("" = random initialisation)
     eval_interval: int = 100  # updates between validations (and at the end)
+
+    def __post_init__(self):
+        if self.eval_interval < 1:
+            raise Data2VecError(f"eval_interval must be >= 1, got {self.eval_interval}")
+        from data2vec.train.config import check_model_size
+
+        if dataclasses.is_dataclass(getattr(self, "encoder", None)):
+            check_model_size(self.encoder)
 
 
 class FinetuneModel(torch.nn.Module):
@@ -154,14 +165,21 @@ def _better(task, a: float, b: float) -> bool:
 
 
 def finetune(cfg, out_dir: str | Path, *, resume: bool = False) -> dict:
+    from data2vec.train.config import check_model_size
+
     run_dir = Path(out_dir)
     last_path = run_dir / "checkpoint_last.pt"
-    if last_path.exists() and not resume:
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
+    check_model_size(cfg.encoder)  # before anything is allocated
     dist_info = init_distributed(cfg.train.device)
+    lock = RunLock(run_dir)  # one run per directory (rank 0 holds it for the job, as in pretraining)
     try:
+        if dist_info.is_main:
+            lock.acquire()
+        if last_path.exists() and not resume:
+            raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
         return _finetune(cfg, run_dir, resume and last_path.exists(), dist_info)
     finally:
+        lock.release()
         cleanup()
 
 
@@ -176,6 +194,8 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
     seed_everything(cfg.train.seed)
     data = task.build_data(cfg, dist_info, cfg.train.seed)
     cfg = task.complete_config(cfg, data)
+    if cfg.train.max_update < 1:
+        raise Data2VecError(f"train.max_update must be >= 1 (the number of updates to train), got {cfg.train.max_update}")
     encoder = get_modality(task.modality).build_encoder(cfg.encoder)
     if cfg.init and not resume:
         load_encoder_weights(encoder, cfg.init)
@@ -185,6 +205,8 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
     best = {metric: None, "step": 0}
     if resume:
         ck = load_checkpoint(last_path)
+        require_entries(last_path, ck, ("model", "optimizer", "step", "epoch", "batch_in_epoch", "best", "rng"))
+        check_state_shapes(last_path, model, ck["model"], "resume with the run's own config.json, or start a new --out")
         model.load_state_dict(ck["model"])
         trainer.optimizer.load_state_dict(ck["optimizer"])
         trainer.step, trainer.epoch, trainer.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
@@ -233,7 +255,9 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
         return {"status": "interrupted", "steps": trainer.step}
     summary = {"status": "done", "steps": trainer.step, "metric": metric, "best_valid": best}
     if best_path.exists() and "test" in data.sets:
-        model.load_state_dict(load_checkpoint(best_path)["model"])
+        ck = load_checkpoint(best_path)
+        require_entries(best_path, ck, ("model",))
+        model.load_state_dict(ck["model"])
         summary["test"] = task.evaluate(model, data.eval_loader("test"), dist_info.device, cfg)
     if main:
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -25,7 +25,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -40,8 +39,10 @@ from data2vec.core.data2vec import Data2Vec
 from data2vec.core.monitors import check_collapse
 from data2vec.data.skips import SkipLog
 from data2vec.modalities import get_modality
-from data2vec.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from data2vec.train.config import PretrainConfig, pretrain_config_from_dict
+from data2vec.errors import Data2VecError
+from data2vec.train.checkpoint import (RunLock, check_state_shapes, copy_checkpoint, load_checkpoint, require_entries,
+                                       rng_state, save_checkpoint, set_rng_state)
+from data2vec.train.config import PretrainConfig, check_model_size, pretrain_config_from_dict
 from data2vec.train.distributed import DistInfo, cleanup, init_distributed
 from data2vec.train.optim import build_optimizer, lr_at
 from data2vec.train.run_log import RunLog
@@ -51,6 +52,7 @@ CHECKPOINT = "checkpoint_last.pt"
 _KILL_AFTER_UPDATE = int(os.environ.get("DATA2VEC_TEST_KILL_AFTER_UPDATE", "0"))
 # config sections that must match the checkpoint on resume (the rest, e.g. max_update, may change)
 _FROZEN_SECTIONS = ("modality", "version", "encoder", "masking", "model")
+RESUME_ENTRIES = ("config", "model", "optimizer", "step", "epoch", "batch_in_epoch", "rng")  # what --resume reads
 
 
 class TrainingInterrupted(Exception):
@@ -229,7 +231,9 @@ class Trainer:
         if self.dist.world_size > 1:
             dist.barrier()
 
-    def load(self, ckpt: dict) -> None:
+    def load(self, ckpt: dict, path: Path | str = "checkpoint") -> None:
+        require_entries(path, ckpt, RESUME_ENTRIES)
+        check_state_shapes(path, self.model, ckpt["model"], "resume with the run's own config.json, or start a new --out")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.epoch, self.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
@@ -255,8 +259,8 @@ def _check_resume_config(cfg: PretrainConfig, saved: dict) -> None:
                            for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)]
             else:
                 detail.append(f"{k}: checkpoint {a!r} vs now {b!r}")
-        raise ValueError("cannot resume: the model/masking config differs from the checkpoint's:\n  "
-                         + "\n  ".join(detail) + "\nresume with the run's own config.json, or start a new --out")
+        raise Data2VecError("cannot resume: the model/masking config differs from the checkpoint's: "
+                            + "; ".join(detail) + "; resume with the run's own config.json, or start a new --out")
 
 
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False) -> dict:
@@ -267,13 +271,20 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False) 
     """
     run_dir = Path(out_dir)
     ckpt_path = run_dir / CHECKPOINT
-    if ckpt_path.exists() and not resume:
-        raise FileExistsError(f"{run_dir} already holds a run ({CHECKPOINT}); pass --resume to continue it, "
-                              "or choose another --out")
+    if cfg.train.max_update < 1:
+        raise Data2VecError(f"train.max_update must be >= 1 (the number of updates to train), got {cfg.train.max_update}")
+    check_model_size(cfg.encoder, cfg.model)  # before anything is allocated
     dist_info = init_distributed(cfg.train.device)
+    lock = RunLock(run_dir)  # one run per directory; rank 0 holds it for the job (only rank 0 writes there)
     try:
+        if dist_info.is_main:
+            lock.acquire()
+        if ckpt_path.exists() and not resume:
+            raise FileExistsError(f"{run_dir} already holds a run ({CHECKPOINT}); pass --resume to continue it, "
+                                  "or choose another --out")
         return _pretrain(cfg, run_dir, ckpt_path, resume and ckpt_path.exists(), dist_info)
     finally:
+        lock.release()
         cleanup()
 
 
@@ -300,6 +311,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
     ckpt = None
     if resume:
         ckpt = load_checkpoint(ckpt_path)
+        require_entries(ckpt_path, ckpt, RESUME_ENTRIES)
         _check_resume_config(cfg, ckpt["config"])
 
     seed_everything(cfg.train.seed)
@@ -307,8 +319,11 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
     data = spec.build_pretrain_data(cfg, encoder, dist_info, seed=cfg.train.seed)
     trainer = Trainer(cfg, model, dist_info)
     if ckpt is not None:
-        trainer.load(ckpt)
+        trainer.load(ckpt, ckpt_path)
         del ckpt
+        if trainer.step >= cfg.train.max_update and main:
+            print(f"{ckpt_path} is at update {trainer.step} >= train.max_update {cfg.train.max_update}: nothing to "
+                  "train (raise it with --set train.max_update=N to continue)", flush=True)
 
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -350,7 +365,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
                 skips.save()
                 trainer.save(ckpt_path)
                 if main and t_cfg.keep_interval_checkpoints and trainer.step % t_cfg.save_interval_updates == 0:
-                    shutil.copyfile(ckpt_path, run_dir / f"checkpoint_{trainer.step}.pt")
+                    copy_checkpoint(ckpt_path, run_dir / f"checkpoint_{trainer.step}.pt")
                 if main and trainer.step % (t_cfg.log_interval * 10) == 0:
                     log.plot()
             t_update = time.time()

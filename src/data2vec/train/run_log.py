@@ -2,17 +2,44 @@
 
 Layout of ``RUN/``: ``config.json`` (resolved config), ``metrics.jsonl`` (one JSON object per logged
 update), ``tb/`` (TensorBoard events), ``curves.png`` (loss, lr, target/pred variance), ``summary.json``
-and ``summary.txt`` (written at the end), ``checkpoint_last.pt``.
+and ``summary.txt`` (written at the end), ``checkpoint_last.pt``, ``run.lock`` (held by the running process;
+it names its pid and host).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+
+def read_metrics(path: Path, up_to_step: int) -> list[dict]:
+    """The records of ``metrics.jsonl`` up to ``up_to_step`` (the checkpoint being resumed). A torn last line (the
+    run was killed while appending it) is dropped with a note; a damaged line elsewhere is dropped and counted."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    records, bad = [], []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError
+        except ValueError:
+            bad.append(i + 1)
+            continue
+        if isinstance(rec.get("step", 0), (int, float)) and rec.get("step", 0) <= up_to_step:
+            records.append(rec)
+    if bad == [len(lines)]:
+        print(f"{path}: dropped its torn last line (the run was stopped while writing it)", flush=True)
+    elif bad:
+        print(f"{path}: dropped {len(bad)} unreadable line(s) (line {', '.join(map(str, bad[:5]))}"
+              f"{', ...' if len(bad) > 5 else ''})", flush=True)
+    return records
 
 
 class RunLog:
@@ -30,11 +57,10 @@ class RunLog:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         if self.metrics_path.exists():  # resume: keep the history up to the checkpoint
-            for line in self.metrics_path.read_text().splitlines():
-                rec = json.loads(line)
-                if rec.get("step", 0) <= start_step:
-                    self.records.append(rec)
-            self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+            self.records = read_metrics(self.metrics_path, start_step)
+            tmp = self.metrics_path.with_name(f"metrics.jsonl.{os.getpid()}.tmp")  # atomic: a kill loses nothing
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+            os.replace(tmp, self.metrics_path)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
