@@ -12,6 +12,7 @@ from pathlib import Path
 
 from data2vec.data.images import MAX_IMAGE_PIXELS, AugmentConfig
 from data2vec.data.sampler import PretrainData
+from data2vec.errors import Data2VecError
 
 
 @dataclass(kw_only=True)
@@ -36,7 +37,7 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
         raise ValueError(f"data.augment.image_size={d.augment.image_size} differs from encoder.image_size="
                          f"{encoder.cfg.image_size}")
     if d.max_image_pixels < 1:
-        raise ValueError(f"data.max_image_pixels must be >= 1, got {d.max_image_pixels}")
+        raise Data2VecError(f"data.max_image_pixels must be >= 1, got {d.max_image_pixels}")
     dataset = ImageFolder(Path(d.path) / d.train_subset, channels=encoder.cfg.in_chans, augment_cfg=d.augment,
                           seed=seed, max_pixels=d.max_image_pixels, skip_unreadable=True)
     sampler = BucketBatchSampler(dataset.sizes, max_tokens=d.batch_size, seed=seed, num_replicas=dist.world_size,
