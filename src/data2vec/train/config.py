@@ -51,6 +51,12 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self):
+        # every way a config is made (preset, file, --set, an imported HF/fairseq config) is checked before a model
+        # of it is allocated
+        if dataclasses.is_dataclass(self.encoder):
+            check_model_size(self.encoder, self.model)
+
 
 def pretrain_config_from_dict(d: dict) -> PretrainConfig:
     """Rebuild a PretrainConfig from its JSON form (the modality picks the section classes)."""
@@ -68,7 +74,7 @@ def pretrain_config_from_dict(d: dict) -> PretrainConfig:
     for k in ("encoder", "masking", "data", "model", "optim", "train"):
         if not isinstance(d.get(k, {}), dict):
             raise Data2VecError(f"{k}: expected a mapping, got {d[k]!r}")
-    cfg = PretrainConfig(
+    return PretrainConfig(
         modality=d["modality"],
         version=version,
         preset=d.get("preset", ""),
@@ -79,8 +85,6 @@ def pretrain_config_from_dict(d: dict) -> PretrainConfig:
         optim=from_dict(OptimConfig, d.get("optim", {}), "optim."),
         train=from_dict(TrainConfig, d.get("train", {}), "train."),
     )
-    check_model_size(cfg.encoder, cfg.model)
-    return cfg
 
 
 # Encoder sizes that must be >= 1 (every other integer field of an encoder config must be >= 0).
