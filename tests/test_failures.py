@@ -217,9 +217,9 @@ def test_max_update_zero_on_a_new_run_writes_nothing(speech_corpus, tmp_path, ca
     assert not (tmp_path / "r" / "checkpoint_last.pt").exists()
 
 
-def test_finetune_eval_interval_zero(tmp_path, capsys):
+def test_finetune_negative_eval_interval(tmp_path, capsys):
     _one_line_error(capsys, ["finetune", "image-classification", "--preset", "image-tiny-v1", "--out",
-                             str(tmp_path / "ft"), "--set", "eval_interval=0", "--dry-run"], "eval_interval must be >= 1")
+                             str(tmp_path / "ft"), "--set", "eval_interval=-1", "--dry-run"], "eval_interval must be >= 1")
 
 
 @pytest.mark.parametrize("text, suffix, expect", [('{"a": [\n', ".yaml", "not valid YAML"),

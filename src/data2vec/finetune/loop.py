@@ -57,7 +57,7 @@ class FinetuneBase:
     eval_interval: int = 100  # updates between validations (and at the end)
 
     def __post_init__(self):
-        if self.eval_interval < 1:
+        if self.eval_interval < 0:  # 0 is a task's "derive it" marker (text: once per epoch); runs check >= 1
             raise Data2VecError(f"eval_interval must be >= 1, got {self.eval_interval}")
         from data2vec.train.config import check_model_size
 
@@ -196,6 +196,8 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
     cfg = task.complete_config(cfg, data)
     if cfg.train.max_update < 1:
         raise Data2VecError(f"train.max_update must be >= 1 (the number of updates to train), got {cfg.train.max_update}")
+    if cfg.eval_interval < 1:
+        raise Data2VecError(f"eval_interval must be >= 1 (updates between validations), got {cfg.eval_interval}")
     encoder = get_modality(task.modality).build_encoder(cfg.encoder)
     if cfg.init and not resume:
         load_encoder_weights(encoder, cfg.init)
