@@ -255,3 +255,19 @@ def test_bugs_keep_their_traceback(monkeypatch):
         monkeypatch.setattr(cli, "cmd_presets", func)
         with pytest.raises((AttributeError, ValueError)):
             cli.main(["presets"])
+
+
+def test_errors_from_dataloader_workers_are_judged_where_they_were_raised():
+    """torch re-raises a worker's exception with the worker's traceback as its text: ours is one line, a library's
+    stays a bug."""
+    def worker_error(origin: str) -> ValueError:
+        return ValueError(f"Caught ValueError in DataLoader worker process 0.\n"
+                          f"Original Traceback (most recent call last):\n"
+                          f'  File "/venv/torch/utils/data/_utils/worker.py", line 349, in _worker_loop\n'
+                          f"    data = fetcher.fetch(index)\n"
+                          f'  File "{origin}", line 5, in read\n'
+                          f'    raise ValueError("x.wav: not audio")\n'
+                          f"ValueError: x.wav: not audio")
+
+    assert cli.user_error(worker_error(str(Path(cli.__file__).parent / "data" / "audio.py"))) == "x.wav: not audio"
+    assert cli.user_error(worker_error("/venv/numpy/core/fromnumeric.py")) is None

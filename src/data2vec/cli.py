@@ -216,8 +216,13 @@ def cmd_finetune(args) -> int:
     cfg = _build_finetune_config(args)
     if args.dry_run:
         return _print_config(cfg)
+    from data2vec.train.loop import NonFiniteError
+
     try:
         finetune(cfg, args.out, resume=args.resume)
+    except NonFiniteError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return EXIT_COLLAPSE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return 0
@@ -427,8 +432,24 @@ def _raised_by_us(e: BaseException) -> bool:
     return tb is not None and str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIR)
 
 
+def _from_worker(message: str) -> tuple[str, bool] | None:
+    """(the original message, raised by our code) of an exception a DataLoader worker raised, which torch re-raises
+    in the main process with the worker's traceback as its text; None for any other message."""
+    if "Original Traceback (most recent call last)" not in message:
+        return None
+    lines = [ln for ln in message.splitlines() if ln.strip()]
+    frames = [ln.strip() for ln in lines if ln.strip().startswith('File "')]
+    ours = bool(frames) and str(Path(frames[-1].split('"')[1]).resolve()).startswith(_PACKAGE_DIR)
+    last = lines[-1].strip()
+    return (last.split(": ", 1)[1] if ": " in last else last), ours
+
+
 def user_error(e: BaseException) -> str | None:
     """The one line to print for an error the user can fix, or None for a bug (which keeps its traceback)."""
+    worker = _from_worker(str(e))
+    if worker is not None:  # raised in a DataLoader worker: judge it by where it was raised there
+        message, ours = worker
+        return message if ours and isinstance(e, ValueError) else None
     if isinstance(e, Data2VecError):
         return str(e)
     if isinstance(e, OSError) and e.errno in _ENV_ERRNOS:  # from the OS: the disk, a path, permissions

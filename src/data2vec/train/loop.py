@@ -14,6 +14,8 @@ own generator, and the global RNG (dropout, layerdrop) of every rank is saved in
 ``--resume`` on CPU continues bit-identically to an uninterrupted run.
 
 Fault tolerance: checkpoints every ``save_interval_updates`` and at the end, written atomically.
+One process (rank 0 for a DDP job) holds the run directory's lock (``RunLock``) for the whole run, so a second
+``pretrain`` on the same ``--out`` stops with one line instead of interleaving checkpoints and metrics.
 SIGTERM/SIGINT ask for a checkpoint at the next update boundary (agreed across ranks), then exit.
 A collapse (``data2vec.core.monitors``) or a non-finite gradient stops the run *before* anything
 is saved, so the last checkpoint on disk is the last good one.
