@@ -134,7 +134,8 @@ def test_malformed_model_safetensors(converted, tmp_path, capsys):
 def test_bad_config_json(edit, expect, converted, run, tmp_path, capsys):
     model = tmp_path / "model"
     shutil.copytree(converted, model)
-    for cfg_file, argv, exp in ((model / "config.json", ["convert", str(model), "--out", str(tmp_path / "c")], expect[0]),
+    convert = ["convert", str(model), "--out", str(tmp_path / "c")]
+    for cfg_file, argv, exp in ((model / "config.json", convert, expect[0]),
                                 (run / "config.json", _resume(run), expect[1])):
         cfg = json.loads(cfg_file.read_text())
         edit(cfg)
@@ -194,7 +195,8 @@ def test_absurd_hf_config_is_refused_before_allocating(tmp_path, capsys):
     hf = tmp_path / "hf"
     hf.mkdir()
     Data2VecTextConfig(vocab_size=60, hidden_size=10**9, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64, max_position_embeddings=40, type_vocab_size=1).to_json_file(hf / "config.json")
+                       intermediate_size=64, max_position_embeddings=40,
+                       type_vocab_size=1).to_json_file(hf / "config.json")
     torch.save({}, hf / "pytorch_model.bin")
     _one_line_error(capsys, ["convert", str(hf), "--out", str(tmp_path / "c")], "for the student and teacher weights")
 
@@ -219,7 +221,8 @@ def test_max_update_zero_on_a_new_run_writes_nothing(speech_corpus, tmp_path, ca
 
 def test_finetune_negative_eval_interval(tmp_path, capsys):
     _one_line_error(capsys, ["finetune", "image-classification", "--preset", "image-tiny-v1", "--out",
-                             str(tmp_path / "ft"), "--set", "eval_interval=-1", "--dry-run"], "eval_interval must be >= 1")
+                             str(tmp_path / "ft"), "--set", "eval_interval=-1", "--dry-run"],
+                    "eval_interval must be >= 1")
 
 
 @pytest.mark.parametrize("text, suffix, expect", [('{"a": [\n', ".yaml", "not valid YAML"),

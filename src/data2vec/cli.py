@@ -73,8 +73,8 @@ def _build_pretrain_config(args):
     if args.resume and saved.is_file():
         cfg = pretrain_config_from_dict(_read_json(saved))
         if args.preset and args.preset != cfg.preset:
-            raise ValueError(f"--preset {args.preset} does not match the run being resumed ({cfg.preset}); "
-                             "drop --preset when resuming")
+            raise Data2VecError(f"--preset {args.preset} does not match the run being resumed ({cfg.preset}); "
+                                "drop --preset when resuming")
     elif args.preset:
         cfg = get_preset(args.preset)
     elif args.init:
@@ -82,7 +82,7 @@ def _build_pretrain_config(args):
 
         cfg = load_pretrained(args.init)[0]
     else:
-        raise ValueError("--preset is required (see `data2vec presets`), unless --init or --resume gives the model")
+        raise Data2VecError("--preset is required (see `data2vec presets`), unless --init or --resume gives the model")
     if args.init:
         cfg = merge(cfg, {"train": {"init_from": str(Path(args.init).resolve())}})
     if args.fairseq_exact:
@@ -205,7 +205,7 @@ def _build_finetune_config(args):
 
             src = get_preset(args.preset)
         else:
-            raise ValueError("give --init SRC (pretrained weights) or --preset NAME (random init of its encoder)")
+            raise Data2VecError("give --init SRC (pretrained weights) or --preset NAME (random init of its encoder)")
         cfg = default_config(args.task, src, str(Path(args.init).resolve()) if args.init else "", args.recipe)
     return _apply_overrides(cfg, args)
 
@@ -270,14 +270,14 @@ def cmd_prepare_lm(args) -> int:
     from data2vec.asr.lm import ArpaLM, estimate_arpa
 
     if args.order < 2:
-        raise ValueError("--order must be >= 2 (KenLM loads no unigram-only model)")
+        raise Data2VecError("--order must be >= 2 (KenLM loads no unigram-only model)")
     lines = []
     for path in args.text:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path} not found")
         lines += [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
     if not lines:
-        raise ValueError(f"no sentences in {', '.join(args.text)}")
+        raise Data2VecError(f"no sentences in {', '.join(args.text)}")
     out = estimate_arpa(lines, args.out, order=args.order)
     lm = ArpaLM(out)
     print(f"{out}: {args.order}-gram LM from {len(lines):,} sentences, {len(lm.vocab):,} words; "

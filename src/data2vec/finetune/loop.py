@@ -129,13 +129,13 @@ def layer_decay_param_groups(model: torch.nn.Module, weight_decay: float, no_dec
 
 def get_task(name: str):
     if name not in TASKS:
-        raise ValueError(f"unknown fine-tuning task {name!r}; available: {', '.join(TASKS)}")
+        raise Data2VecError(f"unknown fine-tuning task {name!r}; available: {', '.join(TASKS)}")
     return importlib.import_module(TASKS[name]).TASK
 
 
 def finetune_config_from_dict(d: dict):
     if "task" not in d:
-        raise ValueError(f"a fine-tuning config needs `task` (one of {', '.join(TASKS)})")
+        raise Data2VecError(f"a fine-tuning config needs `task` (one of {', '.join(TASKS)})")
     return from_dict(get_task(d["task"]).config_cls, d)
 
 
@@ -144,10 +144,11 @@ def default_config(task: str, src, init: str = "", recipe: str | None = None):
     ``recipe`` picks one of the task's named recipes (``TASK.recipes``) where it has several."""
     t = get_task(task)
     if src.modality != t.modality:
-        raise ValueError(f"{task} needs a {t.modality} model, got a {src.modality} one")
+        raise Data2VecError(f"{task} needs a {t.modality} model, got a {src.modality} one")
     if recipe:
         if recipe not in getattr(t, "recipes", ()):
-            raise ValueError(f"{task} has no recipe {recipe!r}; available: {', '.join(getattr(t, 'recipes', ())) or 'none'}")
+            raise Data2VecError(f"{task} has no recipe {recipe!r}; available: "
+                                f"{', '.join(getattr(t, 'recipes', ())) or 'none'}")
         return t.default_config(src, init, recipe)
     return t.default_config(src, init)
 
@@ -176,7 +177,8 @@ def finetune(cfg, out_dir: str | Path, *, resume: bool = False) -> dict:
         if dist_info.is_main:
             lock.acquire()
         if last_path.exists() and not resume:
-            raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
+            raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
+                                  "or choose another --out")
         return _finetune(cfg, run_dir, resume and last_path.exists(), dist_info)
     finally:
         lock.release()
@@ -195,7 +197,8 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
     data = task.build_data(cfg, dist_info, cfg.train.seed)
     cfg = task.complete_config(cfg, data)
     if cfg.train.max_update < 1:
-        raise Data2VecError(f"train.max_update must be >= 1 (the number of updates to train), got {cfg.train.max_update}")
+        raise Data2VecError(f"train.max_update must be >= 1 (the number of updates to train), "
+                            f"got {cfg.train.max_update}")
     if cfg.eval_interval < 1:
         raise Data2VecError(f"eval_interval must be >= 1 (updates between validations), got {cfg.eval_interval}")
     encoder = get_modality(task.modality).build_encoder(cfg.encoder)
@@ -284,7 +287,7 @@ def label_subset(labels, fraction: float, seed: int) -> list[int]:
     if fraction >= 1.0:
         return list(range(len(labels)))
     if fraction <= 0:
-        raise ValueError(f"data.label_fraction must be in (0, 1], got {fraction}")
+        raise Data2VecError(f"data.label_fraction must be in (0, 1], got {fraction}")
     rng = np.random.default_rng([seed, 11])
     keep: list[int] = []
     for c in np.unique(labels):

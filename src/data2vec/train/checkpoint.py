@@ -112,7 +112,7 @@ def load_checkpoint(path: str | Path, map_location="cpu", mmap: bool = False) ->
 
     ckpt = safe_torch_load(path, mmap=mmap, map_location=map_location)  # refused/damaged files: one clear error
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
-        raise ValueError(f"{path} is not a data2vec checkpoint (no format_version); for fairseq .pt use convert")
+        raise Data2VecError(f"{path} is not a data2vec checkpoint (no format_version); for fairseq .pt use convert")
     check_format_version(path, ckpt)
     return ckpt
 
@@ -131,8 +131,9 @@ def require_entries(path, ckpt: dict, keys: tuple[str, ...]) -> None:
     """A checkpoint missing what resuming needs is damaged: say which entries, in one line."""
     missing = [k for k in keys if k not in ckpt]
     if missing:
-        raise Data2VecError(f"{path} has no {', '.join(repr(k) for k in missing)} entr{'y' if len(missing) == 1 else 'ies'}: "
-                            "it is damaged or not a training checkpoint; restore it from a backup or start a new --out")
+        names = ", ".join(repr(k) for k in missing)
+        raise Data2VecError(f"{path} has no {names} entr{'y' if len(missing) == 1 else 'ies'}: it is damaged or not a "
+                            "training checkpoint; restore it from a backup or start a new --out")
 
 
 def check_state_shapes(path, model: torch.nn.Module, state: dict, fix: str) -> None:

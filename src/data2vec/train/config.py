@@ -24,7 +24,7 @@ class TrainConfig:
     update_freq: int = 1  # gradient accumulation: micro-batches per update
     seed: int = 1
     device: str = "auto"  # auto = cuda if available, else cpu
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto = bf16 autocast on CUDA and CPUs with native bf16
     log_interval: int = 10  # updates between metric records
     save_interval_updates: int = 1000  # updates between checkpoints (and one at the end)
     keep_interval_checkpoints: bool = False  # also keep a copy checkpoint_<step>.pt at every save interval
@@ -68,7 +68,7 @@ def pretrain_config_from_dict(d: dict) -> PretrainConfig:
     known = {"modality", "version", "preset", "encoder", "masking", "data", "model", "optim", "train"}
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; valid: {sorted(known)}")
+        raise Data2VecError(f"unknown config key(s) {unknown}; valid: {sorted(known)}")
     version = d.get("version", 1)
     encoder_cls, mask_cls = spec.configs(version)
     for k in ("encoder", "masking", "data", "model", "optim", "train"):

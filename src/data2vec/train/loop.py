@@ -75,12 +75,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast_context(device: torch.device, precision: str):
-    """bf16 autocast on CUDA (``auto`` or ``bf16``) and on CPU only when asked; fp32 otherwise."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if not use_bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+# bf16 autocast where train.precision means bf16 (auto: CUDA, CPUs with native bf16); fp32 otherwise
+from data2vec.train.precision import autocast_context, resolved_precision  # noqa: E402
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -95,8 +91,8 @@ def batch_stream(data, epoch: int, start_batch: int):
             got_any = True
             yield epoch, i + 1, batch
         if not got_any and start_batch == 0:
-            raise ValueError(f"epoch {epoch} produced no batches: the data set is too small for the batch "
-                             "budget and number of ranks (lower data.max_tokens or add data)")
+            raise Data2VecError(f"epoch {epoch} produced no batches: the data set is too small for the batch "
+                                "budget and number of ranks (lower data.max_tokens or add data)")
         epoch, start_batch = epoch + 1, 0
 
 
@@ -159,8 +155,8 @@ class Trainer:
         n_local = sum(model.num_units(b) for b in micro_batches)
         n_global = self._all_reduce(torch.tensor([float(n_local)], dtype=torch.float64))[0].item()
         if n_global <= 0:
-            raise ValueError("nothing to learn from in this update (no masked positions / examples): "
-                             "raise masking.mask_prob or check the data")
+            raise Data2VecError("nothing to learn from in this update (no masked positions / examples): "
+                                "raise masking.mask_prob or check the data")
         scale = self.dist.world_size / n_global
         loss_sum = torch.zeros((), dtype=torch.float64)
         logs: dict[str, list[float]] = {}  # per micro-batch values, averaged where finite
@@ -235,7 +231,8 @@ class Trainer:
 
     def load(self, ckpt: dict, path: Path | str = "checkpoint") -> None:
         require_entries(path, ckpt, RESUME_ENTRIES)
-        check_state_shapes(path, self.model, ckpt["model"], "resume with the run's own config.json, or start a new --out")
+        check_state_shapes(path, self.model, ckpt["model"],
+                           "resume with the run's own config.json, or start a new --out")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.epoch, self.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
@@ -274,7 +271,8 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False) 
     run_dir = Path(out_dir)
     ckpt_path = run_dir / CHECKPOINT
     if cfg.train.max_update < 1:
-        raise Data2VecError(f"train.max_update must be >= 1 (the number of updates to train), got {cfg.train.max_update}")
+        raise Data2VecError(f"train.max_update must be >= 1 (the number of updates to train), "
+                            f"got {cfg.train.max_update}")
     check_model_size(cfg.encoder, cfg.model)  # before anything is allocated
     dist_info = init_distributed(cfg.train.device)
     lock = RunLock(run_dir)  # one run per directory; rank 0 holds it for the job (only rank 0 writes there)
@@ -333,7 +331,8 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
         n_params = sum(p.numel() for p in model.student.parameters())
         print(data.report.summary())
         print(f"model: {n_params / 1e6:.2f} M trainable parameters; {data.num_examples} training examples; "
-              f"{dist_info.world_size} process(es) on {dist_info.device}; "
+              f"{dist_info.world_size} process(es) on {dist_info.device} "
+              f"({resolved_precision(dist_info.device, cfg.train.precision)}); "
               + (f"resuming at update {trainer.step}" if resume else "starting at update 0"), flush=True)
     log = RunLog(run_dir, cfg.train.max_update, trainer.step, enabled=main)
     skips = SkipLog(run_dir, data.report, dist_info, resume=resume)  # files the data readers skipped
