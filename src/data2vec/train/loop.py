@@ -47,6 +47,7 @@ from data2vec.train.checkpoint import (RunLock, check_state_shapes, copy_checkpo
 from data2vec.train.config import PretrainConfig, check_model_size, pretrain_config_from_dict
 from data2vec.train.distributed import DistInfo, cleanup, init_distributed
 from data2vec.train.optim import build_optimizer, lr_at
+from data2vec.train.precision import autocast_context, resolved_precision  # noqa: F401 (autocast_context: benchmarks)
 from data2vec.train.run_log import RunLog
 
 CHECKPOINT = "checkpoint_last.pt"
@@ -73,10 +74,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-# bf16 autocast where train.precision means bf16 (auto: CUDA, CPUs with native bf16); fp32 otherwise
-from data2vec.train.precision import autocast_context, resolved_precision  # noqa: E402
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
