@@ -144,9 +144,13 @@ def test_bad_config_json(edit, expect, converted, run, tmp_path, capsys):
     assert load_checkpoint(run / "checkpoint_last.pt")["step"] == 2
 
 
-def test_config_json_that_is_not_json(run, capsys):
+def test_config_json_that_is_not_json(run, converted, tmp_path, capsys):
     (run / "config.json").write_text('{"modality": "audio", ')
     _one_line_error(capsys, _resume(run), "config.json is not valid JSON")
+    model = tmp_path / "model"
+    shutil.copytree(converted, model)
+    (model / "config.json").write_text('{"modality": ')
+    _one_line_error(capsys, ["convert", str(model), "--out", str(tmp_path / "c")], "malformed", "config.json")
 
 
 def test_checkpoint_without_model(run, tmp_path, capsys):

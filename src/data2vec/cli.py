@@ -458,6 +458,10 @@ def user_error(e: BaseException) -> str | None:
         return f"{e.filename}: {os_reason(e)}" if e.filename else os_reason(e)
     if isinstance(e, (ValueError, FileNotFoundError, FileExistsError)) and _raised_by_us(e):
         return str(e)
+    if isinstance(e, json.JSONDecodeError):  # a file we read is damaged (loaders should name it; this is the net)
+        return f"a JSON file is malformed ({e}); check the config.json of the model or run you named"
+    if isinstance(e, UnicodeDecodeError):
+        return f"a text file is not UTF-8 ({e}); convert it to UTF-8"
     try:
         from safetensors import SafetensorError
     except ImportError:  # pragma: no cover - a declared dependency
