@@ -2,17 +2,23 @@
 # the tiny speech, text and vision models (shortened schedules), fine-tune each pretrained and from scratch and
 # print one table (experiments/demo.py; about 30 minutes on 2 cores); rerunning resumes or reuses what is there.
 # make test: set up everything, run the test suite.
+# make data: also install the Debian packages of the large text corpus (`data2vec prepare text --corpus large`,
+# about 20 M tokens; 0.5 GB of documentation and public-domain books; not needed by `make test`).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := espeak-ng flite sox libsndfile1 dataset-fashion-mnist dict-gcide fortunes pocketsphinx-testdata
+# The large text corpus's sources (src/data2vec/data/text_corpus.py SOURCES): installed by `make demo` / `make data` only.
+TEXT_APT_PACKAGES := dict-gcide fortunes wordnet-base linux-doc-6.1 python3.11-doc perl-doc postgresql-doc-15 \
+	sqlite3-doc python-django-doc apache2-doc git-doc debian-handbook debian-reference-en gnu-standards \
+	libsword-utils sword-comm-tdavid sword-comm-mhcc sword-comm-scofield sword-text-web sword-text-kjv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test setup system-deps clean-venv
+.PHONY: demo test data setup system-deps text-deps clean-venv
 
-demo: setup
+demo: setup text-deps
 	$(PY) experiments/demo.py --out $(DEMO_OUT)
 
 test: setup
@@ -26,6 +32,17 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:" $$missing; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# make data: the packages of the large text corpus, then the corpus itself in data/text-large.
+data: setup text-deps
+	$(VENV)/bin/data2vec prepare text --corpus large --out data/text-large
+
+text-deps:
+	@missing=$$(for p in $(TEXT_APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for the large text corpus:" $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile
