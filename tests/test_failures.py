@@ -150,7 +150,7 @@ def test_config_json_that_is_not_json(run, converted, tmp_path, capsys):
     model = tmp_path / "model"
     shutil.copytree(converted, model)
     (model / "config.json").write_text('{"modality": ')
-    _one_line_error(capsys, ["convert", str(model), "--out", str(tmp_path / "c")], "malformed", "config.json")
+    _one_line_error(capsys, ["convert", str(model), "--out", str(tmp_path / "c")], "config.json is not valid JSON")
 
 
 def test_checkpoint_without_model(run, tmp_path, capsys):

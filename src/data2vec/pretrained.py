@@ -25,7 +25,7 @@ from data2vec.convert.keys import load_into
 from data2vec.core.data2vec import Data2Vec
 from data2vec.errors import Data2VecError
 from data2vec.modalities import get_modality
-from data2vec.safe_load import safe_torch_load
+from data2vec.safe_load import read_json, read_safetensors, safe_torch_load
 from data2vec.train.checkpoint import check_format_version
 from data2vec.train.config import PretrainConfig, pretrain_config_from_dict
 
@@ -180,13 +180,11 @@ def _load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
         cfg_file = p / "config.json"
         if not cfg_file.is_file():
             raise ValueError(f"{p} has no config.json: not a HF or data2vec model directory")
-        meta = json.loads(cfg_file.read_text())
+        meta = read_json(cfg_file)
         if "modality" in meta:  # ours
-            from safetensors.torch import load_file
-
             cfg = pretrain_config_from_dict(meta)
             model = build_model(cfg)
-            load_into(model, load_file(str(p / "model.safetensors")))
+            load_into(model, read_safetensors(p / "model.safetensors"))
             return cfg, model.eval()
         return tuple(x.eval() if isinstance(x, torch.nn.Module) else x for x in _from_hf(p))
     if not p.is_file():

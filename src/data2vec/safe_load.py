@@ -177,3 +177,30 @@ def safe_torch_load(path: str | Path, mmap: bool = False, map_location: Any = "c
     except Exception as e:  # noqa: BLE001 - any failure inside torch.load on untrusted bytes is a file problem
         raise Data2VecError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: "
                             f"{str(e).splitlines()[0][:200] if str(e) else 'truncated or damaged'})") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file (``config.json``, ...), or one line naming the file when it is missing or damaged."""
+    import json
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise Data2VecError(f"{path} is not valid JSON ({e}); restore or regenerate it") from None
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file (no pickle involved), or one line naming the damaged file."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights at {path}")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for damaged headers/data
+        raise Data2VecError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0][:200]}); "
+                            "restore or regenerate it") from None

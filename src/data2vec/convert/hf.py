@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from data2vec.convert.keys import map_keys
-from data2vec.safe_load import safe_torch_load
 from data2vec.modalities.vision.encoder import HF_KEYS as VISION_KEYS
+from data2vec.safe_load import read_json, read_safetensors, safe_torch_load
 
 MODEL_TYPES = {"data2vec-audio": "audio", "data2vec-text": "text", "data2vec-vision": "vision"}
 BASE_PRESET = {"audio": "audio-base-v1", "text": "text-base-v1", "vision": "image-base-v1"}
@@ -143,13 +143,11 @@ def read_hf_dir(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     cfg_path = d / "config.json"
     if not cfg_path.is_file():
         raise ValueError(f"{d} is not a HF model directory (no config.json)")
-    cfg = json.loads(cfg_path.read_text())
+    cfg = read_json(cfg_path)
     encoder_config_from_hf(cfg)  # unsupported model types fail here, before reading weights
     try:
         if (d / "model.safetensors").is_file():
-            from safetensors.torch import load_file
-
-            sd = load_file(str(d / "model.safetensors"))
+            sd = read_safetensors(d / "model.safetensors")
         elif (d / "pytorch_model.bin").is_file():
             sd = safe_torch_load(d / "pytorch_model.bin")
         else:

@@ -46,7 +46,9 @@ def refuse_unsupported_head(path: str | Path) -> None:
     p = Path(path)
     if not (p.is_dir() and (p / "config.json").is_file()):
         return
-    archs = json.loads((p / "config.json").read_text()).get("architectures") or []
+    from data2vec.safe_load import read_json
+
+    archs = read_json(p / "config.json").get("architectures") or []
     heads = [a for a in archs if a not in ARCHS and not a.endswith("Model")]
     if heads:
         raise ValueError(f"{p} holds a {heads[0]}, whose task head data2vec has no task for; exporting it would "

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from data2vec.safe_load import read_json
+
 
 def _checkpoint_path(src: str | Path) -> Path:
     p = Path(src)
@@ -38,7 +40,7 @@ def is_finetuned(src: str | Path) -> bool:
         c = p / "config.json"
         if not c.is_file():
             return False
-        cfg = json.loads(c.read_text())
+        cfg = read_json(c)
         if "model_type" in cfg:  # a HF directory: a task model (Data2VecAudioForCTC, ...) or a base model
             from data2vec.convert.hf_heads import ARCHS
 
@@ -76,7 +78,7 @@ def load_finetuned(src: str | Path, device: str | torch.device = "cpu"):
     from data2vec.train.checkpoint import load_checkpoint
 
     p = Path(src)
-    if p.is_dir() and (p / "config.json").is_file() and "model_type" in json.loads((p / "config.json").read_text()):
+    if p.is_dir() and (p / "config.json").is_file() and "model_type" in read_json(p / "config.json"):
         from data2vec.convert.hf_heads import finetuned_from_hf
 
         cfg, model = finetuned_from_hf(p)

@@ -17,10 +17,9 @@ Shapes: B batch, S samples, T frames, C channels.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
