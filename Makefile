@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := espeak-ng flite sox libsndfile1 dataset-fashion-mnist dict-gcide fortunes pocketsphinx-testdata
 # The large text corpus's sources (src/data2vec/data/text_corpus.py SOURCES): installed by `make demo` / `make data` only.
 TEXT_APT_PACKAGES := dict-gcide fortunes wordnet-base linux-doc-6.1 python3.11-doc perl-doc postgresql-doc-15 \
-	sqlite3-doc python-django-doc apache2-doc git-doc debian-handbook debian-reference-en gnu-standards \
+	sqlite3-doc python-django-doc apache2-doc git-doc debian-handbook debian-reference-en gnu-standards anarchism \
 	libsword-utils sword-comm-tdavid sword-comm-mhcc sword-comm-scofield sword-text-web sword-text-kjv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_OUT ?= runs/demo

@@ -102,7 +102,7 @@ def large_documents(names: tuple[str, ...], exclude: list[str], stats: dict) -> 
     return docs, origin
 
 
-def _binarize_chunked(docs: list[list[str]], tok: Tokenizer, chunk: int = 20000) -> tuple[dict, np.ndarray]:
+def _binarize_chunked(docs: list[list[str]], tok: Tokenizer, chunk: int = 2000) -> tuple[dict, np.ndarray]:
     """``binarize`` in pieces of ``chunk`` documents (bounded memory); also each document's token count."""
     parts, doc_tokens, offset = [], [], 0
     for i in range(0, max(len(docs), 1), chunk):

@@ -4,7 +4,8 @@
     make data                                                      # installs the packages below first
 
 Each source is one Debian package, read from where it installs, by a small reader for its format
-(HTML, reStructuredText, POD, AsciiDoc, Info, GCIDE's dictionary text). Every paragraph goes through
+(HTML, reStructuredText, POD, AsciiDoc, Info, GCIDE's and WordNet's dictionary text, SWORD modules).
+Every paragraph goes through
 the same prose filter (``prose_sentences``): markup is stripped, the paragraph is split into sentences,
 and only sentences that look like English prose are kept (mostly letters, a capital first, ``.!?``
 last, few code symbols, most words lower-case alphabetic). A file (or a section of one) is a document.
@@ -13,23 +14,32 @@ last, few code symbols, most words lower-case alphabetic). A file (or a section 
 case, letters and digits only), and any sentence that is, or is part of, a Rotten Tomatoes review
 (the fine-tuning task's reviews, whatever their split), so no review text reaches pretraining.
 
-Sources, their packages and licences (``SOURCES``; ``corpus.json`` records the per-source sizes):
+Sources, their packages and licences (``SOURCES``; ``corpus.json`` records the per-source sizes; the
+numbers of ``docs/results.md`` "Text corpus for pretraining"):
+- ``fortunes``, ``gcide-quotes``: the small corpus (``text_sources``): fortune cookies (``fortunes``),
+  GCIDE literary quotations and usage notes (``dict-gcide``, GPL-3+).
 - ``gcide-defs``: GCIDE definitions (``dict-gcide``, GPL-3+), one definition = one sentence.
-- ``linux-doc``: Linux kernel documentation, ``Documentation/**/*.rst.gz`` without ``translations/``
-  (``linux-doc-6.1``, GPL-2).
+- ``linux-doc``: Linux kernel documentation, ``Documentation/**/*.rst.gz`` without ``translations/``,
+  ``ABI/`` and device-tree bindings (``linux-doc-6.1``, GPL-2).
 - ``python-doc``: the Python 3.11 manuals' reST sources (``python3.11-doc``, PSF-2.0).
 - ``perl-doc``: Perl's POD manuals (``perl-doc``, GPL-1+ or Artistic).
 - ``postgresql-doc``: the PostgreSQL 15 manual, HTML (``postgresql-doc-15``, PostgreSQL licence).
 - ``sqlite-doc``: the SQLite documentation, HTML (``sqlite3-doc``, public domain).
 - ``django-doc``: the Django 3.2 documentation, HTML (``python-django-doc``, BSD-3-Clause).
-- ``apache-doc``: the Apache HTTP Server 2.4 manual, English HTML only (``apache2-doc``, Apache-2.0).
+- ``apache-doc``: the Apache HTTP Server 2.4 manual, English HTML (``apache2-doc``, Apache-2.0).
 - ``git-doc``: Git's manuals, AsciiDoc sources (``git-doc``, GPL-2).
 - ``debian-handbook``: The Debian Administrator's Handbook, en-US HTML (``debian-handbook``,
   GPL-2+ or CC-BY-SA-3.0).
 - ``debian-reference``: the Debian Reference, HTML (``debian-reference-en``, GPL-2+).
 - ``gnu-standards``: GNU Coding Standards and Information for Maintainers, Info (``gnu-standards``,
   GFDL-1.3+).
-The small corpus (``--corpus small``, the default) is ``text_sources``' fortunes and GCIDE quotations.
+- ``anarchism``: An Anarchist FAQ, HTML (``anarchism``, GPL-2): long-form argumentative prose.
+- ``wordnet``: WordNet 3.0 glosses and example sentences (``wordnet-base``, WordNet licence).
+- ``treasury-of-david``, ``mhcc``, ``scofield``: Spurgeon's Treasury of David (1885), Matthew Henry's
+  Concise Commentary, the Scofield Reference Notes (1917) (``sword-comm-*``, public domain).
+- ``bible-web``, ``bible-kjv``: World English Bible, King James Version (``sword-text-*``, public domain).
+  SWORD modules are exported with ``mod2imp`` (``libsword-utils``) and their OSIS markup stripped.
+No text leaves the machine: the corpus is built locally from the installed packages and not redistributed.
 """
 
 from __future__ import annotations
@@ -46,7 +56,7 @@ from data2vec.data.text_sources import split_sentences
 
 # --------------------------------------------------------------------------------------------- prose filter
 
-_CODE_CHARS = re.compile(r"[{}<>=\\|#@$;\[\]~^`*/]")
+_CODE_CHARS = re.compile(r"[{}<>=\\|#@$\[\]~^`*/]")
 _BULLET = re.compile(r"^(?:[*\u2022+-]|#\.|\(?[a-z0-9]\)|\d+\.)\s+(?=\S)")
 _WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
 _FUNCTION_WORDS = frozenset("the an of to and in is are be it that for with on as by this or not you he we they "
@@ -329,12 +339,13 @@ def gcide_definitions(text: str) -> Iterator[list[str]]:
         yield entry
 
 
-def sword_entries(text: str) -> Iterator[tuple[str, list[str]]]:
+def sword_entries(text: str | Iterable[str]) -> Iterator[tuple[str, list[str]]]:
     """``(key, paragraphs)`` of a SWORD module exported by ``mod2imp MODULE`` (``$$$Genesis 1:1``
     lines, then the entry's OSIS/ThML markup): footnotes and titles dropped, paragraph and line-break
     elements split paragraphs, other tags removed."""
     key, body = None, []
-    for line in text.split("\n") + ["$$$"]:
+    lines = text.split("\n") if isinstance(text, str) else (ln.rstrip("\n") for ln in text)
+    for line in [*lines, "$$$"] if isinstance(text, str) else _chain(lines, ["$$$"]):
         if line.startswith("$$$"):
             if key is not None and "".join(body).strip():
                 raw = " ".join(body)
@@ -347,6 +358,11 @@ def sword_entries(text: str) -> Iterator[tuple[str, list[str]]]:
             key, body = line[3:].strip(), []
         else:
             body.append(line)
+
+
+def _chain(*its):
+    for it in its:
+        yield from it
 
 
 def wordnet_glosses(text: str) -> list[str]:
@@ -450,10 +466,11 @@ def _sword_documents(confs: list[Path], max_sentences: int) -> Iterator[list[str
 
     for conf in confs:
         module = re.search(r"^\[(.+)\]", conf.read_text(errors="replace"), re.M).group(1)
-        text = subprocess.run(["mod2imp", module], capture_output=True, text=True, errors="replace").stdout
+        proc = subprocess.Popen(["mod2imp", module], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True, errors="replace")
         seen: set[bytes] = set()  # commentaries repeat an entry for each verse it covers
         chapter, doc = None, []
-        for key, paras in sword_entries(text):
+        for key, paras in sword_entries(proc.stdout):
             paras = [p for p in paras if _h(p) not in seen]
             seen.update(_h(p) for p in paras)
             ch = key.rsplit(":", 1)[0]
@@ -463,6 +480,7 @@ def _sword_documents(confs: list[Path], max_sentences: int) -> Iterator[list[str
                 chapter, doc = ch, []
             # Bible verses are not sentences: a chapter's verses are joined before splitting
             doc += [s for p in paras for s in prose_sentences(p, min_words=4, max_words=120)]
+        proc.wait()
         if doc:
             yield doc
 
@@ -512,6 +530,8 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("gnu-standards", "gnu-standards", "GFDL-1.3+", "/usr/share/info",
            ("standards.info.gz", "maintain.info.gz"), info_paragraphs,
            description="GNU Coding Standards, Information for Maintainers (Info)"),
+    Source("anarchism", "anarchism", "GPL-2", "/usr/share/doc/anarchism/html", ("*.html",), html_paragraphs,
+           description="An Anarchist FAQ, version 15 (HTML)"),
     Source("wordnet", "wordnet-base", "WordNet-3.0 (permissive)", "/usr/share/wordnet",
            ("data.noun", "data.verb", "data.adj", "data.adv"), wordnet_glosses,
            description="WordNet 3.0 glosses and example sentences"),
