@@ -387,3 +387,31 @@ def test_fuzz_text_reader(data):
     assert all(Path(f).name == "t.txt" and r.split(":")[0] in ("empty", "binary", "not UTF-8") for f, r in problems)
     if not problems:
         assert lines == data.decode("utf-8").splitlines()
+
+
+def test_image_finetuning_names_the_images_it_leaves_out(tmp_path):
+    """Fine-tuning checks every header too; the run's opening line names what it left out (train and eval)."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from data2vec.finetune.image import ImageFinetuneConfig, ImageFinetuneData
+
+    for split in ("train", "valid", "test"):
+        for c in ("a", "b"):
+            d = tmp_path / split / c
+            d.mkdir(parents=True)
+            for i in range(3):
+                Image.new("L", (28, 28), color=40 * i).save(d / f"{i}.png")
+    (tmp_path / "train" / "a" / "empty.png").write_bytes(b"")
+    (tmp_path / "test" / "b" / "junk.png").write_bytes(b"not an image")
+    from data2vec.modalities.vision import VisionEncoderConfig
+
+    cfg = ImageFinetuneConfig(encoder=VisionEncoderConfig(image_size=28, patch_size=4, in_chans=1))
+    cfg.data.path = str(tmp_path)
+    cfg.data.label_fraction = 1.0
+    data = ImageFinetuneData(cfg, SimpleNamespace(world_size=1, rank=0), seed=1)
+    text = data.describe()
+    assert "train: left out 1 unusable image(s)" in text and "empty.png" in text
+    assert "test: left out 1 unusable image(s)" in text and "junk.png" in text
+    assert len(data.train) == 6

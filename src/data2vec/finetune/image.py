@@ -210,8 +210,14 @@ class ImageFinetuneData:
         self.batch_size = d.batch_size
 
     def describe(self) -> str:
-        return (f"{len(self.train):,} labelled training images ({self.label_fraction:g} of the labels), "
+        text = (f"{len(self.train):,} labelled training images ({self.label_fraction:g} of the labels), "
                 f"{len(self.train.classes)} classes")
+        for name, ds in [("train", self.train), *self.sets.items()]:
+            if ds.report.dropped:  # files whose header failed the check: left out, and said so
+                shown = "; ".join(f"{p} ({r})" for p, r in ds.report.dropped[:5])
+                more = f" and {len(ds.report.dropped) - 5} more" if len(ds.report.dropped) > 5 else ""
+                text += f"\n  {name}: left out {len(ds.report.dropped)} unusable image(s): {shown}{more}"
+        return text
 
     def make_loader(self, epoch: int, start_batch: int = 0):
         from data2vec.data.sampler import build_loader
