@@ -84,8 +84,7 @@ def test_kill9_then_resume_equals_uninterrupted(speech_corpus, tmp_path):
 
 
 def test_ddp_two_ranks_equals_one_process_with_accumulation(speech_corpus, tmp_path):
-    # fp32: bf16 rounds a 2-rank split differently from one batch, beyond these 1e-5 bounds (tests/test_bf16.py)
-    common = ["train.max_update=3", "train.save_interval_updates=100", "train.precision=fp32"]
+    common = ["train.max_update=3", "train.save_interval_updates=100"]
     run_cli(*_pretrain_args(speech_corpus, tmp_path / "single", common + ["train.update_freq=2"]))
     import subprocess
 
@@ -182,8 +181,7 @@ def test_v2_ddp_two_ranks_equals_one_process_with_accumulation(speech_corpus, tm
     """data2vec 2.0 (clones, kept tokens, decoder, ALiBi) through the real CLI: 2 gloo ranks = 1 process."""
     def args(out, extra):
         return ["pretrain", "--preset", "audio-tiny-v2", "--data", str(speech_corpus), "--out", str(out),
-                *set_args(MICRO_V2 + ["train.max_update=3", "train.save_interval_updates=100", "train.precision=fp32"]
-                          + extra)]
+                *set_args(MICRO_V2 + ["train.max_update=3", "train.save_interval_updates=100"] + extra)]
 
     run_cli(*args(tmp_path / "single", ["train.update_freq=2"]))
     import subprocess
