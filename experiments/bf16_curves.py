@@ -92,7 +92,8 @@ def cmd_run(a) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = _jobs(a)
-    (out / "plan.json").write_text(json.dumps({"argv": sys.argv, "jobs": [str(r) for _, r in jobs]}, indent=2))
+    plan = {"argv": sys.argv, "jobs": [str(r) for _, r in jobs]}
+    (out / f"plan-{os.getpid()}.json").write_text(json.dumps(plan, indent=2))
     with ThreadPoolExecutor(a.jobs) as pool:
         rcs = list(pool.map(lambda j: _launch(j[0], j[1], j[1].parent / f"{j[1].name}.log"), jobs))
     bad = [str(r) for (_, r), rc in zip(jobs, rcs) if rc]
@@ -158,24 +159,29 @@ def cmd_report(a) -> int:
     summary = {}
     for g, by_p in groups.items():
         summary[g] = {}
-        for p, runs in by_p.items():
+        for p, all_runs in by_p.items():
+            runs = [r for r in all_runs if r["done"]]  # unfinished runs are plotted, not counted
+            if not runs:
+                table.append(f"| {g} | {p} | running: {', '.join(str(r['steps']) for r in all_runs)} updates so far "
+                             "| - | - | - | - |")
+                continue
             fm, fs = _ms([r["final_loss"] for r in runs])
             tm, ts = _ms([r["s_per_update"] for r in runs])
             best = []
             for r in runs:
-                bv = r.get("metrics", {}).get("best_valid")
+                bv, test = r.get("metrics", {}).get("best_valid"), r.get("metrics", {}).get("test")
                 if bv:
                     metric = r["metrics"]["metric"]
-                    best.append(f"{metric} {bv[metric]:.3f}")
-            summary[g][p] = {"final_loss_mean": fm, "final_loss_sd": fs, "s_per_update_mean": tm,
+                    best.append(f"{metric} {bv[metric]:.3f}" + (f" (test {test[metric]:.3f})" if test else ""))
+            summary[g][p] = {"final_loss_mean": fm, "final_loss_sd": fs, "s_per_update_mean": tm, "best_valid": best,
                              "s_per_update_sd": ts, "seeds": [Path(r["run"]).name for r in runs],
                              "final_losses": [r["final_loss"] for r in runs], "steps": [r["steps"] for r in runs]}
             per_seed = ", ".join(f"{r['final_loss']:.4f}" for r in runs if r["final_loss"] is not None)
             table.append(f"| {g} | {p} | {len(runs)} ({'/'.join(str(r['steps']) for r in runs)}) | {_fmt(fm, fs)} "
                          f"| {per_seed} | {_fmt(tm, ts, 3)} | {'; '.join(best) or '-'} |")
-        if "fp32" in by_p and "bf16" in by_p:
-            f32 = {Path(r["run"]).name.split("-")[1]: r["final_loss"] for r in by_p["fp32"]}
-            b16 = {Path(r["run"]).name.split("-")[1]: r["final_loss"] for r in by_p["bf16"]}
+        if "fp32" in summary[g] and "bf16" in summary[g]:
+            f32 = {Path(r["run"]).name.split("-")[1]: r["final_loss"] for r in by_p["fp32"] if r["done"]}
+            b16 = {Path(r["run"]).name.split("-")[1]: r["final_loss"] for r in by_p["bf16"] if r["done"]}
             paired = {s: b16[s] - f32[s] for s in f32 if s in b16 and None not in (b16[s], f32[s])}
             summary[g]["paired_bf16_minus_fp32"] = paired
             t32, t16 = summary[g]["fp32"]["s_per_update_mean"], summary[g]["bf16"]["s_per_update_mean"]
@@ -215,16 +221,35 @@ def _plot(groups: dict, path: Path, smooth: int) -> None:
     n = len(groups)
     if n == 0:
         return
-    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(5.5 * n, 7), squeeze=False, sharex="col")
     colors = {"fp32": "tab:blue", "bf16": "tab:orange"}
     styles = ["-", "--", ":", "-."]
+    for ax, (g, by_p) in zip(axes[1], groups.items()):  # bottom row: the differences that matter
+        seed = {p: {Path(r["run"]).name.split("-")[1]: r for r in by_p.get(p, [])} for p in PRECISIONS}
+
+        def diff(a, b):
+            n_ = min(len(a["loss"]), len(b["loss"]))
+            return a["loss_steps"][:n_], _smooth([x - y for x, y in zip(a["loss"][:n_], b["loss"][:n_])], smooth)
+
+        for i, sd in enumerate(sorted(set(seed["fp32"]) & set(seed["bf16"]))):
+            ax.plot(*diff(seed["bf16"][sd], seed["fp32"][sd]), styles[i % 4], color="tab:red", lw=1.2,
+                    label=f"bf16 - fp32, {sd}")
+        for p in PRECISIONS:
+            ss = sorted(seed[p])
+            if len(ss) >= 2:
+                ax.plot(*diff(seed[p][ss[1]], seed[p][ss[0]]), ":", color=colors[p], lw=1.2,
+                        label=f"seed noise: {ss[1]} - {ss[0]}, {p}")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xlabel("update")
+        ax.set_ylabel("loss difference (running mean)")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
     for ax, (g, by_p) in zip(axes[0], groups.items()):
         for p, runs in by_p.items():
             for i, r in enumerate(runs):
                 ax.plot(r["loss_steps"], _smooth(r["loss"], smooth), styles[i % len(styles)], color=colors[p],
                         lw=1.2, label=f"{p} {Path(r['run']).name.split('-')[1]}")
         ax.set_title(g, fontsize=9)
-        ax.set_xlabel("update")
         ax.set_ylabel(f"training loss (running mean of {smooth})" if smooth > 1 else "training loss")
         ax.set_yscale("log")
         ax.legend(fontsize=8)
@@ -235,7 +260,7 @@ def _plot(groups: dict, path: Path, smooth: int) -> None:
 
 
 def _speed_one(preset: str, data: str, rounds: int, block: int, threads: int) -> dict:
-    """Seconds per ``train_update`` (compute only: the batches are loaded beforehand) in fp32 and bf16.
+    """CPU seconds per ``train_update`` (compute only: the batches are loaded beforehand) in fp32 and bf16.
 
     Two models from the same initialisation, one per precision, take turns: ``block`` updates of one,
     then ``block`` of the other, ``rounds`` times, so a change of machine load hits both alike. The first
@@ -269,17 +294,21 @@ def _speed_one(preset: str, data: str, rounds: int, block: int, threads: int) ->
             batches = [[next(it) for _ in range(cfg.train.update_freq)] for _ in range(block)]
         trainers[p] = Trainer(cfg, model, dist)
     times: dict[str, list[float]] = {p: [] for p in PRECISIONS}
+    walls: dict[str, list[float]] = {p: [] for p in PRECISIONS}
     for r in range(rounds + 1):
         for p in (PRECISIONS if r % 2 == 0 else PRECISIONS[::-1]):
             for micro in batches:
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 trainers[p].train_update(micro)
-                dt = time.perf_counter() - t0
                 if r > 0:
-                    times[p].append(dt)
-    res = {p: {"median_s": statistics.median(v), "mean_s": statistics.mean(v), "n": len(v), "all_s": v}
-           for p, v in times.items()}
+                    times[p].append(time.process_time() - c0)
+                    walls[p].append(time.perf_counter() - t0)
+    # CPU time of this one-thread process: what an update costs, not how long it waited for a core on a
+    # shared machine (the wall times are kept beside it)
+    res = {p: {"median_s": statistics.median(v), "mean_s": statistics.mean(v), "n": len(v), "all_s": v,
+               "wall_median_s": statistics.median(walls[p]), "wall_all_s": walls[p]} for p, v in times.items()}
     res["speedup_fp32_over_bf16"] = res["fp32"]["median_s"] / res["bf16"]["median_s"]
+    res["clock"] = "process_time"
     res["threads"] = threads
     return res
 
@@ -291,7 +320,7 @@ def cmd_speed(a) -> int:
     res = json.loads(path.read_text()) if path.is_file() else {}
     for spec in a.presets:
         preset, data = spec.split(":", 1)
-        key = f"{preset}@{a.threads}t"
+        key = f"{preset}@{a.threads}t-cpu"
         if key in res:
             continue
         res[key] = _speed_one(preset, data, a.rounds, a.block, a.threads)
@@ -319,7 +348,7 @@ def main(argv=None) -> int:
             p.add_argument("--ft-updates", type=int, default=300)
             p.add_argument("--save-every", type=int, default=100)
             p.add_argument("--jobs", type=int, default=1)
-    p = sub.add_parser("speed", help="compute-only seconds per update, fp32 and bf16 interleaved")
+    p = sub.add_parser("speed", help="compute-only CPU seconds per update, fp32 and bf16 interleaved")
     p.add_argument("--out", default="runs/exp-bf16")
     p.add_argument("--presets", nargs="+", default=["image-tiny-v2:data/images"], help="PRESET:DATA")
     p.add_argument("--rounds", type=int, default=4)
