@@ -250,7 +250,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--input", nargs="+", help="your text files (default: the built-in corpus)")
     parser.add_argument("--corpus", choices=("small", "large"), default="small",
-                        help="built-in corpus: small (0.7 M tokens: fortunes, GCIDE quotations, RT train reviews; "
+                        help="built-in corpus: small (1.4 M tokens: fortunes, GCIDE quotations, RT train reviews; "
                              "the demo's) or large (about 20 M tokens from Debian documentation, dictionaries and "
                              "public-domain books; `make data` installs its packages)")
     parser.add_argument("--sources", nargs="+", metavar="NAME",
