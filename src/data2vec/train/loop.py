@@ -378,6 +378,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
 
     summary = {"status": "done", "steps": trainer.step, "epochs_seen": trainer.epoch,
                "checkpoint": str(ckpt_path), "world_size": dist_info.world_size, "device": str(dist_info.device)}
+    summary["precision"] = resolved_precision(dist_info.device, cfg.train.precision)
     summary["skipped_files"] = skips.finish()
     log.finish(summary)
     return summary
