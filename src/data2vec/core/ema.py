@@ -9,6 +9,10 @@ The update uses ``torch._foreach_*`` on the averaged tensors (DINOv2 / lightly).
 in eval mode with ``requires_grad=False``; its parameters are fp32 whatever the student's dtype, so
 they are the fp32 shadow (fairseq stores them as ``_ema``). Every DDP rank applies the same update
 to the same replicated student weights, so teachers stay identical without communication.
+
+Under FSDP (``train.parallel=fsdp``) the teacher is sharded like the student: both hold DTensors with the same
+placements, and the update runs on each rank's local shards (``to_local()``), elementwise the same arithmetic
+as on whole tensors, without gathering anything.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ import copy
 
 import torch
 from torch import nn
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor's local shard (FSDP), a plain tensor itself."""
+    return t.to_local() if hasattr(t, "to_local") else t
 
 
 class EMATeacher(nn.Module):
@@ -47,12 +56,12 @@ class EMATeacher(nn.Module):
         t_params = dict(self.module.named_parameters())
         avg_t, avg_s = [], []
         for name, p in student.named_parameters():
-            t = t_params[name]
+            t, s = _local(t_params[name]), _local(p.detach())
             if name in self.copy_keys or not p.requires_grad:
-                t.copy_(p.detach())
+                t.copy_(s)
             else:
                 avg_t.append(t)
-                avg_s.append(p.detach().to(t.dtype))
+                avg_s.append(s.to(t.dtype))
         if avg_t:
             torch._foreach_mul_(avg_t, decay)
             torch._foreach_add_(avg_t, avg_s, alpha=1.0 - decay)

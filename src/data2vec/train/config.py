@@ -30,6 +30,9 @@ class TrainConfig:
     keep_interval_checkpoints: bool = False  # also keep a copy checkpoint_<step>.pt at every save interval
     threads: int = 0  # torch intra-op threads on CPU (0 = torch default)
     init_from: str = ""  # start from these weights (HF dir, fairseq .pt, our checkpoint or converted dir)
+    # ddp: replicated student (DistributedDataParallel), single-file checkpoints; fsdp: FSDP2 per Transformer block
+    # (student and EMA teacher sharded, bf16 params/reduce with train.precision bf16), DCP checkpoint directories
+    parallel: Literal["ddp", "fsdp"] = "ddp"
 
     def __post_init__(self):
         # max_update 0 is a task's "derive it" marker (text fine-tuning: max_epochs); runs check >= 1 at start

@@ -9,6 +9,11 @@ over ranks, so each rank scales its loss by ``world_size / n_global``. Only the 
 DDP; the teacher gets no gradients and every rank applies the same EMA update after the optimizer step
 (fairseq ``set_num_updates``), so teachers stay identical without communication.
 
+``train.parallel=fsdp`` (``data2vec.train.fsdp``) shards student and teacher with FSDP2 instead (per Transformer
+block; the EMA step runs on local shards); the gradient scaling is the same (FSDP's reduce-scatter averages too),
+gradient clipping uses the global norm over the shards, and checkpoints are DCP directories
+(``data2vec.train.dcp``) written by every rank and resumable on another world size.
+
 Determinism: masks and crops are drawn from ``(seed, epoch, sample index)``, the data loader uses its
 own generator, and the global RNG (dropout, layerdrop) of every rank is saved in the checkpoint, so
 ``--resume`` on CPU continues bit-identically to an uninterrupted run.
@@ -45,14 +50,22 @@ from data2vec.errors import Data2VecError
 from data2vec.train.checkpoint import (RunLock, check_state_shapes, copy_checkpoint, load_checkpoint, require_entries,
                                        rng_state, save_checkpoint, set_rng_state)
 from data2vec.train.config import PretrainConfig, check_model_size, pretrain_config_from_dict
+from data2vec.train import dcp, fsdp
 from data2vec.train.distributed import DistInfo, cleanup, init_distributed
 from data2vec.train.optim import build_optimizer, lr_at
 from data2vec.train.precision import autocast_context, resolved_precision  # noqa: F401 (autocast_context: benchmarks)
 from data2vec.train.run_log import RunLog
 
 CHECKPOINT = "checkpoint_last.pt"
-# Fault injection for the resume tests: SIGKILL this process right after update N (like `kill -9`).
+# Fault injection for the resume tests: SIGKILL this process right after update N (like `kill -9`); with
+# DATA2VEC_TEST_KILL_RANK only that rank, and under torchrun only in the first attempt (not after a restart).
 _KILL_AFTER_UPDATE = int(os.environ.get("DATA2VEC_TEST_KILL_AFTER_UPDATE", "0"))
+_KILL_RANK = os.environ.get("DATA2VEC_TEST_KILL_RANK", "")
+
+
+def _kill_now(step: int, rank: int) -> bool:
+    return (step == _KILL_AFTER_UPDATE and (not _KILL_RANK or int(_KILL_RANK) == rank)
+            and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0")
 # config sections that must match the checkpoint on resume (the rest, e.g. max_update, may change)
 _FROZEN_SECTIONS = ("modality", "version", "encoder", "masking", "model")
 RESUME_ENTRIES = ("config", "model", "optimizer", "step", "epoch", "batch_in_epoch", "rng")  # what --resume reads
@@ -129,12 +142,21 @@ class Trainer:
     - ``num_units(batch) -> int``: the batch's sample size, known before the forward pass.
     """
 
-    def __init__(self, cfg, model: nn.Module, dist_info: DistInfo):
+    def __init__(self, cfg, model: nn.Module, dist_info: DistInfo, *, allow_fsdp: bool = False):
         self.cfg, self.model, self.dist = cfg, model, dist_info
         self.device = dist_info.device
-        self.optimizer = build_optimizer(model.trainable, cfg.optim)
+        self.parallel = getattr(cfg.train, "parallel", "ddp")
         self.wrapped: nn.Module = model.trainable
-        if dist_info.world_size > 1:
+        self._teacher_units: list[nn.Module] = []  # FSDP teacher units, resharded after each update's forwards
+        if self.parallel == "fsdp":
+            if not allow_fsdp:
+                raise Data2VecError("train.parallel=fsdp is for pretraining; fine-tuning runs with train.parallel=ddp")
+            fsdp.check_fsdp_config(cfg)
+            if dist_info.world_size > 1:  # one process: plain modules, DCP checkpoints all the same
+                self._teacher_units = fsdp.shard_data2vec(
+                    model, resolved_precision(self.device, cfg.train.precision))
+        self.optimizer = build_optimizer(model.trainable, cfg.optim)  # after sharding: over the DTensors
+        if dist_info.world_size > 1 and self.parallel == "ddp":
             drops = ("encoder_layerdrop", "layerdrop", "prenet_layerdrop")  # v1, v2 names
             unused = (any(float(getattr(cfg.encoder, k, 0.0)) > 0 for k in drops)
                       or bool(getattr(model, "has_unused_parameters", False)))
@@ -161,6 +183,8 @@ class Trainer:
             batch = to_device(batch, device)
             last = j == len(micro_batches) - 1
             sync = contextlib.nullcontext() if last or not isinstance(self.wrapped, DDP) else self.wrapped.no_sync()
+            if self._teacher_units:
+                fsdp.set_gradient_sync(self.wrapped, last)
             with sync:
                 with autocast_context(device, cfg.train.precision):
                     out = model.step_loss(batch, self.wrapped)
@@ -172,7 +196,11 @@ class Trainer:
 
         params = [p for p in model.trainable.parameters() if p.grad is not None]
         max_norm = cfg.optim.clip_norm if cfg.optim.clip_norm > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
+        if self._teacher_units:
+            fsdp.reshard(self._teacher_units)  # FSDP leaves a forward-only root gathered; the EMA needs shards
+            grad_norm = fsdp.clip_grad_norm_(params, max_norm)  # global norm over the shards
+        else:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
         if not math.isfinite(grad_norm):
             raise NonFiniteError(
                 f"non-finite gradient norm at update {self.step + 1}; nothing was saved after the last "
@@ -202,15 +230,15 @@ class Trainer:
         return t.cpu()
 
     # ---- checkpoints ------------------------------------------------------------------------
-    def state(self) -> dict:
+    def state(self, with_tensors: bool = True) -> dict:
         rngs = [rng_state()]
         if self.dist.world_size > 1:
             rngs = [None] * self.dist.world_size
             dist.all_gather_object(rngs, rng_state())
+        tensors = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()} if with_tensors else {}
         return {
             "config": to_dict(self.cfg),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            **tensors,
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
@@ -220,25 +248,63 @@ class Trainer:
         }
 
     def save(self, path: Path) -> None:
+        """Single-file checkpoint at ``path`` (ddp); with ``train.parallel=fsdp`` a DCP step directory in
+        ``path``'s run directory (every rank writes its shards)."""
+        if self.parallel == "fsdp":
+            from torch.distributed.checkpoint.state_dict import get_state_dict
+
+            state = self.state_meta()
+            model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
+            dcp.save(path.parent, self.step, model_sd, optim_sd, state, is_main=self.dist.is_main,
+                     keep_old=bool(getattr(self.cfg.train, "keep_interval_checkpoints", False)))
+            return
         state = self.state()  # every rank takes part (RNG gather)
         if self.dist.is_main:
             save_checkpoint(path, state)
         if self.dist.world_size > 1:
             dist.barrier()
 
-    def load(self, ckpt: dict, path: Path | str = "checkpoint") -> None:
-        require_entries(path, ckpt, RESUME_ENTRIES)
-        check_state_shapes(path, self.model, ckpt["model"],
-                           "resume with the run's own config.json, or start a new --out")
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+    def state_meta(self) -> dict:
+        """Everything but the tensors of model and optimizer (those go to DCP)."""
+        return self.state(with_tensors=False)
+
+    def load(self, ckpt: dict, path: Path | str = "checkpoint", step_dir: Path | None = None) -> None:
+        """Resume from a single-file checkpoint ``ckpt``, or (``step_dir``) from a DCP checkpoint whose
+        ``trainer.pt`` is ``ckpt``; either works for ddp and fsdp runs, on any world size."""
+        require_entries(path, ckpt, RESUME_ENTRIES if step_dir is None else
+                        tuple(k for k in RESUME_ENTRIES if k not in ("model", "optimizer")))
+        if step_dir is not None or self._teacher_units:
+            from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+            model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
+            if step_dir is not None:
+                dcp.load_into(step_dir, model_sd, optim_sd)
+                set_state_dict(self.model, self.optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd)
+            else:
+                raise Data2VecError(f"{path} is a single-file checkpoint (a train.parallel=ddp run): resume it with "
+                                    "train.parallel=ddp, or on one process")
+        else:
+            check_state_shapes(path, self.model, ckpt["model"],
+                               "resume with the run's own config.json, or start a new --out")
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.epoch, self.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
         self.wall_s = float(ckpt.get("wall_s", 0.0))
         rngs = ckpt["rng"]
-        if ckpt.get("world_size", 1) == self.dist.world_size:
+        saved_world = ckpt.get("world_size", 1)
+        if saved_world == self.dist.world_size:
             set_rng_state(rngs[self.dist.rank])
-        else:  # different world size: the data order changes anyway; keep rank 0's generator state
-            set_rng_state(rngs[0])
+        else:
+            # rank r takes batches r, r + R, ... of an epoch, so batch_in_epoch per rank x R batches of the epoch
+            # were consumed: the same global position on the new world size (when it divides)
+            consumed = self.batch_in_epoch * saved_world
+            if consumed % self.dist.world_size == 0:
+                self.batch_in_epoch = consumed // self.dist.world_size
+            elif self.dist.is_main:
+                print(f"resuming {saved_world} rank(s) on {self.dist.world_size}: the {consumed} batches consumed in "
+                      f"epoch {self.epoch} do not divide among the ranks; continuing at batch "
+                      f"{self.batch_in_epoch} per rank", flush=True)
+            set_rng_state(rngs[0])  # keep rank 0's generator state
 
 
 def _check_resume_config(cfg: PretrainConfig, saved: dict) -> None:
@@ -276,13 +342,24 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False) 
     try:
         if dist_info.is_main:
             lock.acquire()
-        if ckpt_path.exists() and not resume:
-            raise FileExistsError(f"{run_dir} already holds a run ({CHECKPOINT}); pass --resume to continue it, "
+        found = [p for p in (ckpt_path, run_dir / dcp.POINTER) if p.exists()]
+        if found and not resume:
+            raise FileExistsError(f"{run_dir} already holds a run ({found[0].name}); pass --resume to continue it, "
                                   "or choose another --out")
-        return _pretrain(cfg, run_dir, ckpt_path, resume and ckpt_path.exists(), dist_info)
+        return _pretrain(cfg, run_dir, ckpt_path, resume and bool(found), dist_info)
     finally:
         lock.release()
         cleanup()
+
+
+def _latest_dcp(run_dir: Path, ckpt_path: Path) -> Path | None:
+    """The DCP step directory to resume from, if the run's latest checkpoint is one (else the single file)."""
+    pointer = run_dir / dcp.POINTER
+    if not pointer.exists():
+        return None
+    if ckpt_path.exists() and ckpt_path.stat().st_mtime > pointer.stat().st_mtime:
+        return None  # the run switched to ddp after its fsdp part
+    return dcp.resolve(pointer)
 
 
 def _build_model(cfg: PretrainConfig, spec, dist_info: DistInfo, init: bool) -> tuple[nn.Module, Data2Vec]:
@@ -305,21 +382,30 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
         torch.set_num_threads(cfg.train.threads)
     spec = get_modality(cfg.modality)
     cfg = spec.resolve_config(cfg)
-    ckpt = None
+    ckpt = step_dir = None
+    resume_path = ckpt_path
     if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        require_entries(ckpt_path, ckpt, RESUME_ENTRIES)
+        step_dir = _latest_dcp(run_dir, ckpt_path)
+        if step_dir is not None:  # a DCP checkpoint (train.parallel=fsdp): its trainer.pt holds config and position
+            resume_path = step_dir
+            ckpt = dcp.load_trainer_state(step_dir)
+            require_entries(step_dir, ckpt, tuple(k for k in RESUME_ENTRIES if k not in ("model", "optimizer")))
+        else:
+            ckpt = load_checkpoint(ckpt_path)
+            require_entries(ckpt_path, ckpt, RESUME_ENTRIES)
         _check_resume_config(cfg, ckpt["config"])
+    if cfg.train.parallel == "fsdp":
+        ckpt_path = run_dir / dcp.POINTER  # what the summary and messages name
 
     seed_everything(cfg.train.seed)
     encoder, model = _build_model(cfg, spec, dist_info, init=ckpt is None)
     data = spec.build_pretrain_data(cfg, encoder, dist_info, seed=cfg.train.seed)
-    trainer = Trainer(cfg, model, dist_info)
+    trainer = Trainer(cfg, model, dist_info, allow_fsdp=True)
     if ckpt is not None:
-        trainer.load(ckpt, ckpt_path)
+        trainer.load(ckpt, resume_path, step_dir)
         del ckpt
         if trainer.step >= cfg.train.max_update and main:
-            print(f"{ckpt_path} is at update {trainer.step} >= train.max_update {cfg.train.max_update}: nothing to "
+            print(f"{resume_path} is at update {trainer.step} >= train.max_update {cfg.train.max_update}: nothing to "
                   "train (raise it with --set train.max_update=N to continue)", flush=True)
 
     if main:
@@ -362,12 +448,13 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
             if stop_now or trainer.step % t_cfg.save_interval_updates == 0 or trainer.step == t_cfg.max_update:
                 skips.save()
                 trainer.save(ckpt_path)
-                if main and t_cfg.keep_interval_checkpoints and trainer.step % t_cfg.save_interval_updates == 0:
+                if (main and t_cfg.keep_interval_checkpoints and trainer.step % t_cfg.save_interval_updates == 0
+                        and t_cfg.parallel == "ddp"):  # fsdp keeps its step directories instead
                     copy_checkpoint(ckpt_path, run_dir / f"checkpoint_{trainer.step}.pt")
                 if main and trainer.step % (t_cfg.log_interval * 10) == 0:
                     log.plot()
             t_update = time.time()
-            if trainer.step == _KILL_AFTER_UPDATE:
+            if _kill_now(trainer.step, dist_info.rank):
                 os.kill(os.getpid(), signal.SIGKILL)
             if stop_now:
                 if main:
