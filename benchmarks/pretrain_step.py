@@ -206,8 +206,10 @@ def run(preset: str, impl: str, args) -> dict:
         cfg.encoder.layerdrop = cfg.encoder.prenet_layerdrop = 0.0
     else:
         cfg.encoder.encoder_layerdrop = 0.0
-        cfg.encoder.dropout = 0.0
-    cfg.encoder.attention_dropout = 0.0
+        if not args.keep_dropout:
+            cfg.encoder.dropout = 0.0
+    if not args.keep_dropout:  # --keep-dropout: the recipe's dropout, as fairseq's step runs it
+        cfg.encoder.attention_dropout = 0.0
     if cfg.modality == "text":
         cfg.encoder.vocab_size = TEXT_VOCAB[preset]
     b, s = args.batch or BATCH[preset]
@@ -235,6 +237,7 @@ def run(preset: str, impl: str, args) -> dict:
         "student_rows": int(batch["mask"].size(0)),
         "warmup": args.warmup, "steps": args.steps,
         "step_s_mean": round(mean, 4), "step_s_median": round(statistics.median(times), 4),
+        "step_s_min": round(min(times), 4), "step_s_max": round(max(times), 4),
         "samples_per_s": round(b / mean, 2),
         **({"tokens_per_s": round(b * s / mean, 1)} if cfg.modality == "text" else
            {} if cfg.modality == "vision" else {"audio_s_per_s": round(b * s / 16000 / mean, 2)}),
@@ -255,7 +258,11 @@ def main() -> None:
     p.add_argument("--batch", type=int, nargs=2, metavar=("CLIPS", "SAMPLES"), help="override the stated batch")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--keep-dropout", action="store_true", help="keep the recipe's dropout (layerdrop stays 0)")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(json.dumps({"torch": torch.__version__, "python": platform.python_version(),
                       "cpu": platform.processor() or platform.machine(),
                       "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}), flush=True)

@@ -47,6 +47,14 @@ def _select(out, layer: str, valid: torch.Tensor | None, pool: str) -> list[torc
     return feats
 
 
+@torch.no_grad()
+def encode(encoder, source: torch.Tensor, padding_mask: torch.Tensor | None = None):
+    """(context-encoder output with every layer, padding mask of the output) of an unmasked batch: what
+    ``data2vec extract`` computes (and what benchmarks/side_by_side.py times against HF's forward)."""
+    e = encoder.embed(source, padding_mask)
+    return encoder.context_encoder(e.x, e.padding_mask), e.padding_mask
+
+
 class Extractor:
     def __init__(self, src: str | Path, *, tokenizer: str | Path | None = None, device: str = "cpu"):
         self.cfg, model = load_pretrained(src)
@@ -61,10 +69,9 @@ class Extractor:
                 raise ValueError("text model without a tokenizer: pass --tokenizer DIR (vocab.json + merges.txt)")
             self.tokenizer = Tokenizer(tdir)
 
-    @torch.no_grad()
     def _run(self, source, padding_mask=None):
-        e = self.encoder.embed(source.to(self.device), None if padding_mask is None else padding_mask.to(self.device))
-        return self.encoder.context_encoder(e.x, e.padding_mask), e.padding_mask
+        return encode(self.encoder, source.to(self.device),
+                      None if padding_mask is None else padding_mask.to(self.device))
 
     @property
     def batches_audio(self) -> bool:
