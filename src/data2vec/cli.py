@@ -6,6 +6,7 @@
     data2vec prepare speech --out data/speech --hours 1
     data2vec prepare text --out data/text
     data2vec prepare images --out data/images
+    data2vec shard --preset audio-tiny-v1 --data data/speech --out data/speech-shards   # streaming tar shards
     data2vec pretrain --preset audio-tiny-v1 --data data/speech --out runs/tiny [--set optim.lr=5e-4] [--resume]
     torchrun --nproc_per_node 2 -m data2vec.cli pretrain ...   # DDP
 
@@ -395,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     cv = sub.add_parser("convert", help="import a HF directory, fairseq .pt or checkpoint into our pickle-free format",
                         description="Writes DIR/config.json + DIR/model.safetensors (student and EMA teacher); "
                                     "continue pretraining from it with `data2vec pretrain --init DIR`.")
-    cv.add_argument("src", help="HF data2vec model directory, fairseq data2vec .pt, or checkpoint_last.pt")
+    cv.add_argument("src", help="HF data2vec model directory, fairseq data2vec .pt, checkpoint_last.pt, or a "
+                                "train.parallel=fsdp run's DCP checkpoint (run directory or checkpoint_last.dcp)")
     cv.add_argument("--out", required=True, help="output directory")
     cv.add_argument("--fairseq-exact", action="store_true", help=FAIRSEQ_EXACT_HELP)
     cv.set_defaults(func=cmd_convert)
@@ -420,7 +422,40 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_presets)
 
     _add_prepare_parsers(sub)
+    _add_shard_parser(sub)
     return p
+
+
+def cmd_shard(args) -> int:
+    from data2vec.data.shards import shard_dataset
+    from data2vec.presets import get_preset
+
+    cfg = _apply_overrides(get_preset(args.preset), args)
+    index = shard_dataset(cfg, args.out, samples_per_shard=args.samples_per_shard, shuffle_buffer=args.buffer)
+    print(f"{args.out}: {index['num_samples']:,} {index['modality']} samples in {len(index['shards'])} shards; "
+          f"pretrain on them with `data2vec pretrain --preset {args.preset} --data {args.out}`")
+    return 0
+
+
+def _add_shard_parser(sub) -> None:
+    from data2vec.data.shards import DEFAULT_SAMPLES_PER_SHARD, DEFAULT_SHUFFLE_BUFFER
+
+    sh = sub.add_parser("shard", help="write a training set as WebDataset tar shards for streaming pretraining",
+                        description="Reads --data as the preset's modality reads it (speech manifest directory, "
+                                    "image folder, prepared text directory), writes OUT/shards.json and "
+                                    "OUT/<subset>-NNNNNN.tar; `data2vec pretrain --data OUT` then streams them.")
+    sh.add_argument("--preset", required=True, help="recipe whose data settings shape the samples (modality, "
+                                                    "sample rate, min length, tokens_per_sample, ...)")
+    sh.add_argument("--data", required=True, help="the data directory to shard")
+    sh.add_argument("--out", required=True, help="shard directory to write")
+    sh.add_argument("--config", help="YAML/JSON file of overrides, nested like config.json")
+    sh.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    sh.add_argument("--samples-per-shard", type=int, default=DEFAULT_SAMPLES_PER_SHARD,
+                    help=f"samples per tar file (default {DEFAULT_SAMPLES_PER_SHARD}; at most 1 GiB each)")
+    sh.add_argument("--buffer", type=int, default=DEFAULT_SHUFFLE_BUFFER,
+                    help=f"samples per shuffle buffer when reading (default {DEFAULT_SHUFFLE_BUFFER}; kept in "
+                         "shards.json)")
+    sh.set_defaults(func=cmd_shard)
 
 
 def _raised_by_us(e: BaseException) -> bool:

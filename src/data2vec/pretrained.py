@@ -7,7 +7,8 @@ Formats (detected from the files): a HF ``transformers`` directory (``config.jso
 ``data2vec-*`` model_type, ``model.safetensors`` or ``pytorch_model.bin``); a fairseq data2vec 1.0 or 2.0
 speech or text checkpoint (read with PyTorch's weights_only unpickler; its ``_ema`` teacher is kept); an official
 data2vec vision / BEiT ``.pth`` (pretrained or fine-tuned layout, ``model_ema`` as teacher); one of our
-training checkpoints (``checkpoint_last.pt``); a directory written by ``save_pretrained`` /
+training checkpoints (``checkpoint_last.pt``, or a ``train.parallel=fsdp`` run's DCP checkpoint: the run
+directory, ``checkpoint_last.dcp`` or a step directory); a directory written by ``save_pretrained`` /
 ``data2vec convert`` (``config.json`` + ``model.safetensors``, no pickle at all).
 """
 
@@ -176,6 +177,11 @@ def load_pretrained(path: str | Path, fairseq_exact: bool = False) -> tuple[Pret
 
 def _load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
     p = Path(path)
+    from data2vec.train import dcp
+
+    if dcp.is_dcp_path(p):  # a train.parallel=fsdp run: its DCP checkpoint (run dir, pointer or step directory)
+        cfg, model = dcp.load_model(p)
+        return cfg, model.eval()
     if p.is_dir():
         cfg_file = p / "config.json"
         if not cfg_file.is_file():

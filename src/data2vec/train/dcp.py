@@ -19,11 +19,12 @@ schedule is a function of the update count (``optim.lr_at``), so it has no state
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import warnings
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 
 from data2vec.errors import Data2VecError
@@ -36,6 +37,17 @@ TRAINER_FILE = "trainer.pt"
 
 def _dist() -> bool:
     return dist.is_available() and dist.is_initialized()
+
+
+@contextlib.contextmanager
+def _single_process_quiet():
+    """DCP warns that it assumes a single process when there is no process group: that is the intent here."""
+    if _dist():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
 
 
 def is_dcp_dir(path: str | Path) -> bool:
@@ -79,7 +91,8 @@ def save(run_dir: Path, step: int, model_sd: dict, optim_sd: dict, trainer_state
         dist.barrier()
     if current is not None and current.resolve() == step_dir.resolve():
         return step_dir  # already saved (nothing trained since)
-    dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(step_dir))  # all ranks, in parallel
+    with _single_process_quiet():
+        dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(step_dir))  # all ranks, in parallel
     if is_main:
         save_checkpoint(step_dir / TRAINER_FILE, trainer_state)
         tmp = run_dir / f"{POINTER}.{os.getpid()}.tmp"
@@ -109,27 +122,27 @@ def load_into(step_dir: Path, model_sd: dict, optim_sd: dict | None) -> None:
     state = {"model": model_sd}
     if optim_sd is not None:
         state["optimizer"] = optim_sd
-    dcp.load(state, checkpoint_id=str(step_dir))
+    with _single_process_quiet():
+        dcp.load(state, checkpoint_id=str(step_dir))
 
 
-def load_model_state(path: str | Path) -> tuple[dict, dict]:
-    """(config dict, plain full state dict of the ``Data2Vec`` model) of a DCP checkpoint, on one process: for
-    ``data2vec convert`` / ``load_pretrained``."""
+def load_model(path: str | Path):
+    """(config, ``Data2Vec`` model with plain full tensors) of a DCP checkpoint, on one process: for
+    ``data2vec convert`` / ``load_pretrained``. ``path``: a run directory, its pointer file or a step directory."""
     from data2vec.pretrained import build_model
     from data2vec.train.config import pretrain_config_from_dict
 
     step_dir = resolve(path)
     if step_dir is None:
         raise Data2VecError(f"{path} is not a distributed checkpoint (no .metadata, no {POINTER})")
-    meta = load_trainer_state(step_dir)
-    cfg = pretrain_config_from_dict(meta["config"])
+    cfg = pretrain_config_from_dict(load_trainer_state(step_dir)["config"])
     model = build_model(cfg)
     sd = model.state_dict()
-    import warnings
-
-    with warnings.catch_warnings():  # "torch.distributed is disabled ... loading without a process group"
-        warnings.simplefilter("ignore")
-        load_into(step_dir, sd, None)
+    load_into(step_dir, sd, None)
     model.load_state_dict(sd)
-    with torch.no_grad():
-        return meta["config"], model.state_dict()
+    return cfg, model
+
+
+def is_dcp_path(path: str | Path) -> bool:
+    p = Path(path)
+    return (p.is_dir() and (is_dcp_dir(p) or (p / POINTER).is_file())) or (p.is_file() and p.name.endswith(".dcp"))
