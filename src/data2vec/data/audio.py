@@ -234,6 +234,28 @@ def _crop_start(length: int, target: int, seed: int, epoch: int, index: int) -> 
     return int(rng(seed, epoch, index, 1).integers(0, length - target + 1)) if length > target else 0
 
 
+def decode_clip(source, path, *, sample_rate: int, min_sample_size: int) -> np.ndarray:
+    """``AudioDataset.read`` of ``source`` (a file name or a binary file object, e.g. a clip from a shard),
+    named ``path`` in errors."""
+    try:
+        wav_SC, rate = sf.read(source, dtype="float32", always_2d=True)
+    except (RuntimeError, OSError) as e:  # libsndfile errors are RuntimeErrors
+        raise UnreadableSample(path, f"unreadable: {str(e).splitlines()[-1][:120]} (changed after the "
+                                     "manifest was validated?)") from None
+    if wav_SC.shape[0] == 0:
+        raise UnreadableSample(path, "empty: 0 frames now (it had audio when the manifest was validated)")
+    bad = int(np.count_nonzero(~np.isfinite(wav_SC)))
+    if bad:
+        raise UnreadableSample(path, f"non-finite: {bad} NaN/Inf sample(s); re-create or remove the file")
+    wav_S = wav_SC.mean(axis=1)
+    if rate != sample_rate:
+        wav_S = soxr.resample(wav_S, rate, sample_rate)
+    if len(wav_S) < min_sample_size:
+        raise UnreadableSample(path, f"too short: {len(wav_S)} samples now, < min_sample_size="
+                                     f"{min_sample_size} (changed after the manifest was validated?)")
+    return np.ascontiguousarray(wav_S, dtype=np.float32)
+
+
 class AudioDataset(torch.utils.data.Dataset):
     """Mono float32 clips at ``sample_rate``, normalised per utterance, randomly cropped to ``max_sample_size``.
 
@@ -274,23 +296,7 @@ class AudioDataset(torch.utils.data.Dataset):
             UnreadableSample: the file cannot be decoded, is empty or too short now, or holds NaN/Inf.
         """
         path = self.manifest.root / self.manifest.paths[index]
-        try:
-            wav_SC, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        except (RuntimeError, OSError) as e:  # libsndfile errors are RuntimeErrors
-            raise UnreadableSample(path, f"unreadable: {str(e).splitlines()[-1][:120]} (changed after the "
-                                         "manifest was validated?)") from None
-        if wav_SC.shape[0] == 0:
-            raise UnreadableSample(path, "empty: 0 frames now (it had audio when the manifest was validated)")
-        bad = int(np.count_nonzero(~np.isfinite(wav_SC)))
-        if bad:
-            raise UnreadableSample(path, f"non-finite: {bad} NaN/Inf sample(s); re-create or remove the file")
-        wav_S = wav_SC.mean(axis=1)
-        if rate != self.sample_rate:
-            wav_S = soxr.resample(wav_S, rate, self.sample_rate)
-        if len(wav_S) < self.min_sample_size:
-            raise UnreadableSample(path, f"too short: {len(wav_S)} samples now, < min_sample_size="
-                                         f"{self.min_sample_size} (changed after the manifest was validated?)")
-        return np.ascontiguousarray(wav_S, dtype=np.float32)
+        return decode_clip(str(path), path, sample_rate=self.sample_rate, min_sample_size=self.min_sample_size)
 
     def _load(self, index: int, slot: int) -> dict:
         """Clip ``index`` in the place of clip ``slot``: cropped with the slot's key, to at most its length."""

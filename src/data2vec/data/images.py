@@ -14,6 +14,7 @@ and, in a training ``ImageFolder``, is replaced by the next image (``data2vec.da
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import warnings
 from collections import Counter
@@ -56,7 +57,7 @@ def _too_large(pixels: int, max_pixels: int) -> str:
             "image or raise data.max_image_pixels")
 
 
-def _open(path: Path, max_pixels: int):
+def _open(path: Path, max_pixels: int, data: bytes | None = None):
     """``PIL.Image.open`` (header only) with our pixel limit instead of PIL's warning/error pair."""
     from PIL import Image, UnidentifiedImageError
 
@@ -66,7 +67,7 @@ def _open(path: Path, max_pixels: int):
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = max_pixels  # PIL refuses > 2x its limit at open(): let ours decide
     try:
-        im = Image.open(path)
+        im = Image.open(path if data is None else io.BytesIO(data))
     except Image.DecompressionBombError as e:
         pixels = [int(t) for t in str(e).replace("(", " ").split() if t.isdigit()]
         raise UnreadableSample(path, _too_large(pixels[0] if pixels else max_pixels + 1, max_pixels)) from None
@@ -84,8 +85,10 @@ def _open(path: Path, max_pixels: int):
     return im
 
 
-def load_image(path: str | Path, channels: int, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Any PIL-readable image -> uint8 [H, W, channels] (1 = grey, 3 = RGB).
+def load_image(path: str | Path, channels: int, max_pixels: int = MAX_IMAGE_PIXELS,
+               data: bytes | None = None) -> np.ndarray:
+    """Any PIL-readable image -> uint8 [H, W, channels] (1 = grey, 3 = RGB); ``data``: the file's bytes
+    (e.g. from a shard; ``path`` then only names it in errors).
 
     Raises:
         UnreadableSample: missing, empty, not an image, damaged (e.g. truncated), or more than
@@ -95,11 +98,11 @@ def load_image(path: str | Path, channels: int, max_pixels: int = MAX_IMAGE_PIXE
 
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        if (len(data) if data is not None else path.stat().st_size) == 0:
             raise UnreadableSample(path, "empty: 0 bytes")
     except OSError as e:
         raise UnreadableSample(path, f"missing: {e.strerror or e}") from None
-    with _open(path, max_pixels) as im:
+    with _open(path, max_pixels, data) as im:
         try:
             im.load()
             if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):

@@ -3,7 +3,8 @@
 A prepared text directory (``data2vec prepare text``) holds ``vocab.json`` + ``merges.txt`` (RoBERTa
 format: official RoBERTa/data2vec vocabularies load the same way) and ``{split}.npz`` with the token
 stream (each sentence ends with ``</s>``) and the sentence and document boundaries. Tokenization
-happens once; training loads the arrays (shared copy-on-write by loader workers).
+happens once; training memory-maps the token stream (``mmap_npz_member``: never loaded whole, its pages
+shared by loader workers) and loads the boundaries.
 
 Blocks (fairseq ``TokenBlockDataset``, ``tokens_per_sample - 1`` tokens, then ``<s>`` prepended):
 ``complete_doc`` packs whole sentences and never crosses a document boundary; ``none`` cuts the
@@ -154,9 +155,51 @@ def make_blocks(sent_ends: np.ndarray, doc_ends: np.ndarray, block: int, break_m
     return np.asarray(out, dtype=np.int64).reshape(-1, 2)
 
 
-def load_corpus(npz_path: str | Path, vocab_size: int | None = None) -> dict[str, np.ndarray]:
+def mmap_npz_member(npz_path: str | Path, name: str) -> np.memmap | None:
+    """Array ``name`` of an ``.npz`` memory-mapped in place (read-only), or None when it cannot be (a
+    compressed member, e.g. from ``np.savez_compressed``; an object array).
+
+    ``np.savez`` stores each array as an uncompressed ``.npy`` inside the zip, so its bytes sit at a fixed
+    offset of the file: after the member's local zip header (30 bytes, the name, the extra field) and the
+    ``.npy`` header. The pages are read on demand and shared by every process that maps the file."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(npz_path) as zf:
+        try:
+            info = zf.getinfo(f"{name}.npy")
+        except KeyError:
+            return None
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+    with open(npz_path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if local[:4] != b"PK\x03\x04":
+            return None
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        start = info.header_offset + 30 + name_len + extra_len
+        f.seek(start)
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            return None
+        shape, fortran, dtype = read_header(f)
+        if dtype.hasobject or len(shape) != 1:
+            return None
+        offset = f.tell()
+    if offset + dtype.itemsize * (shape[0] if shape else 1) > start + info.file_size:
+        return None
+    return np.memmap(npz_path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def load_corpus(npz_path: str | Path, vocab_size: int | None = None, *, mmap: bool = True) -> dict[str, np.ndarray]:
     """The arrays of a ``{split}.npz`` (see ``binarize``), checked: sentence ends increase up to the stream's
     end, document ends are sentence ends, token ids are below ``vocab_size`` (when given).
+
+    With ``mmap`` the token stream is memory-mapped (``mmap_npz_member``), not read into memory: a corpus
+    larger than memory trains, and loader workers share its pages.
 
     Raises:
         Data2VecError: the file is missing, damaged (empty, truncated, not an .npz) or inconsistent.
@@ -164,7 +207,9 @@ def load_corpus(npz_path: str | Path, vocab_size: int | None = None) -> dict[str
     fix = "re-create it with `data2vec prepare text --out DIR` (damaged, partly copied, or from another tokenizer?)"
     try:
         with np.load(npz_path) as data:  # allow_pickle=False: arrays only
-            arrays = {k: np.asarray(data[k]) for k in ("tokens", "sent_ends", "doc_ends")}
+            arrays = {k: np.asarray(data[k]) for k in ("sent_ends", "doc_ends")}
+            tokens = mmap_npz_member(npz_path, "tokens") if mmap else None
+            arrays["tokens"] = np.asarray(data["tokens"]) if tokens is None else tokens
     except Exception as e:  # noqa: BLE001 - np.load raises OSError, EOFError, ValueError, BadZipFile, KeyError, ...
         raise Data2VecError(f"cannot read the token corpus {npz_path} ({type(e).__name__}: {str(e)[:120]}): "
                             f"{fix}") from None

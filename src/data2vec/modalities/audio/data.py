@@ -13,12 +13,13 @@ import functools
 from pathlib import Path
 
 from data2vec.data.sampler import PretrainData
+from data2vec.data.shards import is_shard_dir
 from data2vec.modalities.audio.encoder import conv_frame_lengths
 
 
 @dataclass(kw_only=True)
 class AudioDataConfig:
-    path: str = ""  # directory holding <train_subset>.tsv (set with --data)
+    path: str = ""  # directory holding <train_subset>.tsv, or a shard directory (`data2vec shard`) (set with --data)
     train_subset: str = "train"
     sample_rate: int = 16000
     normalize: bool = True  # per-utterance zero mean, unit variance (fairseq task.normalize)
@@ -39,6 +40,8 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
     d: AudioDataConfig = cfg.data
     if not d.path:
         raise ValueError("no training data: pass --data DIR (a directory with train.tsv), or set data.path")
+    if is_shard_dir(d.path):
+        return _build_shard_data(cfg, encoder, dist, seed=seed)
     manifest_path = Path(d.path) / f"{d.train_subset}.tsv"
     if not manifest_path.is_file():
         raise ValueError(f"{manifest_path} not found: --data must be a directory holding {d.train_subset}.tsv "
@@ -59,3 +62,23 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
                                   start_batch=start_batch)
 
     return PretrainData(sampler, make_loader, report, len(dataset))
+
+
+def _build_shard_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
+    """Streaming from ``data2vec shard`` output (``data2vec.data.shards``): the same clips, crops and masks."""
+    import numpy as np
+
+    from data2vec.data.audio import AudioCollator
+    from data2vec.data.shards import AudioDecoder, build_shard_data, check_meta, load_index
+    from data2vec.data.skips import CollateWithSkips
+
+    d: AudioDataConfig = cfg.data
+    index = load_index(d.path, "audio")
+    check_meta(index, sample_rate=d.sample_rate, min_sample_size=d.min_sample_size)
+    sizes = np.minimum(index.sizes, d.max_sample_size)
+    decode = AudioDecoder(d.sample_rate, d.min_sample_size, d.max_sample_size, d.normalize, seed, sizes)
+    collator = CollateWithSkips(AudioCollator(
+        frame_lengths_fn=functools.partial(conv_frame_lengths, conv_layers=encoder.conv_layers),
+        mask_cfg=cfg.masking, seed=seed, pad=d.enable_padding, max_sample_size=d.max_sample_size))
+    return build_shard_data(index, decode=decode, collate=collator, sizes=sizes, seed=seed, dist=dist,
+                            num_workers=d.num_workers, max_tokens=d.max_tokens, max_sentences=d.max_sentences)

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Literal
 
 from data2vec.data.sampler import PretrainData
+from data2vec.data.shards import is_shard_dir
 
 
 @dataclass(kw_only=True)
 class TextDataConfig:
-    path: str = ""  # directory from `data2vec prepare text` (vocab.json, merges.txt, train.npz)
+    path: str = ""  # directory from `data2vec prepare text` (vocab.json, merges.txt, train.npz), or shards
     train_subset: str = "train"
     tokens_per_sample: int = 512  # block length including <s>
     break_mode: Literal["complete_doc", "none"] = "complete_doc"
@@ -28,6 +29,8 @@ def _require_dir(d: TextDataConfig) -> Path:
     if not d.path:
         raise ValueError("no training data: pass --data DIR (made by `data2vec prepare text --out DIR`)")
     p = Path(d.path)
+    if is_shard_dir(p):  # `data2vec shard` output: the tokenizer files are copied beside the shards
+        return p
     if not (p / f"{d.train_subset}.npz").is_file():
         raise ValueError(f"{p / (d.train_subset + '.npz')} not found: --data must be a directory made by "
                          "`data2vec prepare text --out DIR`")
@@ -57,6 +60,8 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
     if d.tokens_per_sample > encoder.cfg.max_positions:
         raise ValueError(f"data.tokens_per_sample={d.tokens_per_sample} exceeds encoder.max_positions="
                          f"{encoder.cfg.max_positions}")
+    if is_shard_dir(root):
+        return _build_shard_data(cfg, tok, root, dist, seed=seed)
     dataset = TextBlockDataset(root / f"{d.train_subset}.npz", tokens_per_sample=d.tokens_per_sample,
                                break_mode=d.break_mode, bos=tok.bos, vocab_size=tok.vocab_size)
     sampler = BucketBatchSampler(dataset.sizes, max_tokens=d.max_tokens, max_sentences=d.max_sentences, seed=seed,
@@ -81,3 +86,18 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
         return build_loader(dataset, sampler, collator, num_workers=d.num_workers, epoch=epoch, start_batch=start_batch)
 
     return PretrainData(sampler, make_loader, Report(), len(dataset))
+
+
+def _build_shard_data(cfg, tok, root: Path, dist, *, seed: int) -> PretrainData:
+    """Streaming from ``data2vec shard`` output (``data2vec.data.shards``): the same blocks and masks."""
+    from data2vec.data.shards import TextDecoder, build_shard_data, check_meta, load_index
+    from data2vec.data.skips import CollateWithSkips
+    from data2vec.data.text import TextCollator
+
+    d: TextDataConfig = cfg.data
+    index = load_index(root, "text")
+    check_meta(index, tokens_per_sample=d.tokens_per_sample, break_mode=d.break_mode)
+    collator = CollateWithSkips(TextCollator(cfg.masking, seed, tok.pad, tok.mask, tok.special_ids, tok.vocab_size))
+    return build_shard_data(index, decode=TextDecoder(tok.vocab_size), collate=collator, sizes=index.sizes,
+                            seed=seed, dist=dist, num_workers=d.num_workers, max_tokens=d.max_tokens,
+                            max_sentences=d.max_sentences)

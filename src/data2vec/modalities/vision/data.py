@@ -12,12 +12,13 @@ from pathlib import Path
 
 from data2vec.data.images import MAX_IMAGE_PIXELS, AugmentConfig
 from data2vec.data.sampler import PretrainData
+from data2vec.data.shards import is_shard_dir
 from data2vec.errors import Data2VecError
 
 
 @dataclass(kw_only=True)
 class ImageDataConfig:
-    path: str = ""  # directory with <train_subset>/<class>/<images> (e.g. from `data2vec prepare images`)
+    path: str = ""  # directory with <train_subset>/<class>/<images> (e.g. from `data2vec prepare images`), or shards
     train_subset: str = "train"
     batch_size: int = 128  # images per batch and process
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -38,6 +39,8 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
                          f"{encoder.cfg.image_size}")
     if d.max_image_pixels < 1:
         raise Data2VecError(f"data.max_image_pixels must be >= 1, got {d.max_image_pixels}")
+    if is_shard_dir(d.path):
+        return _build_shard_data(cfg, encoder, dist, seed=seed)
     dataset = ImageFolder(Path(d.path) / d.train_subset, channels=encoder.cfg.in_chans, augment_cfg=d.augment,
                           seed=seed, max_pixels=d.max_image_pixels, skip_unreadable=True)
     sampler = BucketBatchSampler(dataset.sizes, max_tokens=d.batch_size, seed=seed, num_replicas=dist.world_size,
@@ -60,3 +63,20 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
         return build_loader(dataset, sampler, collator, num_workers=d.num_workers, epoch=epoch, start_batch=start_batch)
 
     return PretrainData(sampler, make_loader, Report(), len(dataset))
+
+
+def _build_shard_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
+    """Streaming from ``data2vec shard`` output (``data2vec.data.shards``): the same images, crops and masks."""
+    import numpy as np
+
+    from data2vec.data.images import ImageCollator
+    from data2vec.data.shards import ImageDecoder, build_shard_data, load_index
+    from data2vec.data.skips import CollateWithSkips
+
+    d: ImageDataConfig = cfg.data
+    index = load_index(d.path, "vision")
+    decode = ImageDecoder(encoder.cfg.in_chans, d.augment, seed, d.max_image_pixels)
+    collator = CollateWithSkips(ImageCollator(cfg.masking, (encoder.cfg.grid, encoder.cfg.grid), seed))
+    return build_shard_data(index, decode=decode, collate=collator, sizes=np.ones(len(index), dtype=np.int64),
+                            seed=seed, dist=dist, num_workers=d.num_workers, max_tokens=d.batch_size,
+                            max_sentences=None)
