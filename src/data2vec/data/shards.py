@@ -17,9 +17,9 @@ Reading: why a batch count is enough to resume. Everything a rank reads in an ep
 ``(seed, epoch, rank, world_size, num_workers, shuffle_buffer)`` and the index, computed before any
 shard is opened (``plan_epoch``):
 
-1. The shards are permuted by ``(seed, epoch)``; with ``S = world_size * max(1, num_workers)`` streams,
-   stream ``rank * W + worker`` reads shards ``perm[stream::S]`` in that order (every shard is read by
-   exactly one worker of one rank).
+1. The shards are permuted by ``(seed, epoch)`` and dealt in that order, each to the rank with the least
+   work so far (sum of sample lengths), then to that rank's worker with the least (``deal_shards``);
+   ``W = max(1, num_workers)`` workers per rank. Every shard is read by exactly one worker of one rank.
 2. A worker's sample stream is cut into chunks of ``shuffle_buffer`` samples (the shuffle buffer: at most
    that many samples' bytes are held). Each chunk is shuffled by ``(seed, epoch, rank, worker, chunk)``,
    sorted by length (fairseq ``batch_by_size`` within the buffer: little padding), packed greedily under
@@ -332,21 +332,37 @@ def _stream_batches(index: ShardIndex, shard_ids: list[int], sizes: np.ndarray, 
     return chunks, batches
 
 
+def deal_shards(order: np.ndarray, cost: np.ndarray, world_size: int, num_workers: int) -> list[list[list[int]]]:
+    """Shards (in ``order``) dealt to [rank][worker]: each to the rank with the least cost so far, then to that
+    rank's worker with the least (ties to the lowest number). Ranks end within one shard's cost of each other,
+    so few batches are dropped to equalise them."""
+    rank_cost = np.zeros(world_size)
+    worker_cost = np.zeros((world_size, num_workers))
+    out: list[list[list[int]]] = [[[] for _ in range(num_workers)] for _ in range(world_size)]
+    for k in order.tolist():
+        r = int(np.argmin(rank_cost))
+        w = int(np.argmin(worker_cost[r]))
+        out[r][w].append(k)
+        rank_cost[r] += cost[k]
+        worker_cost[r, w] += cost[k]
+    return out
+
+
 def plan_epoch(index: ShardIndex, sizes: np.ndarray, *, seed: int, epoch: int, rank: int, world_size: int,
                num_workers: int, max_tokens: int, max_sentences: int | None = None) -> EpochPlan:
     """What rank ``rank`` reads in ``epoch`` (see the module docstring); ``sizes``: each sample's cost."""
     W = max(1, num_workers)
-    S = world_size * W
     num_shards = len(index.files)
     if num_shards < world_size:
         raise Data2VecError(f"{index.root} has {num_shards} shard(s) for {world_size} ranks: every rank needs at "
                             "least one; re-shard with a smaller --samples-per-shard")
-    perm = rng(seed, epoch, 16).permutation(num_shards)
+    dealt = deal_shards(rng(seed, epoch, 16).permutation(num_shards), np.add.reduceat(sizes, index.offsets[:-1]),
+                        world_size, W)
     per_rank, mine = [], None
     for r in range(world_size):
         streams = []
         for w in range(W):
-            shard_ids = [int(k) for k in perm[r * W + w::S]]
+            shard_ids = dealt[r][w]
             chunks, batches = _stream_batches(index, shard_ids, sizes, seed=seed, epoch=epoch, rank=r, worker=w,
                                               buffer=index.shuffle_buffer, max_tokens=max_tokens,
                                               max_sentences=max_sentences)
