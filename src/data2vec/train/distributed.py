@@ -1,6 +1,7 @@
 """Distributed set-up, driven by the launcher's environment (torchrun sets RANK/WORLD_SIZE/LOCAL_RANK).
 
-One process per device; NCCL on CUDA, gloo on CPU. Only the student is wrapped in DDP (the teacher
+One process per device; NCCL on CUDA, gloo on CPU. Works with ``torchrun --nnodes N --rdzv-backend c10d`` and
+elastic restarts (``--max-restarts``: every restart attempt gets its own store keys, see ``_attempt_store``). Only the student is wrapped in DDP (the teacher
 gets no gradients and every rank applies the same EMA update). Rank 0 logs and writes checkpoints.
 """
 
@@ -45,8 +46,21 @@ def init_distributed(requested_device: str = "auto") -> DistInfo:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world, store=_attempt_store(world))
     return DistInfo(rank, world, local_rank, device)
+
+
+def _attempt_store(world: int):
+    """Under torchrun the workers share the agent's TCPStore, which outlives a restart (``--max-restarts``); the
+    restarted workers' gloo process group would read the dead workers' addresses from it and fail to connect
+    (torch 2.13). A prefix per restart attempt gives each attempt its own keys. None (env://) outside torchrun."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != str(True):
+        return None
+    from torch.distributed.constants import default_pg_timeout
+
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False,
+                          timeout=default_pg_timeout)
+    return dist.PrefixStore(f"data2vec/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def all_reduce_sum(value: float | int, device: torch.device) -> float:

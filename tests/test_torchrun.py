@@ -1,0 +1,60 @@
+"""Multi-node and elastic runs under torchrun (gloo, CPU): two torchrun "nodes" on 127.0.0.1 joined by the c10d
+rendezvous train as one 2-rank job, and with ``--max-restarts`` a worker killed mid-run makes the job restart from
+the last checkpoint and end with the weights of the uninterrupted run, bit for bit."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import MICRO_OVERRIDES, ROOT
+from test_dcp import _weights
+from test_fsdp import _args, metrics, torchrun
+
+COMMON = MICRO_OVERRIDES + ["train.precision=fp32", "train.parallel=fsdp", "train.max_update=4",
+                            "train.save_interval_updates=2"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_c10d_and_elastic_restart(speech_corpus, tmp_path):
+    # two "nodes" (one torchrun each, one process per node) meet at a c10d rendezvous; --resume lets a restarted
+    # job continue, and starts a new run when there is no checkpoint yet
+    args = [*_args("audio-tiny-v1", speech_corpus, tmp_path / "nodes", COMMON), "--resume"]
+    port = _free_port()
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "d2v-test",
+            "-m", "data2vec.cli", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen(node, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-4000:] for o in outs)
+    meta_nodes = metrics(tmp_path / "nodes")
+    assert [r["step"] for r in meta_nodes] == [1, 2, 3, 4]
+    from data2vec.train import dcp
+
+    assert dcp.load_trainer_state(dcp.resolve(tmp_path / "nodes"))["world_size"] == 2
+
+    # elastic: rank 1 is SIGKILLed after update 3 (the last checkpoint is update 2); torchrun restarts both workers,
+    # which resume from it and finish; same job, same weights as the uninterrupted two-node run
+    run = tmp_path / "elastic"
+    proc = torchrun([*_args("audio-tiny-v1", speech_corpus, run, COMMON), "--resume"], extra=["--max-restarts", "1"],
+                    env={"DATA2VEC_TEST_KILL_AFTER_UPDATE": "3", "DATA2VEC_TEST_KILL_RANK": "1"})
+    log = proc.stdout + proc.stderr
+    assert "resuming at update 2" in log and "starting at update 0" in log, log[-4000:]
+    assert [r["step"] for r in metrics(run)] == [1, 2, 3, 4]
+    assert [r["loss"] for r in metrics(run)] == [r["loss"] for r in meta_nodes]
+    a, b = _weights(run), _weights(tmp_path / "nodes")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
