@@ -594,9 +594,11 @@ def markdown(results: list[dict], args, command: str, check: list[dict]) -> str:
                      f"{'yes' if c['has_conv'] else 'no'} |")
     L += ["", "## Memory per GPU (GiB)", "",
           "Per-GPU micro-batch and `train.update_freq` as in the next section (so activations are those of that "
-          "micro-batch). DDP = what `data2vec pretrain` does today (fp32 weights, bf16 autocast). FSDP = fully "
-          "sharded with bf16 parameters/reductions and fp32 sharded master weights, not implemented in the "
-          "trainer yet. P = params, G = grads, O = AdamW moments, T = EMA teacher (fp32), X = other (DDP: "
+          "micro-batch). DDP = `data2vec pretrain` with `train.parallel=ddp`, the default (fp32 weights, bf16 "
+          "autocast). FSDP = `--set train.parallel=fsdp` (FSDP2 `fully_shard` per Transformer block for student "
+          "and EMA teacher, `MixedPrecisionPolicy` with bf16 parameters/reductions over fp32 sharded master "
+          "weights when `train.precision` gives bf16, DCP checkpoints; `data2vec.train.fsdp`, README \"Training on "
+          "a cluster\"); its numbers here are modelled, not measured on GPUs. P = params, G = grads, O = AdamW moments, T = EMA teacher (fp32), X = other (DDP: "
           "gradient buckets + bf16 weight copies; FSDP: unsharded bf16 working copies of the root unit and one "
           "or two blocks), A = activations.", ""]
     L += ["| preset | GPUs | micro-batch | DDP P | G | O | T | X | A | **DDP total** | FSDP P | G | O | T | X | "
