@@ -223,16 +223,29 @@ def test_text_corpus_is_memory_mapped(corpora):
     assert not isinstance(load_corpus(npz, mmap=False)["tokens"], np.memmap)
 
 
-def test_shard_cli_and_pretrain_on_shards(corpora, tmp_path, capsys):
+def test_shard_cli_pretrain_kill_and_resume_on_shards(corpora, tmp_path):
+    """`data2vec shard`, then pretraining on the shards with 2 loader workers; a run killed (SIGKILL) after
+    update 5 and resumed from its update-4 checkpoint ends bit-identical to the uninterrupted run."""
+    from conftest import run_cli
+    from data2vec.train.checkpoint import load_checkpoint
+
     out = tmp_path / "shards"
     assert main(["shard", "--preset", "text-tiny-v1", "--data", str(corpora["text"]), "--out", str(out),
                  "--samples-per-shard", "20", *set_args(TEXT)]) == 0
     info = json.loads((out / INDEX).read_text())
     assert info["modality"] == "text" and len(info["shards"]) >= 4 and (out / "vocab.json").is_file()
-    run = tmp_path / "run"
-    over = [*TEXT, "data.num_workers=1", "model.targets.average_top_k_layers=2", "train.max_update=4",
-            "train.log_interval=1", "train.threads=1", "optim.warmup_updates=1"]
-    assert main(["pretrain", "--preset", "text-tiny-v1", "--data", str(out), "--out", str(run), *set_args(over)]) == 0
-    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len([r for r in recs if "loss" in r]) == 4 and all(np.isfinite(r["loss"]) for r in recs if "loss" in r)
-    assert "shards (streaming" in capsys.readouterr().out
+    over = [*TEXT, "data.num_workers=2", "model.targets.average_top_k_layers=2", "train.max_update=8",
+            "train.save_interval_updates=2", "train.log_interval=1", "train.threads=1", "optim.warmup_updates=1"]
+    args = ["pretrain", "--preset", "text-tiny-v1", "--data", str(out), *set_args(over)]
+    done = run_cli(*args, "--out", str(tmp_path / "a"))
+    assert "shards (streaming" in done.stdout
+    killed = run_cli(*args, "--out", str(tmp_path / "b"), env={"DATA2VEC_TEST_KILL_AFTER_UPDATE": "5"}, check=False)
+    assert killed.returncode == -9, killed.stderr
+    run_cli("pretrain", "--out", str(tmp_path / "b"), "--resume")
+    a, b = load_checkpoint(tmp_path / "a/checkpoint_last.pt"), load_checkpoint(tmp_path / "b/checkpoint_last.pt")
+    assert a["step"] == b["step"] == 8
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    losses = [[json.loads(r)["loss"] for r in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in r]
+              for run in (tmp_path / "a", tmp_path / "b")]
+    assert losses[0] == losses[1] and len(losses[0]) == 8 and all(np.isfinite(losses[0]))
