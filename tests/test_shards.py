@@ -72,7 +72,8 @@ def corpora(tmp_path_factory) -> dict[str, Path]:
     for c in range(2):
         (images / "train" / f"c{c}").mkdir(parents=True)
         for i in range(12):
-            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(images / "train" / f"c{c}" / f"{i}.png")
+            pixels = rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(images / "train" / f"c{c}" / f"{i}.png")
     text = root / "text"
     docs = root / "docs.txt"
     words = "the cat dog sat ran on a mat log red blue big small fast slow and".split()

@@ -20,11 +20,11 @@ shard is opened (``plan_epoch``):
 1. The shards are permuted by ``(seed, epoch)`` and dealt in that order, each to the rank with the least
    work so far (sum of sample lengths), then to that rank's worker with the least (``deal_shards``);
    ``W = max(1, num_workers)`` workers per rank. Every shard is read by exactly one worker of one rank.
-2. A worker's sample stream is cut into chunks of ``shuffle_buffer`` samples (the shuffle buffer: at most
-   that many samples' bytes are held). Each chunk is shuffled by ``(seed, epoch, rank, worker, chunk)``,
-   sorted by length (fairseq ``batch_by_size`` within the buffer: little padding), packed greedily under
-   the batch budget (``len(batch) * longest <= max_tokens``, ``max_sentences``), and its batches are
-   shuffled. A batch never spans chunks.
+2. A worker's sample stream is cut into chunks of ``shuffle_buffer`` samples (the shuffle buffer; a worker
+   holds the undecoded bytes of two chunks, this one and the previous one, the substitutes' reserve). Each
+   chunk is shuffled by ``(seed, epoch, rank, worker, chunk)``, sorted by length (fairseq ``batch_by_size``
+   within the buffer: little padding), packed greedily under the batch budget (``len(batch) * longest <=
+   max_tokens``, ``max_sentences``), and its batches are shuffled. A batch never spans chunks.
 3. The rank's batches are the workers' batches interleaved round-robin (worker 0's first, worker 1's
    first, ..., worker 0's second, ...), the order torch's DataLoader returns an iterable data set's
    batches in; each batch carries its position and ``ShardLoader`` restores that order whatever the
@@ -35,16 +35,17 @@ shard is opened (``plan_epoch``):
 
 So the trainer's checkpointed ``(epoch, batch_in_epoch)`` identifies the exact next sample on every rank
 and worker: ``make_loader(epoch, start_batch)`` recomputes the plan and each worker starts at its first
-batch whose position is ``>= start_batch``, skipping the shards it has finished without opening them and
-decoding nothing before it. Nothing else has to be stored in the checkpoint (the alternative, per-worker
-sample offsets, would need the trainer to gather worker state). A resume must keep ``world_size``,
-``data.num_workers`` and the shard directory (as the map-style path keeps ``world_size``).
+batch whose position is ``>= start_batch``, reading from the chunk before that batch's chunk on (earlier
+shards are not opened) and decoding nothing before it. Nothing else has to be stored in the checkpoint
+(the alternative, per-worker sample offsets, would need the trainer to gather worker state). A resume must
+keep ``world_size``, ``data.num_workers`` and the shard directory: the plan depends on all three, so the
+trainer's conversion of a data position to another world size does not apply to shards.
 
 Bad data: the writer drops what the map-style readers drop before training (audio headers, image
 headers; listed in ``shards.json`` and in the run's skip summary). A sample that fails when decoded (or is
 missing from a damaged shard) is replaced by the next readable sample of its chunk (``skips.substitute``
-over the chunk's samples), decoded with the failed sample's index as its random key, named in
-``batch["skipped"]``.
+over the chunk's samples in a fixed shuffled order, then over the previous chunk's), decoded with the failed
+sample's index as its random key, and named in ``batch["skipped"]``.
 """
 
 from __future__ import annotations
