@@ -431,7 +431,8 @@ def cmd_shard(args) -> int:
     from data2vec.presets import get_preset
 
     cfg = _apply_overrides(get_preset(args.preset), args)
-    index = shard_dataset(cfg, args.out, samples_per_shard=args.samples_per_shard, shuffle_buffer=args.buffer)
+    index = shard_dataset(cfg, args.out, samples_per_shard=args.samples_per_shard, shuffle_buffer=args.buffer,
+                          seed=args.seed)
     print(f"{args.out}: {index['num_samples']:,} {index['modality']} samples in {len(index['shards'])} shards; "
           f"pretrain on them with `data2vec pretrain --preset {args.preset} --data {args.out}`")
     return 0
@@ -455,6 +456,7 @@ def _add_shard_parser(sub) -> None:
     sh.add_argument("--buffer", type=int, default=DEFAULT_SHUFFLE_BUFFER,
                     help=f"samples per shuffle buffer when reading (default {DEFAULT_SHUFFLE_BUFFER}; kept in "
                          "shards.json)")
+    sh.add_argument("--seed", type=int, default=0, help="seed of the order the samples are written in (default 0)")
     sh.set_defaults(func=cmd_shard)
 
 

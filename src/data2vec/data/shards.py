@@ -5,13 +5,15 @@ and ``data2vec pretrain --data SHARD_DIR`` streams them (the map-style readers s
 
 Format. ``DIR/shards.json`` (the index: modality, the settings that shaped the samples, per shard its file
 and sample count, the files dropped when writing) + ``DIR/<subset>-sizes.npy`` (each sample's length, for
-batching without reading) + ``DIR/<subset>-NNNNNN.tar``. The shards are plain WebDataset tars (written
+batching without reading) + ``DIR/<subset>-ids.npy`` (the samples in the order they were written) +
+``DIR/<subset>-NNNNNN.tar``. The shards are plain WebDataset tars (written
 with ``webdataset.TarWriter``; ``webdataset.WebDataset`` reads them too): sample ``i`` is the members
 ``{i:09d}.<ext>`` (the audio file's own bytes, ``.wav``/``.flac``/...; the image file's own bytes; text:
 the block's token ids with ``<s>``, ``.npy``) and ``{i:09d}.json`` (source path, label, length). ``i`` is
 the sample's index in the map-style data set it came from (validated manifest, validated image folder,
 text blocks), so crops, flips and masks, drawn from ``(seed, epoch, index)``, are those of the map-style
-path. Samples are numbered across shards in order (shard ``k`` holds ``offsets[k] ... offsets[k+1]-1``).
+path. The writer puts the samples in a random order (seeded: ``--seed``), so a shard mixes classes,
+speakers and documents; shard ``k`` holds ``ids[offsets[k]:offsets[k+1]]``, in that order.
 
 Reading: why a batch count is enough to resume. Everything a rank reads in an epoch is a function of
 ``(seed, epoch, rank, world_size, num_workers, shuffle_buffer)`` and the index, computed before any
@@ -22,8 +24,8 @@ shard is opened (``plan_epoch``):
    ``W = max(1, num_workers)`` workers per rank. Every shard is read by exactly one worker of one rank.
 2. A worker's sample stream is cut into chunks of ``shuffle_buffer`` samples (the shuffle buffer; a worker
    holds the undecoded bytes of two chunks, this one and the previous one, the substitutes' reserve). Each
-   chunk is shuffled by ``(seed, epoch, rank, worker, chunk)``, sorted by length (fairseq ``batch_by_size``
-   within the buffer: little padding), packed greedily under the batch budget (``len(batch) * longest <=
+   chunk is shuffled by ``(seed, epoch, rank, worker, chunk)``, sorted by length, shortest first (fairseq
+   ``batch_by_size`` within the buffer: little padding), packed greedily under the batch budget (``len(batch) * longest <=
    max_tokens``, ``max_sentences``), and its batches are shuffled. A batch never spans chunks.
 3. The rank's batches are the workers' batches interleaved round-robin (worker 0's first, worker 1's
    first, ..., worker 0's second, ...), the order torch's DataLoader returns an iterable data set's
@@ -85,10 +87,12 @@ def _key(i: int) -> str:
 # ---------------------------------------------------------------------------------------------- writing
 
 
-def write_shards(out: str | Path, samples: Iterator[tuple[dict, int]], *, modality: str, subset: str, meta: dict,
+def write_shards(out: str | Path, samples: Iterator[tuple[int, dict, int]], *, modality: str, subset: str, meta: dict,
                  skipped: list, samples_per_shard: int = DEFAULT_SAMPLES_PER_SHARD,
-                 max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER) -> dict:
-    """Write ``samples`` ((members by extension, length) in index order) as tar shards and the index.
+                 max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+                 order_seed: int | None = None) -> dict:
+    """Write ``samples`` ((sample index, members by extension, length), in the order given) as tar shards
+    and the index.
 
     Shards are written under temporary names and the index last, so an interrupted run leaves no index
     (the directory is not taken for a shard directory). Returns the index."""
@@ -100,7 +104,7 @@ def write_shards(out: str | Path, samples: Iterator[tuple[dict, int]], *, modali
     out.mkdir(parents=True, exist_ok=True)
     if (out / INDEX).exists():
         (out / INDEX).unlink()  # rewriting: the old index must not describe the new shards
-    shards, sizes, n = [], [], 0
+    shards, sizes, ids, n = [], [], [], 0
     writer = f = tmp = None
     written = 0
 
@@ -112,7 +116,7 @@ def write_shards(out: str | Path, samples: Iterator[tuple[dict, int]], *, modali
             os.replace(tmp, out / shards[-1]["file"])
             writer = f = None
 
-    for members, size in samples:
+    for i, members, size in samples:
         if writer is None or shards[-1]["count"] >= samples_per_shard or written >= max_shard_bytes:
             close()
             name = f"{subset}-{len(shards):06d}.tar"
@@ -121,20 +125,27 @@ def write_shards(out: str | Path, samples: Iterator[tuple[dict, int]], *, modali
             writer = wds.TarWriter(f, encoder=False, mtime=0.0)
             shards.append({"file": name, "count": 0})
             written = 0
-        record = {"__key__": _key(n)}
+        record = {"__key__": _key(i)}
         for ext, value in members.items():
             record[ext] = json.dumps(value).encode() if ext == "json" else value
             written += len(record[ext])
         writer.write(record)
         shards[-1]["count"] += 1
         sizes.append(int(size))
+        ids.append(int(i))
         n += 1
     close()
     if n == 0:
         raise Data2VecError("nothing to write: the data set has no usable samples")
-    np.save(out / f"{subset}-sizes.npy", np.asarray(sizes, dtype=np.int64))
+    ids_arr = np.asarray(ids, dtype=np.int64)
+    if not np.array_equal(np.sort(ids_arr), np.arange(n)):
+        raise Data2VecError("internal error: the written sample indices are not 0 .. n-1")
+    by_id = np.empty(n, dtype=np.int64)
+    by_id[ids_arr] = sizes
+    np.save(out / f"{subset}-sizes.npy", by_id)
+    np.save(out / f"{subset}-ids.npy", ids_arr)
     index = {"format": FORMAT, "modality": modality, "subset": subset, "num_samples": n,
-             "shuffle_buffer": shuffle_buffer, "meta": meta, "shards": shards,
+             "shuffle_buffer": shuffle_buffer, "order_seed": order_seed, "meta": meta, "shards": shards,
              "skipped": [list(x) for x in skipped]}
     tmp_index = out / (INDEX + ".tmp")
     tmp_index.write_text(json.dumps(index, indent=1) + "\n")
@@ -142,31 +153,35 @@ def write_shards(out: str | Path, samples: Iterator[tuple[dict, int]], *, modali
     return index
 
 
-def _audio_samples(manifest) -> Iterator[tuple[dict, int]]:
-    for i, (rel, size) in enumerate(zip(manifest.paths, manifest.sizes)):
+def _audio_samples(manifest, order: np.ndarray) -> Iterator[tuple[int, dict, int]]:
+    for i in order.tolist():
+        rel, size = manifest.paths[i], manifest.sizes[i]
         path = manifest.root / rel
         ext = (path.suffix.lstrip(".").lower() or "wav")
-        yield {ext: path.read_bytes(), "json": {"path": rel, "size": size, "index": i}}, size
+        yield i, {ext: path.read_bytes(), "json": {"path": rel, "size": size, "index": i}}, size
 
 
-def _image_samples(folder) -> Iterator[tuple[dict, int]]:
-    for i, (path, label) in enumerate(folder.files):
+def _image_samples(folder, order: np.ndarray) -> Iterator[tuple[int, dict, int]]:
+    for i in order.tolist():
+        path, label = folder.files[i]
         ext = path.suffix.lstrip(".").lower()
-        yield {ext: path.read_bytes(), "json": {"path": str(path.relative_to(folder.root)), "label": label,
-                                                "index": i}}, 1
+        yield i, {ext: path.read_bytes(), "json": {"path": str(path.relative_to(folder.root)), "label": label,
+                                                   "index": i}}, 1
 
 
-def _text_samples(dataset) -> Iterator[tuple[dict, int]]:
-    for i in range(len(dataset)):
+def _text_samples(dataset, order: np.ndarray) -> Iterator[tuple[int, dict, int]]:
+    for i in order.tolist():
         buf = io.BytesIO()
         np.save(buf, dataset[i]["tokens"].astype(np.int32))
-        yield {"npy": buf.getvalue(), "json": {"index": i}}, int(dataset.sizes[i])
+        yield i, {"npy": buf.getvalue(), "json": {"index": i}}, int(dataset.sizes[i])
 
 
 def shard_dataset(cfg, out: str | Path, *, samples_per_shard: int = DEFAULT_SAMPLES_PER_SHARD,
-                  shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> dict:
+                  shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+                  seed: int = 0) -> dict:
     """Shard the training subset of ``cfg.data.path`` (a speech manifest directory, an image folder, a
-    prepared text directory) as the map-style reader of ``cfg``'s modality would read it."""
+    prepared text directory) as the map-style reader of ``cfg``'s modality would read it, in an order
+    shuffled by ``seed``."""
     d = cfg.data
     src = Path(d.path)
     out = Path(out).resolve()
@@ -174,8 +189,8 @@ def shard_dataset(cfg, out: str | Path, *, samples_per_shard: int = DEFAULT_SAMP
         raise Data2VecError("no data to shard: pass --data DIR")
     if src.resolve() == out:
         raise Data2VecError(f"--out {out} is the --data directory: write the shards elsewhere")
-    kw = dict(subset=d.train_subset, samples_per_shard=samples_per_shard, shuffle_buffer=shuffle_buffer,
-              max_shard_bytes=max_shard_bytes)
+    kw = {"subset": d.train_subset, "samples_per_shard": samples_per_shard, "shuffle_buffer": shuffle_buffer,
+          "max_shard_bytes": max_shard_bytes, "order_seed": seed}
     if cfg.modality == "audio":
         from data2vec.data.audio import read_manifest, validate_manifest
 
@@ -186,7 +201,7 @@ def shard_dataset(cfg, out: str | Path, *, samples_per_shard: int = DEFAULT_SAMP
                                              min_samples=d.min_sample_size)
         print(report.summary(), flush=True)
         meta = {"sample_rate": d.sample_rate, "min_sample_size": d.min_sample_size, "source": str(manifest_path)}
-        return write_shards(out, _audio_samples(manifest), modality="audio", meta=meta, skipped=report.skipped(), **kw)
+        return write_shards(out, _audio_samples(manifest, rng(seed, 21).permutation(len(manifest))), modality="audio", meta=meta, skipped=report.skipped(), **kw)
     if cfg.modality == "vision":
         from data2vec.data.images import AugmentConfig, ImageFolder
 
@@ -194,7 +209,7 @@ def shard_dataset(cfg, out: str | Path, *, samples_per_shard: int = DEFAULT_SAMP
                              max_pixels=d.max_image_pixels)
         print(folder.report.summary(), flush=True)
         meta = {"classes": folder.classes, "source": str(folder.root)}
-        return write_shards(out, _image_samples(folder), modality="vision", meta=meta, skipped=folder.report.skipped(),
+        return write_shards(out, _image_samples(folder, rng(seed, 21).permutation(len(folder))), modality="vision", meta=meta, skipped=folder.report.skipped(),
                             **kw)
     if cfg.modality == "text":
         from data2vec.data.text import TextBlockDataset, Tokenizer, read_corpus_info
@@ -211,7 +226,7 @@ def shard_dataset(cfg, out: str | Path, *, samples_per_shard: int = DEFAULT_SAMP
                 shutil.copyfile(src / name, out / name)
         meta = {"tokens_per_sample": d.tokens_per_sample, "break_mode": d.break_mode, "source": str(npz)}
         skipped = [tuple(x) for x in read_corpus_info(src).get("skipped", [])]
-        return write_shards(out, _text_samples(dataset), modality="text", meta=meta, skipped=skipped, **kw)
+        return write_shards(out, _text_samples(dataset, rng(seed, 21).permutation(len(dataset))), modality="text", meta=meta, skipped=skipped, **kw)
     raise Data2VecError(f"no shard writer for modality {cfg.modality!r}")
 
 
@@ -225,8 +240,9 @@ class ShardIndex:
     subset: str
     files: list[str]
     counts: np.ndarray  # samples per shard
-    offsets: np.ndarray  # first sample of each shard, and the total at the end
-    sizes: np.ndarray  # length of every sample
+    offsets: np.ndarray  # where each shard starts in ``ids``, and the total at the end
+    ids: np.ndarray  # sample indices in the order written (shard after shard)
+    sizes: np.ndarray  # length of every sample, by sample index
     shuffle_buffer: int
     meta: dict
     skipped: list
@@ -247,7 +263,8 @@ def load_index(root: str | Path, modality: str | None = None) -> ShardIndex:
         info = json.loads(path.read_text(encoding="utf-8"))
         counts = np.asarray([int(s["count"]) for s in info["shards"]], dtype=np.int64)
         files = [str(s["file"]) for s in info["shards"]]
-        sizes = np.load(root / f"{info['subset']}-sizes.npy", mmap_mode="r")
+        sizes = np.load(root / f"{info['subset']}-sizes.npy")
+        ids = np.load(root / f"{info['subset']}-ids.npy")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise Data2VecError(f"cannot read the shard index {path} ({type(e).__name__}: {str(e)[:120]}): {fix}") from None
     if info.get("format") != FORMAT:
@@ -255,14 +272,15 @@ def load_index(root: str | Path, modality: str | None = None) -> ShardIndex:
     if modality is not None and info["modality"] != modality:
         raise Data2VecError(f"{root} holds {info['modality']} shards, not {modality}: pick a matching preset")
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    if len(sizes) != offsets[-1] or (counts < 1).any():
+    if len(sizes) != offsets[-1] or len(ids) != offsets[-1] or (counts < 1).any():
         raise Data2VecError(f"{path}: the shard counts ({int(offsets[-1])} samples) do not match the sizes "
                             f"({len(sizes)}): {fix}")
     missing = [f for f in files if not (root / f).is_file()]
     if missing:
         raise Data2VecError(f"{len(missing)} shard file(s) listed in {path} are missing (e.g. {root / missing[0]}): "
                             "copy them back or re-create the directory with `data2vec shard`")
-    return ShardIndex(root, info["modality"], info["subset"], files, counts, offsets, np.asarray(sizes, np.int64),
+    return ShardIndex(root, info["modality"], info["subset"], files, counts, offsets, ids.astype(np.int64),
+                      sizes.astype(np.int64),
                       int(info.get("shuffle_buffer", DEFAULT_SHUFFLE_BUFFER)), info.get("meta", {}),
                       info.get("skipped", []))
 
@@ -318,14 +336,15 @@ class EpochPlan:
 def _stream_batches(index: ShardIndex, shard_ids: list[int], sizes: np.ndarray, *, seed: int, epoch: int,
                     rank: int, worker: int, buffer: int, max_tokens: int, max_sentences: int | None):
     if shard_ids:
-        stream = np.concatenate([np.arange(index.offsets[k], index.offsets[k + 1]) for k in shard_ids])
+        stream = np.concatenate([index.ids[index.offsets[k]:index.offsets[k + 1]] for k in shard_ids])
     else:
         stream = np.zeros(0, np.int64)
     chunks, batches = [], []
     for c, start in enumerate(range(0, len(stream), buffer)):
         ids = stream[start:start + buffer]
         ids = ids[rng(seed, epoch, 17, rank, worker, c).permutation(len(ids))]
-        ids = ids[np.argsort(-sizes[ids], kind="stable")]
+        ids = ids[np.argsort(sizes[ids], kind="stable")]  # shortest first: the last, partial batch holds the
+        # longest samples (a lone short block might have no masked token)
         chunk_batches = pack(ids, sizes[ids], max_tokens, max_sentences)
         order = rng(seed, epoch, 18, rank, worker, c).permutation(len(chunk_batches))
         chunks.append(stream[start:start + buffer])
@@ -357,7 +376,7 @@ def plan_epoch(index: ShardIndex, sizes: np.ndarray, *, seed: int, epoch: int, r
     if num_shards < world_size:
         raise Data2VecError(f"{index.root} has {num_shards} shard(s) for {world_size} ranks: every rank needs at "
                             "least one; re-shard with a smaller --samples-per-shard")
-    dealt = deal_shards(rng(seed, epoch, 16).permutation(num_shards), np.add.reduceat(sizes, index.offsets[:-1]),
+    dealt = deal_shards(rng(seed, epoch, 16).permutation(num_shards), np.add.reduceat(sizes[index.ids], index.offsets[:-1]),
                         world_size, W)
     per_rank, mine = [], None
     for r in range(world_size):
@@ -388,48 +407,47 @@ def plan_epoch(index: ShardIndex, sizes: np.ndarray, *, seed: int, epoch: int, r
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def _read_shard(path: Path, first: int, count: int, skip: int) -> Iterator[tuple[int, dict | None, str]]:
-    """(sample id, members by extension or None, reason) for samples ``first + skip ... first + count - 1``.
+def _read_shard(path: Path, ids: np.ndarray, skip: int) -> Iterator[tuple[int, dict | None, str]]:
+    """(sample id, members by extension or None, reason) for the shard's samples ``ids[skip:]`` (``ids``: the
+    shard's samples in written order).
 
-    Members of earlier samples are passed over without reading their data. A damaged shard (or one that
-    lacks samples the index lists) gives None for the samples it cannot provide; the reader substitutes them."""
-    want, end = first + skip, first + count
+    Members of the first ``skip`` samples are passed over without reading their data. A damaged shard (or one
+    that does not hold the samples the index lists, in that order) gives None for the samples it cannot
+    provide; the reader substitutes them."""
+    n = skip  # next sample expected, as a position in ids
 
     def groups(tf):
-        cur_key, cur = None, {}
+        cur_key, cur, ordinal = None, {}, -1
         for member in tf:
             if not member.isfile():
                 continue
             key, _, ext = member.name.partition(".")
             if key != cur_key:
                 if cur_key is not None:
-                    yield int(cur_key), cur
-                cur_key, cur = key, {}
-            if int(key) >= first + skip:
+                    yield ordinal, int(cur_key), cur
+                cur_key, cur, ordinal = key, {}, ordinal + 1
+            if ordinal >= skip:
                 cur[ext] = tf.extractfile(member).read()
         if cur_key is not None:
-            yield int(cur_key), cur
+            yield ordinal, int(cur_key), cur
 
     reason = "missing from its shard"
     try:
         with tarfile.open(path, "r:") as tf:
-            for i, members in groups(tf):
-                if i < want:
+            for ordinal, i, members in groups(tf):
+                if ordinal < skip:
                     continue
-                while want < min(i, end):
-                    yield want, None, reason
-                    want += 1
-                if i != want:
+                if ordinal >= len(ids) or i != ids[ordinal]:
+                    reason = f"shard {path.name} does not match shards.json (re-create the directory)"
                     break
                 yield i, members, ""
-                want += 1
-                if want >= end:
+                n += 1
+                if n >= len(ids):
                     return
     except (tarfile.TarError, OSError, ValueError) as e:
         reason = f"unreadable shard {path.name}: {type(e).__name__}: {str(e)[:100]}"
-    while want < end:
-        yield want, None, reason
-        want += 1
+    for i in ids[n:].tolist():
+        yield i, None, reason
 
 
 def _stream_samples(index: ShardIndex, shard_ids: list[int], start: int) -> Iterator[tuple[int, dict | None, str]]:
@@ -438,7 +456,8 @@ def _stream_samples(index: ShardIndex, shard_ids: list[int], start: int) -> Iter
     for k in shard_ids:
         count = int(index.counts[k])
         if pos + count > start:
-            yield from _read_shard(index.root / index.files[k], int(index.offsets[k]), count, max(0, start - pos))
+            ids = index.ids[index.offsets[k]:index.offsets[k + 1]]
+            yield from _read_shard(index.root / index.files[k], ids, max(0, start - pos))
         pos += count
 
 
