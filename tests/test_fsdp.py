@@ -18,7 +18,26 @@ from test_train import MICRO_V2
 
 # fp32: bf16 rounds a 2-rank split differently from one batch; clip_norm 5 is active for some updates
 COMMON = ["train.max_update=3", "train.save_interval_updates=100", "train.precision=fp32"]
-PRESETS = {"v1": ("audio-tiny-v1", MICRO_OVERRIDES), "v2": ("audio-tiny-v2", MICRO_V2)}
+# image-tiny-v1: the teacher is the whole encoder and runs embed() and context_encoder() (not forward)
+MICRO_IMAGE = ["encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2", "encoder.drop_path_rate=0.0",
+               "data.batch_size=4", "model.targets.average_top_k_layers=2", "data.num_workers=0", "train.threads=1",
+               "train.log_interval=1"]
+PRESETS = {"v1": ("audio-tiny-v1", MICRO_OVERRIDES), "v2": ("audio-tiny-v2", MICRO_V2),
+           "image-v1": ("image-tiny-v1", MICRO_IMAGE)}
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        d = root / "train" / "ab"[i % 2]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(d / f"{i:02d}.png")
+    return root
 
 
 def _args(preset: str, data, out, overrides) -> list[str]:
@@ -40,9 +59,10 @@ def metrics(run) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("version", ["v1", "v2"])
-def test_fsdp_two_ranks_equals_one_process(speech_corpus, tmp_path, version):
+@pytest.mark.parametrize("version", ["v1", "v2", "image-v1"])
+def test_fsdp_two_ranks_equals_one_process(request, tmp_path, version):
     preset, micro = PRESETS[version]
+    speech_corpus = request.getfixturevalue("image_folder" if version.startswith("image") else "speech_corpus")
     assert main(_args(preset, speech_corpus, tmp_path / "single", micro + COMMON + ["train.update_freq=2"])) == 0
     torchrun(_args(preset, speech_corpus, tmp_path / "fsdp", micro + COMMON + ["train.parallel=fsdp"]))
 

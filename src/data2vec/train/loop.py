@@ -51,7 +51,7 @@ from data2vec.train.checkpoint import (RunLock, check_state_shapes, copy_checkpo
                                        rng_state, save_checkpoint, set_rng_state)
 from data2vec.train.config import PretrainConfig, check_model_size, pretrain_config_from_dict
 from data2vec.train import dcp, fsdp
-from data2vec.train.distributed import DistInfo, cleanup, init_distributed
+from data2vec.train.distributed import DistInfo, barrier, cleanup, init_distributed
 from data2vec.train.optim import build_optimizer, lr_at
 from data2vec.train.precision import autocast_context, resolved_precision  # noqa: F401 (autocast_context: benchmarks)
 from data2vec.train.run_log import RunLog
@@ -346,7 +346,9 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False) 
         if found and not resume:
             raise FileExistsError(f"{run_dir} already holds a run ({found[0].name}); pass --resume to continue it, "
                                   "or choose another --out")
-        return _pretrain(cfg, run_dir, ckpt_path, resume and bool(found), dist_info)
+        summary = _pretrain(cfg, run_dir, ckpt_path, resume and bool(found), dist_info)
+        barrier()  # every rank is done before any tears its process group down
+        return summary
     finally:
         lock.release()
         cleanup()
