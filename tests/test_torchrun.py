@@ -1,6 +1,7 @@
 """Multi-node and elastic runs under torchrun (gloo, CPU): two torchrun "nodes" on 127.0.0.1 joined by the c10d
 rendezvous train as one 2-rank job, and with ``--max-restarts`` a worker killed mid-run makes the job restart from
-the last checkpoint and end with the weights of the uninterrupted run, bit for bit."""
+the last checkpoint and end with the weights of the uninterrupted run, bit for bit. Both run FSDP in bf16 (its
+mixed-precision policy over gloo)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from conftest import MICRO_OVERRIDES, ROOT
 from test_dcp import _weights
 from test_fsdp import _args, metrics, torchrun
 
-COMMON = MICRO_OVERRIDES + ["train.precision=fp32", "train.parallel=fsdp", "train.max_update=4",
+# bf16: FSDP's MixedPrecisionPolicy (bf16 all-gathers and reduce-scatters over gloo, fp32 sharded master weights)
+COMMON = MICRO_OVERRIDES + ["train.precision=bf16", "train.parallel=fsdp", "train.max_update=4",
                             "train.save_interval_updates=2"]
 
 
@@ -58,3 +60,4 @@ def test_two_nodes_c10d_and_elastic_restart(speech_corpus, tmp_path):
     a, b = _weights(run), _weights(tmp_path / "nodes")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+        assert a[k].dtype == torch.float32 or not a[k].is_floating_point(), k  # the fp32 master weights

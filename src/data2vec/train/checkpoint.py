@@ -222,8 +222,9 @@ class RunLock:
             pass
         self.fd = fd
         _HELD[fd] = self
-        for stale in self.run_dir.glob("*.pt.*tmp"):  # a writer killed mid-checkpoint (we own the directory now)
-            stale.unlink(missing_ok=True)
+        for pattern in ("*.pt.*tmp", "*.dcp.*tmp"):  # a writer killed mid-checkpoint (we own the directory now)
+            for stale in self.run_dir.glob(pattern):
+                stale.unlink(missing_ok=True)
         return self
 
     def release(self) -> None:
