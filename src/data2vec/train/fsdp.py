@@ -16,8 +16,11 @@ v1 text and vision teachers call ``embed`` and ``context_encoder`` separately (n
 registered with ``register_fsdp_forward_method`` so it gathers the root's parameters too.
 
 Layerdrop: ranks would drop different blocks and FSDP's per-block all-gathers / reduce-scatters would no longer
-pair up across ranks, so ``train.parallel=fsdp`` refuses ``*layerdrop > 0`` (set it to 0). ``torch.compile`` is not
-used (neither is it with DDP).
+pair up across ranks, so ``train.parallel=fsdp`` refuses ``*layerdrop > 0`` (set it to 0). For the same reason a
+parameter must get a gradient on every rank or on none (FSDP2 reduce-scatters only the parameters with a gradient):
+the pretraining student uses all its parameters on every rank (a micro-batch without masked positions still connects
+the loss to every parameter); fine-tuning (frozen encoder, unused ``mask_emb``) stays on DDP. ``torch.compile`` is not
+used (neither is it with DDP); FSDP2 works eagerly, per-block hooks do the all-gathers.
 """
 
 from __future__ import annotations
