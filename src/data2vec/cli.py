@@ -543,5 +543,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+def _exit(rc: int) -> None:
+    """Exit with ``rc``. A rank of a torchrun job (WORLD_SIZE > 1) leaves without interpreter teardown, once its output
+    is flushed: the run is complete and its process group destroyed by then, yet torch 2.13's teardown sometimes
+    aborted a finished gloo worker ("terminate called without an active exception", exit -6), which torchrun reports as
+    a failed job (and ``--max-restarts`` takes for a crash to restart)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
