@@ -139,6 +139,8 @@ def test_readme_data2vec_commands_run(tmp_path, speech_corpus):
         argv = localize(shlex.split(cmd)[1:])
         if argv[:2] == ["prepare", "speech"]:
             argv[argv.index("--hours") + 1] = "0.05"  # enough for held-out valid/test voices
+        if argv[:2] == ["prepare", "text"] and "large" in argv:  # its other sources need `make data` (0.6 GB)
+            argv += ["--sources", "fortunes", "gcide-quotes"]  # packages `make test` installs
         if argv[0] == "convert":
             ensure_checkpoint(argv[1])
         if argv[0] in ("evaluate", "transcribe", "export"):

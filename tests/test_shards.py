@@ -252,3 +252,22 @@ def test_shard_cli_pretrain_kill_and_resume_on_shards(corpora, tmp_path):
     losses = [[json.loads(r)["loss"] for r in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in r]
               for run in (tmp_path / "a", tmp_path / "b")]
     assert losses[0] == losses[1] and len(losses[0]) == 8 and all(np.isfinite(losses[0]))
+
+
+def test_resume_with_other_loader_workers_rereads_the_epoch(corpora, tmp_path):
+    """A sharded run resumed with another number of loader workers cannot find its place in the epoch's plan:
+    it says so and reads the epoch again from its start instead of continuing at a wrong position."""
+    from conftest import run_cli
+
+    out = tmp_path / "shards"
+    assert main(["shard", "--preset", "text-tiny-v1", "--data", str(corpora["text"]), "--out", str(out),
+                 "--samples-per-shard", "20", *set_args(TEXT)]) == 0
+    over = [*TEXT, "data.num_workers=2", "model.targets.average_top_k_layers=2", "train.max_update=3",
+            "train.save_interval_updates=3", "train.log_interval=1", "train.threads=1", "optim.warmup_updates=1"]
+    run_cli("pretrain", "--preset", "text-tiny-v1", "--data", str(out), *set_args(over), "--out", str(tmp_path / "r"))
+    again = run_cli("pretrain", "--out", str(tmp_path / "r"), "--resume",
+                    *set_args(["data.num_workers=0", "train.max_update=5"]))
+    assert "is read again from its start" in again.stdout
+    steps = [json.loads(r)["step"] for r in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+             if '"loss"' in r]
+    assert steps == [1, 2, 3, 4, 5]

@@ -378,6 +378,28 @@ def _build_model(cfg: PretrainConfig, spec, dist_info: DistInfo, init: bool) -> 
     return encoder, model
 
 
+def _restart_epoch_if_shard_plan_changed(cfg: PretrainConfig, ckpt: dict, trainer: Trainer,
+                                         dist_info: DistInfo) -> None:
+    """Sharded streaming data plans each epoch per (rank, worker) (``data2vec.data.shards``): a resume on
+    another number of ranks or loader workers cannot find its place inside that epoch, so it reads the
+    current epoch again from its start (nothing is skipped; up to one epoch's samples are seen twice)."""
+    from data2vec.data.shards import is_shard_dir
+
+    path = getattr(cfg.data, "path", "")
+    if not path or not is_shard_dir(path) or trainer.batch_in_epoch == 0:
+        return
+    saved_world = int(ckpt.get("world_size", 1))
+    saved_workers = (ckpt.get("config", {}).get("data") or {}).get("num_workers", cfg.data.num_workers)
+    if saved_world == dist_info.world_size and saved_workers == cfg.data.num_workers:
+        return
+    if dist_info.is_main:
+        print(f"resuming sharded data written for {saved_world} rank(s) x {saved_workers} worker(s) on "
+              f"{dist_info.world_size} x {cfg.data.num_workers}: each epoch's plan depends on both, so epoch "
+              f"{trainer.epoch} is read again from its start (its first {trainer.batch_in_epoch} batch(es) per rank "
+              "are seen twice)", flush=True)
+    trainer.batch_in_epoch = 0
+
+
 def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool, dist_info: DistInfo) -> dict:
     main = dist_info.is_main
     if cfg.train.threads > 0:
@@ -405,6 +427,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
     trainer = Trainer(cfg, model, dist_info, allow_fsdp=True)
     if ckpt is not None:
         trainer.load(ckpt, resume_path, step_dir)
+        _restart_epoch_if_shard_plan_changed(cfg, ckpt, trainer, dist_info)
         del ckpt
         if trainer.step >= cfg.train.max_update and main:
             print(f"{resume_path} is at update {trainer.step} >= train.max_update {cfg.train.max_update}: nothing to "
