@@ -415,3 +415,14 @@ def test_image_finetuning_names_the_images_it_leaves_out(tmp_path):
     assert "train: left out 1 unusable image(s)" in text and "empty.png" in text
     assert "test: left out 1 unusable image(s)" in text and "junk.png" in text
     assert len(data.train) == 6
+    # an image whose header is fine but whose data is cut off fails only when decoded: it is replaced
+    import numpy as np
+
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8))
+    noise.save(tmp_path / "train" / "b" / "2.png")
+    good = (tmp_path / "train" / "b" / "2.png").read_bytes()
+    (tmp_path / "train" / "b" / "2.png").write_bytes(good[: len(good) // 2])
+    data = ImageFinetuneData(cfg, SimpleNamespace(world_size=1, rank=0), seed=1)
+    batches = list(data.make_loader(epoch=1))
+    assert sum(b["source"].size(0) for b in batches) == 6
+    assert [p for b in batches for p, _ in b["skipped"]] == [str(tmp_path / "train" / "b" / "2.png")]

@@ -194,7 +194,9 @@ class ImageFinetuneData:
             raise ValueError(f"--data must be a directory with {d.train_subset}/<class>/<images> "
                              "(e.g. `data2vec prepare images --out DIR`)")
         c = cfg.encoder.in_chans
-        self.train = ImageFolder(root / d.train_subset, channels=c, augment_cfg=d.augment, seed=seed, train=True)
+        # an image that fails only when decoded is replaced by the next readable one (named in batch['skipped'])
+        self.train = ImageFolder(root / d.train_subset, channels=c, augment_cfg=d.augment, seed=seed, train=True,
+                                 skip_unreadable=True)
         keep = label_subset([c for _, c in self.train.files], d.label_fraction, seed)
         self.train.files = [self.train.files[i] for i in keep]
         self.train.sizes = np.ones(len(self.train.files), dtype=np.int64)
@@ -222,7 +224,10 @@ class ImageFinetuneData:
     def make_loader(self, epoch: int, start_batch: int = 0):
         from data2vec.data.sampler import build_loader
 
-        return build_loader(self.train, self.sampler, collate, num_workers=self.num_workers, epoch=epoch,
+        from data2vec.data.skips import CollateWithSkips
+
+        return build_loader(self.train, self.sampler, CollateWithSkips(collate), num_workers=self.num_workers,
+                            epoch=epoch,
                             start_batch=start_batch)
 
     def eval_loader(self, name: str):
