@@ -34,6 +34,7 @@ class OptimConfig:
     min_lr: float = 0.0  # cosine, polynomial: final learning rate
     power: float = 1.0  # polynomial: decay exponent (1 = linear, fairseq polynomial_decay)
     clip_norm: float = 0.0  # max global grad norm (0 = no clipping)
+    fused: bool = True  # torch's fused Adam(W) kernel (CPU, CUDA; 10x faster than foreach on CPU); False: foreach
 
 
 def param_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool) -> list[dict]:
@@ -53,7 +54,20 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     else:
         groups = param_groups(model, cfg.weight_decay, cfg.no_decay_1d)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(groups, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps, foreach=True)
+    return cls(groups, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps, **_impl(groups, cfg.fused))
+
+
+def _impl(groups: list[dict], fused: bool) -> dict:
+    """``fused=True`` where torch has the fused kernel for every parameter (plain float tensors on CPU or CUDA;
+    FSDP2's DTensors take foreach). On this project's CPU the fused AdamW step is ~10x faster than foreach
+    (which loops per tensor on CPU: 0.58 vs 0.055 s for 126 M parameters); results differ from foreach by float
+    rounding only (~1e-7 after a few steps)."""
+    from torch.distributed.tensor import DTensor
+
+    params = [p for g in groups for p in g["params"]]
+    ok = fused and all(not isinstance(p, DTensor) and p.dtype.is_floating_point and p.device.type in ("cpu", "cuda")
+                       for p in params)
+    return {"fused": True} if ok else {"foreach": True}
 
 
 def lr_at(step: int, cfg: OptimConfig, total_steps: int) -> float:
