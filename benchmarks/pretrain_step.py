@@ -91,6 +91,7 @@ def make_batch(cfg, encoder, batch: int, length: int, seed: int = 0) -> dict:
     return {"source": source, "padding_mask": None, "mask": mask, "num_masked": int(mask.sum())}
 
 
+# The HF models get our encoder config's dropout rates (run() zeroes them unless --keep-dropout): the same work.
 def _hf_audio(cfg):
     from transformers import Data2VecAudioConfig, Data2VecAudioModel
 
@@ -102,7 +103,8 @@ def _hf_audio(cfg):
         conv_dim=[c[0] for c in conv], conv_kernel=[c[1] for c in conv], conv_stride=[c[2] for c in conv],
         conv_bias=e.conv_bias, num_conv_pos_embedding_groups=e.conv_pos_groups,
         conv_pos_kernel_size=e.conv_pos // e.pos_conv_depth, num_conv_pos_embeddings=e.pos_conv_depth,
-        hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
+        hidden_dropout=e.dropout, attention_dropout=e.attention_dropout, activation_dropout=e.activation_dropout,
+        feat_proj_dropout=e.dropout_input,
         layerdrop=0.0, mask_time_prob=0.05, attn_implementation="sdpa"))  # > 0 creates masked_spec_embed
 
 
@@ -114,7 +116,7 @@ def _hf_text(cfg):
         vocab_size=e.vocab_size, hidden_size=e.encoder_embed_dim, num_hidden_layers=e.encoder_layers,
         num_attention_heads=e.encoder_attention_heads, intermediate_size=e.encoder_ffn_embed_dim,
         max_position_embeddings=e.max_positions + 2, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="sdpa"),
+        hidden_dropout_prob=e.dropout, attention_probs_dropout_prob=e.attention_dropout, attn_implementation="sdpa"),
         add_pooling_layer=False)
 
 
@@ -126,7 +128,8 @@ def _hf_vision(cfg):
         image_size=e.image_size, patch_size=e.patch_size, num_channels=e.in_chans, hidden_size=e.embed_dim,
         num_hidden_layers=e.depth, num_attention_heads=e.num_heads, intermediate_size=int(e.embed_dim * e.mlp_ratio),
         layer_norm_eps=e.layer_norm_eps, use_mask_token=True, use_shared_relative_position_bias=True,
-        use_mean_pooling=False, layer_scale_init_value=e.layer_scale_init_value, drop_path_rate=0.0,
+        use_mean_pooling=False, layer_scale_init_value=e.layer_scale_init_value, drop_path_rate=e.drop_path_rate,
+        hidden_dropout_prob=e.dropout, attention_probs_dropout_prob=e.attention_dropout,
         attn_implementation="sdpa"), add_pooling_layer=False)
 
 
@@ -197,7 +200,9 @@ def measure(step, batch, warmup: int, steps: int, device) -> tuple[list[float], 
     return times, flops
 
 
-def run(preset: str, impl: str, args) -> dict:
+def build_step(preset: str, impl: str, args):
+    """(step function, batch, (cfg, batch size, length, parameter count)) for one preset and implementation;
+    ``step`` is None when ``impl`` has no such model (HF: data2vec 2.0)."""
     torch.manual_seed(0)
     device = torch.device(args.device)
     cfg = get_preset(preset)
@@ -216,14 +221,22 @@ def run(preset: str, impl: str, args) -> dict:
     encoder = get_modality(cfg.modality).build_encoder(cfg.encoder)
     batch = make_batch(cfg, encoder, b, s)
     if impl == "hf" and cfg.version == 2:
-        return {"preset": preset, "impl": impl, "skipped": "transformers has no data2vec 2.0 model and fairseq does "
-                "not install here; compare with the -v1 preset of the same size"}
+        return None, batch, (cfg, b, s, 0)
     if impl == "data2vec":
         model = Data2Vec(encoder, cfg.model).to(device)
         trainer = Trainer(cfg, model, DistInfo(0, 1, 0, device))
         step, n_params = (lambda bt: trainer.train_update([bt])), sum(p.numel() for p in model.student.parameters())
     else:
         step, n_params = hf_reference(cfg, device)
+    return step, batch, (cfg, b, s, n_params)
+
+
+def run(preset: str, impl: str, args) -> dict:
+    device = torch.device(args.device)
+    step, batch, (cfg, b, s, n_params) = build_step(preset, impl, args)
+    if step is None:
+        return {"preset": preset, "impl": impl, "skipped": "transformers has no data2vec 2.0 model; compare with "
+                "fairseq (benchmarks/side_by_side.py) or the -v1 preset of the same size"}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times, flops = measure(step, batch, args.warmup, args.steps, device)

@@ -6,6 +6,8 @@
   every step); skipped, with a message, without ``--fairseq-python``;
 - **pretraining step vs the HF-assembled step** (``benchmarks/pretrain_step.py --impls hf``, v1 only: HF has
   no data2vec 2.0 model);
+- **fine-tuning step vs HF's task models** (``benchmarks/finetune_step.py``: CTC, sequence and image
+  classification on the same random base-size weights, the same work on both sides);
 - **feature extraction vs HF's forward** on the same weights (a random HF base model saved to disk and read
   by ``load_pretrained``; ours runs ``data2vec.extract.encode``, what ``data2vec extract`` runs), batch 1
   and batched, outputs compared (max |diff| of the last layer).
@@ -45,6 +47,11 @@ PRETRAIN = {"d2v1_audio": ("audio-base-v1", 2, 64000), "d2v1_text": ("text-base-
 # modality -> (batch 1 shape, batched shape): audio samples, text tokens, image side
 EXTRACT = {"audio": ((1, 64000), (4, 64000)), "text": ((1, 512), (4, 510)), "vision": ((1, 224), (8, 224))}
 TINY_EXTRACT = {"audio": ((1, 16000), (4, 16000)), "text": ((1, 64), (4, 64)), "vision": ((1, 32), (4, 32))}
+# fine-tuning: task -> (batch, samples / tokens / image side); HF's task models at base size
+FINETUNE = {"audio": (2, 64000), "text": (16, 128), "vision": (8, 224)}
+TINY_FINETUNE = {"audio": (2, 16000), "text": (2, 64), "vision": (2, 32)}
+FINETUNE_NAMES = {"audio": "CTC (Data2VecAudioForCTC)", "text": "classification (Data2VecTextForSequenceClassification)",
+                  "vision": "classification (Data2VecVisionForImageClassification)"}
 
 
 def gemm_gflops(precision: str, n: int = 2048, reps: int = 5) -> float:
@@ -169,8 +176,12 @@ def extract_worker(args) -> None:
                 if i >= args.warmup:
                     times.append(time.perf_counter() - t)
         torch.save(y.float(), out.with_name(f"{out.stem}-{name}.pt"))
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with torch.no_grad(), ctx, FlopCounterMode(display=False) as fc:
+            forward(x)
         results[name] = {"shape": [batch, length], "median_s": statistics.median(times), "min_s": min(times),
-                         "max_s": max(times)}
+                         "max_s": max(times), "gflop": fc.get_total_flops() / 1e9}
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(results), flush=True)
 
@@ -183,27 +194,63 @@ def extraction(args, rows: list) -> None:
         for modality, shp in shapes.items():
             model_dir = Path(tmp) / modality
             _hf_base(modality, args.tiny).eval().save_pretrained(model_dir)
-            rounds = {"data2vec": [], "hf": []}
+            # (implementation, precision): ours and HF at the run's precision; with bf16 also HF in fp32 (what a
+            # HF user runs by default), the reference of the bf16 target
+            impls = [("data2vec", args.precision), ("hf", args.precision)]
+            if args.precision == "bf16":
+                impls.append(("hf", "fp32"))
+            rounds: dict[tuple, list] = {k: [] for k in impls}
             for _ in range(args.rounds):
-                for impl in ("data2vec", "hf"):
-                    save = Path(tmp) / f"{modality}-{impl}.pt"
-                    rounds[impl].append(_run([sys.executable, __file__, "_extract", "--impl", impl, "--modality",
-                                              modality, "--model-dir", str(model_dir), "--save", str(save),
-                                              "--shapes", json.dumps(shp), "--precision", args.precision,
-                                              "--threads", str(args.threads), "--warmup", str(args.warmup),
-                                              "--steps", str(args.steps)], args.threads))
+                for impl, prec in impls:
+                    save = Path(tmp) / f"{modality}-{impl}-{prec}.pt"
+                    rounds[impl, prec].append(_run([sys.executable, __file__, "_extract", "--impl", impl,
+                                                    "--modality", modality, "--model-dir", str(model_dir), "--save",
+                                                    str(save), "--shapes", json.dumps(shp), "--precision", prec,
+                                                    "--threads", str(args.threads), "--warmup", str(args.warmup),
+                                                    "--steps", str(args.steps)], args.threads))
+            mine = rounds["data2vec", args.precision]
             for name in ("batch1", "batched"):
-                a = torch.load(Path(tmp) / f"{modality}-data2vec-{name}.pt")
-                b = torch.load(Path(tmp) / f"{modality}-hf-{name}.pt")
-                ours = [r[name]["median_s"] for r in rounds["data2vec"]]
-                peer = [r[name]["median_s"] for r in rounds["hf"]]
-                rows.append({"section": "extract", "what": f"{modality} {name} {rounds['hf'][0][name]['shape']}",
-                             "peer": "HF forward", "ours_s": ours, "peer_s": peer,
-                             "peer_over_ours": [round(p / o, 3) for o, p in zip(ours, peer)],
-                             "max_abs_diff": float((a - b).abs().max()),
-                             "ours_rss_mib": max(r["peak_rss_mib"] for r in rounds["data2vec"]),
-                             "peer_rss_mib": max(r["peak_rss_mib"] for r in rounds["hf"])})
-                print(json.dumps(rows[-1]), flush=True)
+                a = torch.load(Path(tmp) / f"{modality}-data2vec-{args.precision}-{name}.pt")
+                ours = [r[name]["median_s"] for r in mine]
+                for impl, prec in impls[1:]:
+                    b = torch.load(Path(tmp) / f"{modality}-{impl}-{prec}-{name}.pt")
+                    peer = [r[name]["median_s"] for r in rounds[impl, prec]]
+                    gflop = mine[0][name]["gflop"]
+                    rows.append({"section": "extract", "what": f"{modality} {name} {mine[0][name]['shape']}",
+                                 "peer": f"HF forward ({prec})", "ours_s": ours, "peer_s": peer,
+                                 "peer_over_ours": [round(p / o, 3) for o, p in zip(ours, peer)],
+                                 "max_abs_diff": float((a - b).abs().max()), "gflop": gflop,
+                                 "ours_gflop_s": round(gflop / statistics.median(ours), 1),
+                                 "ours_rss_mib": max(r["peak_rss_mib"] for r in mine),
+                                 "peer_rss_mib": max(r["peak_rss_mib"] for r in rounds[impl, prec])})
+                    print(json.dumps(rows[-1]), flush=True)
+
+
+def finetuning(args, rows: list) -> None:
+    """Fine-tuning step vs HF's task model on the same random weights (``benchmarks/finetune_step.py``)."""
+    shapes = TINY_FINETUNE if args.tiny else FINETUNE
+    script = str(ROOT / "benchmarks" / "finetune_step.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        for task, (batch, length) in shapes.items():
+            _run([sys.executable, script, "--make", tmp, "--task", task] + (["--tiny"] if args.tiny else []),
+                 args.threads)
+            got: dict[str, list[dict]] = {"data2vec": [], "hf": []}
+            for _ in range(args.rounds):
+                for impl in got:
+                    got[impl].append(_run([sys.executable, script, "--impl", impl, "--task", task, "--model-dir",
+                                           str(Path(tmp) / task), "--batch", str(batch), "--length", str(length),
+                                           "--precision", args.precision, "--threads", str(args.threads),
+                                           "--warmup", str(args.warmup), "--steps", str(args.steps)], args.threads))
+            ours = [r["median_s"] for r in got["data2vec"]]
+            peer = [r["median_s"] for r in got["hf"]]
+            rows.append({"section": "finetune", "what": f"{FINETUNE_NAMES[task]} {batch} x {length}",
+                         "peer": "HF task model", "ours_s": ours, "peer_s": peer,
+                         "ours_spread_s": [[r["min_s"], r["max_s"]] for r in got["data2vec"]],
+                         "peer_spread_s": [[r["min_s"], r["max_s"]] for r in got["hf"]],
+                         "ours_over_peer": [round(o / p, 3) for o, p in zip(ours, peer)],
+                         "ours_rss_mib": max(r["peak_rss_mib"] for r in got["data2vec"]),
+                         "peer_rss_mib": max(r["peak_rss_mib"] for r in got["hf"])})
+            print(json.dumps(rows[-1]), flush=True)
 
 
 def pretraining(args, rows: list) -> None:
@@ -256,15 +303,26 @@ def table(rows: list, meta: dict) -> str:
                        f"{r['ours_rss_mib']:.0f} / {r['peer_rss_mib']:.0f} | "
                        f"{r['ours_gflop_s']:.0f} ({r['ours_gflop_s'] / lim:.0%}) |")
         out.append("")
+    fin = [r for r in rows if r["section"] == "finetune"]
+    if fin:
+        out += ["| fine-tuning step (base) | ours s (per round) | HF s | ours / HF | RSS MiB ours / HF |",
+                "|---|---|---|---|---|"]
+        for r in fin:
+            out.append(f"| {r['what']} | {', '.join(f'{x:.3f}' for x in r['ours_s'])} | "
+                       f"{', '.join(f'{x:.3f}' for x in r['peer_s'])} | "
+                       f"{', '.join(f'{x:.2f}' for x in r['ours_over_peer'])} | "
+                       f"{r['ours_rss_mib']:.0f} / {r['peer_rss_mib']:.0f} |")
+        out.append("")
     ext = [r for r in rows if r["section"] == "extract"]
     if ext:
-        out += ["| extraction | ours s | HF s | HF / ours | max abs diff | RSS MiB ours / HF |",
-                "|---|---|---|---|---|---|"]
+        out += ["| extraction | peer | ours s | peer s | peer / ours | max abs diff | RSS MiB ours / peer | "
+                "GFLOP/s ours (of limit) |", "|---|---|---|---|---|---|---|---|"]
         for r in ext:
-            out.append(f"| {r['what']} | {', '.join(f'{x:.4f}' for x in r['ours_s'])} | "
+            flops = (f"{r['ours_gflop_s']:.0f} ({r['ours_gflop_s'] / lim:.0%})" if "ours_gflop_s" in r else "-")
+            out.append(f"| {r['what']} | {r['peer']} | {', '.join(f'{x:.4f}' for x in r['ours_s'])} | "
                        f"{', '.join(f'{x:.4f}' for x in r['peer_s'])} | "
                        f"{', '.join(f'{x:.2f}' for x in r['peer_over_ours'])} | {r['max_abs_diff']:.1e} | "
-                       f"{r['ours_rss_mib']:.0f} / {r['peer_rss_mib']:.0f} |")
+                       f"{r['ours_rss_mib']:.0f} / {r['peer_rss_mib']:.0f} | {flops} |")
     return "\n".join(out) + "\n"
 
 
@@ -278,7 +336,8 @@ def main() -> None:
         return extract_worker(p.parse_args(sys.argv[2:]))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--fairseq-python", help="python of a fairseq venv (../shared/bench/fairseq/setup_venv.sh)")
-    p.add_argument("--sections", nargs="+", default=["pretrain", "extract"], choices=["pretrain", "extract"])
+    p.add_argument("--sections", nargs="+", default=["pretrain", "finetune", "extract"],
+                   choices=["pretrain", "finetune", "extract"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (ours, peer, ours, peer, ...)")
     p.add_argument("--warmup", type=int, default=2)
@@ -299,6 +358,8 @@ def main() -> None:
     rows: list[dict] = []
     if "pretrain" in args.sections:
         pretraining(args, rows)
+    if "finetune" in args.sections:
+        finetuning(args, rows)
     if "extract" in args.sections:
         extraction(args, rows)
     after = gemm_gflops(args.precision)
