@@ -180,14 +180,16 @@ def hf_reference(cfg, device):
     return step, sum(p.numel() for p in params)
 
 
-def measure(step, batch, warmup: int, steps: int, device) -> tuple[list[float], float]:
+def measure(step, batch, warmup: int, steps: int, device, count_flops: bool = True) -> tuple[list[float], float]:
     from torch.utils.flop_counter import FlopCounterMode
 
     for _ in range(warmup):
         step(batch)
-    with FlopCounterMode(display=False) as fc:
-        step(batch)
-    flops = fc.get_total_flops()
+    flops = 0.0
+    if count_flops:
+        with FlopCounterMode(display=False) as fc:
+            step(batch)
+        flops = fc.get_total_flops()
     times = []
     for _ in range(steps):
         if device.type == "cuda":
@@ -207,6 +209,7 @@ def build_step(preset: str, impl: str, args):
     device = torch.device(args.device)
     cfg = get_preset(preset)
     cfg.train.precision = args.precision
+    cfg.train.compile = getattr(args, "compile", False)
     if cfg.version == 2:  # same work every step
         cfg.encoder.layerdrop = cfg.encoder.prenet_layerdrop = 0.0
     else:
@@ -239,7 +242,9 @@ def run(preset: str, impl: str, args) -> dict:
                 "fairseq (benchmarks/side_by_side.py) or the -v1 preset of the same size"}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times, flops = measure(step, batch, args.warmup, args.steps, device)
+    t0 = time.perf_counter()
+    times, flops = measure(step, batch, args.warmup, args.steps, device, count_flops=not cfg.train.compile)
+    warmup_s = time.perf_counter() - t0 - sum(times)
     mean = statistics.mean(times)
     out = {
         "preset": preset, "impl": impl, "device": str(device), "precision": args.precision,
@@ -248,7 +253,7 @@ def run(preset: str, impl: str, args) -> dict:
             cfg.modality, f"{b} x {s} samples ({s / 16000:.1f} s)"),
         "params_M": round(n_params / 1e6, 2), "masked": batch["num_masked"],
         "student_rows": int(batch["mask"].size(0)),
-        "warmup": args.warmup, "steps": args.steps,
+        "warmup": args.warmup, "steps": args.steps, "compile": cfg.train.compile, "warmup_s": round(warmup_s, 1),
         "step_s_mean": round(mean, 4), "step_s_median": round(statistics.median(times), 4),
         "step_s_min": round(min(times), 4), "step_s_max": round(max(times), 4),
         "samples_per_s": round(b / mean, 2),
@@ -273,6 +278,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--keep-dropout", action="store_true", help="keep the recipe's dropout (layerdrop stays 0)")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
+    p.add_argument("--compile", action="store_true", help="train.compile: torch.compile the Transformer stacks "
+                   "(warm-up includes compilation; FLOPs are not counted)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

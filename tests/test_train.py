@@ -38,6 +38,7 @@ def test_pretrain_loss_falls_and_run_dir_is_complete(speech_corpus, tmp_path, ca
     assert last < 0.7 * first, (first, last)
     assert all(r["target_var"] > 0.1 for r in recs), "targets collapsed"
     assert recs[0]["lr"] < recs[5]["lr"]  # tri-stage warm-up
+    assert all(0 <= r["data_wait_frac"] <= 1 and 0 <= r["data_wait_s"] for r in recs)  # measured, per record
 
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["preset"] == "audio-tiny-v1" and cfg["encoder"]["encoder_embed_dim"] == 32
@@ -198,3 +199,22 @@ def test_v2_ddp_two_ranks_equals_one_process_with_accumulation(speech_corpus, tm
     ls = [r["loss"] for r in _metrics(tmp_path / "single")]
     assert ls == pytest.approx([r["loss"] for r in _metrics(tmp_path / "ddp")], rel=1e-5)
     assert ls[0] != ls[-1] and all(r["wall_s"] > 0 for r in _metrics(tmp_path / "single"))
+
+
+def test_compile_trains_like_eager_with_the_same_checkpoint_keys(speech_corpus, tmp_path):
+    """train.compile (torch.compile of the Transformer stacks and the CNN, in place) changes neither the parameter
+    names in the checkpoint nor, beyond float reassociation, the losses."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    runs = {}
+    for name, flag in (("eager", "false"), ("compiled", "true")):
+        runs[name] = tmp_path / name
+        assert main(_pretrain_args(speech_corpus, runs[name], ["train.max_update=3", "train.log_interval=1",
+                                                               "train.precision=fp32", f"train.compile={flag}"])) == 0
+    assert counters["stats"]["unique_graphs"] >= 3  # dynamo compiled the student, the teacher and the CNN
+    eager, compiled = (_metrics(runs[k]) for k in ("eager", "compiled"))
+    assert [r["loss"] for r in compiled] == pytest.approx([r["loss"] for r in eager], rel=1e-4)
+    a, b = (load_checkpoint(runs[k] / "checkpoint_last.pt")["model"] for k in ("eager", "compiled"))
+    assert list(a) == list(b)
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-4

@@ -217,6 +217,13 @@ class Data2Vec(nn.Module):
     def after_update(self, step: int) -> dict:
         return {"ema_decay": self.update_teacher(step)}
 
+    def compile_targets(self) -> list[nn.Module]:
+        """The Transformer stacks of student and teacher and the student's local feature encoder (the speech CNN;
+        ``train.compile``)."""
+        t, enc = self.teacher.module, self.student.encoder
+        local = [m for m in (getattr(enc, "feature_extractor", None), getattr(enc, "local_encoder", None)) if m]
+        return [enc.context_encoder, t if self.cfg.ema.ema_transformer_only else t.context_encoder, *local]
+
     def forward(self, batch: dict, student: nn.Module | None = None) -> Data2VecOutput:
         """One data2vec pass. ``student`` may be the DDP-wrapped ``self.student``."""
         source, padding_mask, mask = batch["source"], batch.get("padding_mask"), batch["mask"]

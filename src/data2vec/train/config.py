@@ -33,6 +33,9 @@ class TrainConfig:
     # ddp: replicated student (DistributedDataParallel), single-file checkpoints; fsdp: FSDP2 per Transformer block
     # (student and EMA teacher sharded, bf16 params/reduce with train.precision bf16), DCP checkpoint directories
     parallel: Literal["ddp", "fsdp"] = "ddp"
+    # torch.compile the Transformer stacks (student and teacher context encoders, a task model's encoder): measured
+    # in docs/benchmarks.md; off by default (compile time of minutes on CPU, recompiles on new shapes)
+    compile: bool = False
 
     def __post_init__(self):
         # max_update 0 is a task's "derive it" marker (text fine-tuning: max_epochs); runs check >= 1 at start

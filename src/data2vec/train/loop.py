@@ -131,6 +131,29 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+class DataWait:
+    """Time the loop waits for the data loader between two log records: ``data_wait_s``, mean seconds per update,
+    and ``data_wait_frac``, its share of the step (waiting + ``train_update``; evaluation and checkpoints apart)."""
+
+    def __init__(self):
+        self.wait = self.compute = 0.0
+        self.updates = 0
+
+    def timed_update(self, trainer: "Trainer", micro: list[dict]) -> dict:
+        t = time.perf_counter()
+        rec = trainer.train_update(micro)
+        self.compute += time.perf_counter() - t
+        self.updates += 1
+        return rec
+
+    def report(self) -> dict:
+        out = {"data_wait_s": self.wait / max(self.updates, 1),
+               "data_wait_frac": self.wait / max(self.wait + self.compute, 1e-9)}
+        self.wait = self.compute = 0.0
+        self.updates = 0
+        return out
+
+
 class Trainer:
     """Holds the task model, DDP wrapper, optimizer and position; ``train_update`` does one optimizer update.
 
@@ -139,7 +162,8 @@ class Trainer:
     - ``step_loss(batch, wrapped) -> StepLoss(loss_sum, sample_size, logs)``: the loss *summed* over the
       batch's ``sample_size`` units (masked positions, examples) and per-batch floats to log;
     - ``after_update(step) -> dict``: called after each optimizer step (data2vec: the EMA update);
-    - ``num_units(batch) -> int``: the batch's sample size, known before the forward pass.
+    - ``num_units(batch) -> int``: the batch's sample size, known before the forward pass;
+    - ``compile_targets() -> list[nn.Module]``: what ``train.compile`` compiles.
     """
 
     def __init__(self, cfg, model: nn.Module, dist_info: DistInfo, *, allow_fsdp: bool = False):
@@ -155,6 +179,9 @@ class Trainer:
             if dist_info.world_size > 1:  # one process: plain modules, DCP checkpoints all the same
                 self._teacher_units = fsdp.shard_data2vec(
                     model, resolved_precision(self.device, cfg.train.precision))
+        if getattr(cfg.train, "compile", False):  # in place (Module.compile): parameter names do not change
+            for m in model.compile_targets():
+                m.compile()
         self.optimizer = build_optimizer(model.trainable, cfg.optim)  # after sharding: over the DTensors
         if dist_info.world_size > 1 and self.parallel == "ddp":
             drops = ("encoder_layerdrop", "layerdrop", "prenet_layerdrop")  # v1, v2 names
@@ -168,6 +195,17 @@ class Trainer:
         self.batch_in_epoch = 0
 
     # ---- one update -------------------------------------------------------------------------
+    def next_micro_batches(self, stream, waits: DataWait) -> list[dict]:
+        """The next update's ``update_freq`` micro-batches from ``batch_stream``; advances the data position and
+        adds the time spent waiting for them to ``waits``."""
+        t = time.perf_counter()
+        micro = []
+        for _ in range(self.cfg.train.update_freq):
+            self.epoch, self.batch_in_epoch, b = next(stream)
+            micro.append(b)
+        waits.wait += time.perf_counter() - t
+        return micro
+
     def train_update(self, micro_batches: list[dict]) -> dict:
         cfg, model, device = self.cfg, self.model, self.device
         model.trainable.train()
@@ -449,16 +487,15 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
     stream = batch_stream(data, trainer.epoch, trainer.batch_in_epoch)
     t_last, samples_since = time.time(), 0
     t_update = time.time()  # wall_s: training time (data + compute), checkpoint writes excluded
+    waits = DataWait()
     last = {}
     with _StopFlag() as stop:
         while trainer.step < t_cfg.max_update:
-            micro = []
-            for _ in range(t_cfg.update_freq):
-                trainer.epoch, trainer.batch_in_epoch, b = next(stream)
+            micro = trainer.next_micro_batches(stream, waits)
+            for b in micro:
                 skips.take(b, trainer.epoch)
-                micro.append(b)
             samples_since += sum(int(b["source"].size(0)) for b in micro)
-            last = trainer.train_update(micro)
+            last = waits.timed_update(trainer, micro)
             trainer.wall_s += time.time() - t_update
             check_collapse(trainer.step, last["target_var"], last["pred_var"], cfg.model.collapse)
             log.advance()
@@ -467,6 +504,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
                 last["samples_per_s"] = samples_since * dist_info.world_size / max(now - t_last, 1e-9)
                 last["epoch"] = trainer.epoch
                 last["wall_s"] = round(trainer.wall_s, 3)
+                last.update(waits.report())
                 t_last, samples_since = now, 0
                 log.log(trainer.step, last)
             stop_now = trainer._all_reduce(torch.tensor([float(stop.requested)]))[0].item() > 0
