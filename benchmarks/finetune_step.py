@@ -19,6 +19,7 @@ padding). ``python benchmarks/finetune_step.py --make /tmp/ft --task text`` then
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -100,7 +101,7 @@ def ours_step(model_dir: Path, task: str, precision: str):
             b["padding_mask"] = torch.zeros(b["source"].shape, dtype=torch.bool)
         trainer.train_update([b])
 
-    return step, cfg
+    return step
 
 
 def hf_step(model_dir: Path, task: str, precision: str):
@@ -113,7 +114,7 @@ def hf_step(model_dir: Path, task: str, precision: str):
     if task == "audio":
         model.freeze_feature_encoder()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else None
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
 
     def step(batch: dict) -> None:
         if task == "audio":
@@ -122,21 +123,18 @@ def hf_step(model_dir: Path, task: str, precision: str):
             kw = {"input_ids": batch["source"], "labels": batch["labels"]}
         else:
             kw = {"pixel_values": batch["source"], "labels": batch["labels"]}
-        if ctx is None:
+        with ctx():
             loss = model(**kw).loss
-        else:
-            with ctx():
-                loss = model(**kw).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return step, None
+    return step
 
 
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
-    step, _ = (ours_step if args.impl == "data2vec" else hf_step)(Path(args.model_dir), args.task, args.precision)
+    step = (ours_step if args.impl == "data2vec" else hf_step)(Path(args.model_dir), args.task, args.precision)
     batch = inputs(args.task, args.batch, args.length)
     times = []
     for i in range(args.warmup + args.steps):

@@ -42,7 +42,7 @@ from data2vec.errors import Data2VecError
 from data2vec.train.checkpoint import (RunLock, check_state_shapes, load_checkpoint, require_entries, rng_state,
                                        save_checkpoint, set_rng_state)
 from data2vec.train.distributed import cleanup, init_distributed
-from data2vec.train.loop import DataWait, Trainer, _StopFlag, batch_stream, seed_everything
+from data2vec.train.loop import Trainer, _StopFlag, batch_stream, seed_everything
 from data2vec.train.run_log import RunLog
 
 TASKS = {"image-classification": "data2vec.finetune.image", "asr": "data2vec.finetune.asr",
@@ -235,14 +235,12 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
 
     stream = batch_stream(data, trainer.epoch, trainer.batch_in_epoch)
     t = cfg.train
-    waits = DataWait()
     with _StopFlag() as stop:
         while trainer.step < t.max_update and not stop.requested:
-            micro = trainer.next_micro_batches(stream, waits)
-            rec = waits.timed_update(trainer, micro)
+            rec = trainer.train_update(trainer.next_micro_batches(stream))
             log.advance()
             if trainer.step % t.log_interval == 0:
-                log.log(trainer.step, rec | waits.report())
+                log.log(trainer.step, rec | trainer.waits.report())
             done = trainer.step == t.max_update
             if "valid" in data.sets and (trainer.step % cfg.eval_interval == 0 or done):
                 v = task.evaluate(model, data.eval_loader("valid"), dist_info.device, cfg)

@@ -33,8 +33,9 @@ class TrainConfig:
     # ddp: replicated student (DistributedDataParallel), single-file checkpoints; fsdp: FSDP2 per Transformer block
     # (student and EMA teacher sharded, bf16 params/reduce with train.precision bf16), DCP checkpoint directories
     parallel: Literal["ddp", "fsdp"] = "ddp"
-    # torch.compile the Transformer stacks (student and teacher context encoders, a task model's encoder): measured
-    # in docs/benchmarks.md; off by default (compile time of minutes on CPU, recompiles on new shapes)
+    # torch.compile in place what the task's compile_targets() names (pretraining: student and teacher Transformer
+    # stacks and the speech CNN; fine-tuning: the encoder's Transformer stack); measured in docs/benchmarks.md; off by
+    # default (about 30 s of compilation on this CPU for the tiny presets, recompiles on new shapes)
     compile: bool = False
 
     def __post_init__(self):

@@ -133,18 +133,12 @@ class _StopFlag:
 
 class DataWait:
     """Time the loop waits for the data loader between two log records: ``data_wait_s``, mean seconds per update,
-    and ``data_wait_frac``, its share of the step (waiting + ``train_update``; evaluation and checkpoints apart)."""
+    and ``data_wait_frac``, its share of the step (waiting + ``train_update``; evaluation and checkpoints apart).
+    ``Trainer.next_micro_batches`` adds to ``wait``, ``Trainer.train_update`` to ``compute`` and ``updates``."""
 
     def __init__(self):
         self.wait = self.compute = 0.0
         self.updates = 0
-
-    def timed_update(self, trainer: "Trainer", micro: list[dict]) -> dict:
-        t = time.perf_counter()
-        rec = trainer.train_update(micro)
-        self.compute += time.perf_counter() - t
-        self.updates += 1
-        return rec
 
     def report(self) -> dict:
         out = {"data_wait_s": self.wait / max(self.updates, 1),
@@ -189,24 +183,26 @@ class Trainer:
                       or bool(getattr(model, "has_unused_parameters", False)))
             self.wrapped = DDP(model.trainable, device_ids=[self.device] if self.device.type == "cuda" else None,
                                find_unused_parameters=unused)
+        self.waits = DataWait()
         self.step = 0
         self.wall_s = 0.0  # cumulative training wall time (s), kept across resumes
         self.epoch = 1
         self.batch_in_epoch = 0
 
     # ---- one update -------------------------------------------------------------------------
-    def next_micro_batches(self, stream, waits: DataWait) -> list[dict]:
+    def next_micro_batches(self, stream) -> list[dict]:
         """The next update's ``update_freq`` micro-batches from ``batch_stream``; advances the data position and
-        adds the time spent waiting for them to ``waits``."""
+        counts the time spent waiting for them (``self.waits``)."""
         t = time.perf_counter()
         micro = []
         for _ in range(self.cfg.train.update_freq):
             self.epoch, self.batch_in_epoch, b = next(stream)
             micro.append(b)
-        waits.wait += time.perf_counter() - t
+        self.waits.wait += time.perf_counter() - t
         return micro
 
     def train_update(self, micro_batches: list[dict]) -> dict:
+        t_start = time.perf_counter()
         cfg, model, device = self.cfg, self.model, self.device
         model.trainable.train()
         n_local = sum(model.num_units(b) for b in micro_batches)
@@ -258,6 +254,8 @@ class Trainer:
             record.setdefault(k, float("nan"))  # defined in no micro-batch of this update
         record.update(extra)
         record[getattr(model, "units_name", "units")] = int(n_global)
+        self.waits.compute += time.perf_counter() - t_start
+        self.waits.updates += 1
         return record
 
     def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
@@ -487,15 +485,14 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
     stream = batch_stream(data, trainer.epoch, trainer.batch_in_epoch)
     t_last, samples_since = time.time(), 0
     t_update = time.time()  # wall_s: training time (data + compute), checkpoint writes excluded
-    waits = DataWait()
     last = {}
     with _StopFlag() as stop:
         while trainer.step < t_cfg.max_update:
-            micro = trainer.next_micro_batches(stream, waits)
+            micro = trainer.next_micro_batches(stream)
             for b in micro:
                 skips.take(b, trainer.epoch)
             samples_since += sum(int(b["source"].size(0)) for b in micro)
-            last = waits.timed_update(trainer, micro)
+            last = trainer.train_update(micro)
             trainer.wall_s += time.time() - t_update
             check_collapse(trainer.step, last["target_var"], last["pred_var"], cfg.model.collapse)
             log.advance()
@@ -504,7 +501,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
                 last["samples_per_s"] = samples_since * dist_info.world_size / max(now - t_last, 1e-9)
                 last["epoch"] = trainer.epoch
                 last["wall_s"] = round(trainer.wall_s, 3)
-                last.update(waits.report())
+                last.update(trainer.waits.report())
                 t_last, samples_since = now, 0
                 log.log(trainer.step, last)
             stop_now = trainer._all_reduce(torch.tensor([float(stop.requested)]))[0].item() > 0
