@@ -4,7 +4,7 @@ A random HF base-size task model (``Data2VecAudioForCTC``, ``Data2VecTextForSequ
 ``Data2VecVisionForImageClassification``) is saved once (``--make DIR``); each implementation then runs in its
 own process (``--impl data2vec|hf``) and times forward + loss + backward + AdamW step:
 
-- ours: the directory read by ``data2vec.convert.hf_heads.finetuned_from_hf`` (what ``data2vec evaluate`` reads)
+- ours: the directory read by ``data2vec.finetune.interop.finetuned_from_hf`` (what ``data2vec evaluate`` reads)
   and one ``Trainer.train_update`` per step, the real fine-tuning update (gradient clipping, lr schedule,
   layer-decay groups, autocast);
 - HF: ``model(inputs, labels=...).loss.backward()`` and ``torch.optim.AdamW`` (foreach), as a HF training
@@ -78,7 +78,7 @@ def inputs(task: str, batch: int, length: int) -> dict:
 
 def ours_step(model_dir: Path, task: str, precision: str):
     from data2vec.config import merge
-    from data2vec.convert.hf_heads import finetuned_from_hf
+    from data2vec.finetune.interop import finetuned_from_hf
     from data2vec.train.distributed import DistInfo
     from data2vec.train.loop import Trainer
 

@@ -45,7 +45,7 @@ def roundtrip(preset: str, src: str, samples_per_shard: int, out_root: Path) -> 
     cfg = get_modality(cfg.modality).resolve_config(cfg)
     out = out_root / (Path(src).name + "-shards")
     t = time.time()
-    shard_dataset(cfg, out, samples_per_shard=samples_per_shard)
+    shard_dataset(cfg, out, source=get_modality(cfg.modality).shard_source, samples_per_shard=samples_per_shard)
     t_shard = time.time() - t
     scfg = merge(cfg, {"data": {"path": str(out)}})
     shard_data, map_data = _data(scfg), _data(cfg)

@@ -107,7 +107,7 @@ def text_probe_sets(data: str, text_data: str, max_len: int = 128):
 
 
 def probe_sets(data: str, cfg, fraction: float, seed: int, n_valid: int, n_test: int):
-    from data2vec.data.images import ImageFolder
+    from data2vec.modalities.vision.dataset import ImageFolder
     from data2vec.finetune.loop import label_subset
 
     sets = {}
@@ -145,7 +145,7 @@ def audio_probe_sets(data: str) -> dict:
 @torch.no_grad()
 def audio_features(encoder, cfg, paths: list[str]) -> list[torch.Tensor]:
     """Last block's output per clip ([T, C], one clip at a time: no padding)."""
-    from data2vec.data.audio import audio_files
+    from data2vec.modalities.audio.dataset import audio_files
 
     encoder.eval()
     ds = audio_files(paths, sample_rate=cfg.data.sample_rate, normalize=cfg.data.normalize)

@@ -3,9 +3,13 @@ micro model config that trains in seconds on 2 CPU cores."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +55,52 @@ def run_cli(*args: str, env: dict | None = None, check: bool = True, timeout: fl
     if check and proc.returncode != 0:
         raise AssertionError(f"data2vec {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def logged_step(run: Path) -> int:
+    """The last update recorded in ``run/metrics.jsonl`` (0 before the first; a line being written is ignored)."""
+    try:
+        lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    steps = [0]
+    for line in lines:
+        try:
+            steps.append(int(json.loads(line).get("step", 0)))
+        except (ValueError, AttributeError):
+            pass
+    return max(steps)
+
+
+def kill9_when_logged(cmd: list[str], run: Path, step: int, *, env: dict | None = None, timeout: float = 300,
+                      victim=None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` and SIGKILL it (``kill -9``: no handler runs, nothing is flushed) as soon as ``run``'s
+    metrics.jsonl records update ``step``. ``victim(pid) -> pid`` picks another process to kill (a torchrun
+    worker); the command itself then runs on to its end. Output goes to files, so a full pipe never stalls it."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=ROOT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        deadline, killed = time.monotonic() + timeout, False
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                if not killed and logged_step(run) >= step:
+                    os.kill(victim(proc.pid) if victim else proc.pid, signal.SIGKILL)
+                    killed = True
+                    if not victim:
+                        break
+                time.sleep(0.005)
+            proc.wait(timeout=max(deadline - time.monotonic(), 1))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        out.seek(0)
+        err.seek(0)
+        assert killed, f"the run ended before update {step} was logged: {out.read()[-2000:]}{err.read()[-2000:]}"
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+
+
+def cli_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "data2vec.cli", *args]
 
 
 def set_args(overrides: list[str]) -> list[str]:

@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 import torch
 
-import data2vec.data.audio as audio
-from data2vec.data.audio import (AudioCollator, AudioDataset, BucketBatchSampler, build_audio_loader,
+import data2vec.modalities.audio.dataset as audio
+from data2vec.modalities.audio.dataset import (AudioCollator, AudioDataset, BucketBatchSampler, build_audio_loader,
                                  read_manifest, validate_manifest)
 from data2vec.data.skips import UnreadableSample
 from data2vec.modalities.audio.encoder import conv_frame_lengths

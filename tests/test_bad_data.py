@@ -19,10 +19,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import MICRO_OVERRIDES, run_cli, set_args
+from conftest import MICRO_OVERRIDES, cli_cmd, kill9_when_logged, run_cli, set_args
 from data2vec.cli import main
-from data2vec.data.audio import AudioDataset, read_manifest, validate_manifest
-from data2vec.data.images import ImageFolder, load_image, validate_images
+from data2vec.modalities.audio.dataset import AudioDataset, read_manifest, validate_manifest
+from data2vec.modalities.vision.dataset import ImageFolder, load_image, validate_images
 from data2vec.data.skips import (MAX_CONSECUTIVE_UNREADABLE, CollateWithSkips, SkipLog, UnreadableSample,
                                  substitute)
 from data2vec.data.text import load_corpus, read_text_file
@@ -135,7 +135,7 @@ def test_damaged_image_corpus_kill_resume_is_bit_identical_and_names_every_file(
     over = IMAGE_MICRO + ["train.max_update=10", "train.save_interval_updates=3", "data.num_workers=1"]
     args = ["pretrain", "--preset", "image-tiny-v1", "--data", str(tmp_path / "img"), *set_args(over)]
     done = run_cli(*args, "--out", str(tmp_path / "a"))
-    killed = run_cli(*args, "--out", str(tmp_path / "b"), env={"DATA2VEC_TEST_KILL_AFTER_UPDATE": "7"}, check=False)
+    killed = kill9_when_logged(cli_cmd(*args, "--out", str(tmp_path / "b")), tmp_path / "b", 7)
     assert killed.returncode == -9, killed.stderr
     run_cli("pretrain", "--out", str(tmp_path / "b"), "--resume")
 
@@ -256,7 +256,7 @@ def test_image_validation_and_pixel_limit(tmp_path):
 
 
 def test_training_image_folder_substitutes_the_next_image_deterministically(tmp_path):
-    from data2vec.data.images import AugmentConfig
+    from data2vec.modalities.vision.dataset import AugmentConfig
 
     image_corpus(tmp_path, n_good=4)
     aug = AugmentConfig(image_size=28, mean=(0.5,), std=(0.5,))

@@ -167,7 +167,7 @@ def test_roberta_finetuned_data2vec_text_v1(tmp_path):
         sd |= {f"classification_heads.{name}.{k}": v for k, v in h.items()}
     torch.save({"cfg": {"model": model_cfg, "task": {"_name": "sentence_prediction"}}, "model": sd},
                tmp_path / "ft.pt")
-    from data2vec.convert.fairseq_finetuned import finetuned_from_fairseq
+    from data2vec.finetune.interop import finetuned_from_fairseq
 
     with pytest.raises(ValueError, match=r"several classification heads \['sst2', 'stsb'\]"):
         finetuned_from_fairseq(tmp_path / "ft.pt")

@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from data2vec.convert.hf_heads import export_finetuned_hf, finetuned_from_hf
+from data2vec.convert.hf_heads import export_finetuned_hf
+from data2vec.finetune.interop import finetuned_from_hf
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

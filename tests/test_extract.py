@@ -29,7 +29,7 @@ def _model_dir(tmp_path, preset, extra=None):
 
 
 def test_audio_files_from_the_cli(tmp_path, speech_corpus):
-    from data2vec.data.audio import read_manifest
+    from data2vec.modalities.audio.dataset import read_manifest
 
     m = read_manifest(speech_corpus / "train.tsv")
     files = [str(m.root / p) for p in m.paths[:3]]

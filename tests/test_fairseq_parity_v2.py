@@ -17,7 +17,7 @@ from data2vec.convert import fairseq_v2
 from data2vec.convert.keys import load_into
 from data2vec.core.data2vec import Data2Vec
 from data2vec.core.loss import regression_loss_sum
-from data2vec.core.masking import make_mask_info
+from data2vec.layers.mask_info import make_mask_info
 from data2vec.core.schedules import ema_decay
 from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2
 from data2vec.modalities.text.encoder_v2 import TextEncoderV2

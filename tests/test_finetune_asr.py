@@ -294,7 +294,7 @@ def test_transcribe_matches_evaluate_and_export_to_hf(tone_run, tmp_path, capsys
 
 
 def test_prepare_real_speech_writes_a_fairseq_test_set(tmp_path):
-    from data2vec.data.audio import read_manifest
+    from data2vec.modalities.audio.dataset import read_manifest
     from data2vec.data.prepare_real_speech import ROOT, prepare_real_speech
 
     if not (ROOT / "librivox" / "transcription").is_file():

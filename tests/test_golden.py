@@ -43,7 +43,7 @@ def _batch(cfg, encoder) -> dict:
     g = torch.Generator().manual_seed(1234)
     B = 4
     if cfg.modality == "audio":
-        from data2vec.data.audio import AudioCollator
+        from data2vec.modalities.audio.dataset import AudioCollator
         from data2vec.modalities.audio.encoder import conv_frame_lengths
 
         samples = [{"id": i, "epoch": 1, "source": torch.randn(int(n), generator=g)}
@@ -52,7 +52,7 @@ def _batch(cfg, encoder) -> dict:
                                 mask_cfg=cfg.masking, seed=cfg.train.seed, pad=cfg.data.enable_padding,
                                 max_sample_size=cfg.data.max_sample_size)
     elif cfg.modality == "text":
-        from data2vec.data.text import TextCollator
+        from data2vec.modalities.text.collator import TextCollator
 
         samples = []
         for i, n in enumerate(torch.randint(40, 120, (B,), generator=g)):
@@ -60,7 +60,7 @@ def _batch(cfg, encoder) -> dict:
             samples.append({"id": i, "epoch": 1, "tokens": np.concatenate([[0], body, [2]]).astype(np.int64)})
         collate = TextCollator(cfg.masking, cfg.train.seed, 1, VOCAB - 1, frozenset({0, 1, 2, 3, VOCAB - 1}), VOCAB)
     else:
-        from data2vec.data.images import ImageCollator
+        from data2vec.modalities.vision.dataset import ImageCollator
 
         size = cfg.data.augment.image_size
         samples = [{"id": i, "epoch": 1, "label": i % 10,

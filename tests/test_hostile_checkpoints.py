@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from data2vec import cli
-from data2vec.convert.fairseq_finetuned import finetuned_from_fairseq
+from data2vec.finetune.interop import finetuned_from_fairseq
 from data2vec.convert.fairseq_pickle import UnsafeCheckpointError, load_fairseq_checkpoint
 from data2vec.convert.hf import read_hf_dir
 from data2vec.errors import Data2VecError

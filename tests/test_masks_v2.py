@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from data2vec.core.rng import sample_seed
-from data2vec.data.audio import AudioCollator
-from data2vec.data.images import ImageCollator
+from data2vec.modalities.audio.dataset import AudioCollator
+from data2vec.modalities.vision.dataset import ImageCollator
 from data2vec.data.masks_v2 import (BlockMaskV2Config, RandomMaskV2Config, compute_block_mask_1d,
                                     compute_block_mask_2d, draw_v2_masks, random_mask)
-from data2vec.data.text import TextCollator
+from data2vec.modalities.text.collator import TextCollator
 from data2vec.modalities.audio.encoder import conv_frame_lengths
 from data2vec.modalities.audio.masking import SpanMaskConfig, compute_span_mask
 from data2vec.modalities.text.masking import TokenMaskConfig

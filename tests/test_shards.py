@@ -84,9 +84,11 @@ def corpora(tmp_path_factory) -> dict[str, Path]:
     shards = {}
     for modality, src in (("audio", speech), ("vision", images), ("text", text)):
         shards[modality] = root / f"{modality}-shards"
-        shard_dataset(_cfg(modality, src), shards[modality], samples_per_shard=5, shuffle_buffer=7)
+        shard_dataset(_cfg(modality, src), shards[modality], source=get_modality(modality).shard_source,
+                      samples_per_shard=5, shuffle_buffer=7)
     even = root / "vision-shards-even"  # 4 shards of 6 images: 2 ranks x 2 workers get equal shares
-    shard_dataset(_cfg("vision", images), even, samples_per_shard=6, shuffle_buffer=6)
+    shard_dataset(_cfg("vision", images), even, source=get_modality("vision").shard_source, samples_per_shard=6,
+                  shuffle_buffer=6)
     return {"audio": speech, "vision": images, "text": text, "vision-shards-even": even,
             **{f"{m}-shards": p for m, p in shards.items()}}
 
@@ -229,7 +231,7 @@ def test_text_corpus_is_memory_mapped(corpora):
 def test_shard_cli_pretrain_kill_and_resume_on_shards(corpora, tmp_path):
     """`data2vec shard`, then pretraining on the shards with 2 loader workers; a run killed (SIGKILL) after
     update 5 and resumed from its update-4 checkpoint ends bit-identical to the uninterrupted run."""
-    from conftest import run_cli
+    from conftest import cli_cmd, kill9_when_logged, run_cli
     from data2vec.train.checkpoint import load_checkpoint
 
     out = tmp_path / "shards"
@@ -242,7 +244,7 @@ def test_shard_cli_pretrain_kill_and_resume_on_shards(corpora, tmp_path):
     args = ["pretrain", "--preset", "text-tiny-v1", "--data", str(out), *set_args(over)]
     done = run_cli(*args, "--out", str(tmp_path / "a"))
     assert "shards (streaming" in done.stdout
-    killed = run_cli(*args, "--out", str(tmp_path / "b"), env={"DATA2VEC_TEST_KILL_AFTER_UPDATE": "5"}, check=False)
+    killed = kill9_when_logged(cli_cmd(*args, "--out", str(tmp_path / "b")), tmp_path / "b", 5)
     assert killed.returncode == -9, killed.stderr
     run_cli("pretrain", "--out", str(tmp_path / "b"), "--resume")
     a, b = load_checkpoint(tmp_path / "a/checkpoint_last.pt"), load_checkpoint(tmp_path / "b/checkpoint_last.pt")

@@ -12,7 +12,8 @@ import torch
 from conftest import set_args
 from data2vec.cli import main
 from data2vec.data.prepare_text import prepare_text
-from data2vec.data.text import TextBlockDataset, TextCollator, Tokenizer, binarize, make_blocks
+from data2vec.data.text import TextBlockDataset, Tokenizer, binarize, make_blocks
+from data2vec.modalities.text.collator import TextCollator
 from data2vec.modalities.text import TokenMaskConfig, mask_tokens
 
 

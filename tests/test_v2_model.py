@@ -9,7 +9,7 @@ import torch
 
 from data2vec.core.data2vec import Data2Vec
 from data2vec.core.loss import regression_loss_sum
-from data2vec.core.masking import gather_positions, make_mask_info
+from data2vec.layers.mask_info import gather_positions, make_mask_info
 from data2vec.layers.alt import alibi_bias_1d, alibi_slopes
 from data2vec.modalities import get_modality
 from data2vec.modalities.vision.encoder_v2 import sincos_2d

@@ -96,7 +96,7 @@ def test_block_mask_count_shape_and_determinism():
 def test_image_folder_reads_every_mode(tmp_path):
     from PIL import Image
 
-    from data2vec.data.images import AugmentConfig, ImageFolder
+    from data2vec.modalities.vision.dataset import AugmentConfig, ImageFolder
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -123,7 +123,7 @@ def test_image_folder_reads_every_mode(tmp_path):
 
 
 def test_idx_reader(tmp_path):
-    from data2vec.data.images import read_idx
+    from data2vec.data.prepare_images import read_idx
 
     arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     raw = bytes([0, 0, 0x08, 3]) + b"".join(d.to_bytes(4, "big") for d in arr.shape) + arr.tobytes()

@@ -217,14 +217,14 @@ def cmd_finetune(args) -> int:
     cfg = _build_finetune_config(args)
     if args.dry_run:
         return _print_config(cfg)
-    from data2vec.train.loop import NonFiniteError
+    from data2vec.train.loop import NonFiniteError, TrainingInterrupted
 
     try:
         finetune(cfg, args.out, resume=args.resume)
     except NonFiniteError as e:
         print(f"\nerror: {e}", file=sys.stderr)
         return EXIT_COLLAPSE
-    except KeyboardInterrupt:
+    except (TrainingInterrupted, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     return 0
 
@@ -428,10 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_shard(args) -> int:
     from data2vec.data.shards import shard_dataset
+    from data2vec.modalities import get_modality
     from data2vec.presets import get_preset
 
     cfg = _apply_overrides(get_preset(args.preset), args)
-    index = shard_dataset(cfg, args.out, samples_per_shard=args.samples_per_shard, shuffle_buffer=args.buffer,
+    index = shard_dataset(cfg, args.out, source=get_modality(cfg.modality).shard_source,
+                          samples_per_shard=args.samples_per_shard, shuffle_buffer=args.buffer,
                           seed=args.seed)
     print(f"{args.out}: {index['num_samples']:,} {index['modality']} samples in {len(index['shards'])} shards; "
           f"pretrain on them with `data2vec pretrain --preset {args.preset} --data {args.out}`")

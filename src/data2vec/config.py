@@ -1,6 +1,6 @@
 """Typed configuration: nested dataclasses <-> plain dicts, YAML/JSON files and ``--set a.b=v`` overrides.
 
-Configs are small ``kw_only`` dataclasses, one per component (STYLE.md 3.4). Field names that exist
+Configs are small ``kw_only`` dataclasses, one per component. Field names that exist
 in fairseq keep fairseq's spelling. A resolved config is plain JSON: it is written to the run
 directory and into every checkpoint, and ``from_dict`` rebuilds the dataclasses from it.
 

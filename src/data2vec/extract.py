@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data2vec.layers.padding import lengths_to_padding_mask
+from data2vec.modalities.audio.dataset import audio_files
+from data2vec.modalities.vision.dataset import augment, load_image
 from data2vec.pretrained import load_pretrained
 
 
@@ -80,8 +83,6 @@ class Extractor:
         return getattr(enc, "version", 1) == 2 and enc.cfg.extractor_mode == "layer_norm"
 
     def audio(self, paths: list[str], layer: str, pool: str, batch_size: int = 8) -> list[torch.Tensor]:
-        from data2vec.data.audio import audio_files
-
         ds = audio_files(paths, sample_rate=self.cfg.data.sample_rate, normalize=self.cfg.data.normalize)
         if not self.batches_audio:
             batch_size = 1
@@ -94,15 +95,13 @@ class Extractor:
             x = torch.zeros(len(idx), int(lengths.max()))
             for b, i in enumerate(idx):
                 x[b, : lengths[b]] = clips[i]
-            pad = torch.arange(x.size(1))[None, :] >= lengths[:, None]
+            pad = lengths_to_padding_mask(lengths, x.size(1))
             out, frame_pad = self._run(x, pad if bool(pad.any()) else None)
             for i, f in zip(idx, _select(out, layer, None if frame_pad is None else ~frame_pad, pool)):
                 feats[i] = f
         return feats
 
     def images(self, paths: list[str], layer: str, pool: str, batch_size: int = 32) -> list[torch.Tensor]:
-        from data2vec.data.images import augment, load_image
-
         aug = self.cfg.data.augment
         feats = []
         for s in range(0, len(paths), batch_size):

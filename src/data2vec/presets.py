@@ -26,7 +26,7 @@ from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
 from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2Config
 from data2vec.modalities.text import TextEncoderConfig, TokenMaskConfig
 from data2vec.modalities.text.data import TextDataConfig
-from data2vec.data.images import AugmentConfig
+from data2vec.modalities.vision.dataset import AugmentConfig
 from data2vec.modalities.vision import BlockMaskConfig, VisionEncoderConfig
 from data2vec.modalities.vision.data import ImageDataConfig
 from data2vec.train.config import PretrainConfig, TrainConfig

@@ -20,19 +20,19 @@ from pathlib import Path
 
 import torch
 
-from data2vec.config import to_dict
+from data2vec.config import merge, to_dict
+from data2vec.convert import beit
+from data2vec.convert import fairseq_finetuned as ff
 from data2vec.convert.fairseq_pickle import fairseq_plain
+from data2vec.convert.hf import BASE_PRESET, encoder_config_from_hf, encoder_state_from_hf, read_hf_dir
 from data2vec.convert.keys import load_into
 from data2vec.core.data2vec import Data2Vec
 from data2vec.errors import Data2VecError
-from data2vec.modalities import get_modality
+from data2vec.presets import get_preset
 from data2vec.safe_load import read_json, read_safetensors, safe_torch_load
+from data2vec.train import dcp
 from data2vec.train.checkpoint import check_format_version
-from data2vec.train.config import PretrainConfig, pretrain_config_from_dict
-
-
-def build_model(cfg: PretrainConfig) -> Data2Vec:
-    return Data2Vec(get_modality(cfg.modality).build_encoder(cfg.encoder), cfg.model)
+from data2vec.train.config import PretrainConfig, build_model, pretrain_config_from_dict
 
 
 def _sync_teacher(model: Data2Vec) -> None:
@@ -41,10 +41,6 @@ def _sync_teacher(model: Data2Vec) -> None:
 
 
 def _from_hf(path: Path) -> tuple[PretrainConfig, Data2Vec]:
-    from data2vec.config import merge
-    from data2vec.convert.hf import BASE_PRESET, encoder_config_from_hf, encoder_state_from_hf, read_hf_dir
-    from data2vec.presets import get_preset
-
     hf_cfg, sd = read_hf_dir(path)
     modality, enc_cfg = encoder_config_from_hf(hf_cfg)
     cfg = get_preset(BASE_PRESET[modality])
@@ -76,9 +72,6 @@ def _from_hf(path: Path) -> tuple[PretrainConfig, Data2Vec]:
 def fairseq_pretraining_parts(path: Path, model_cfg: dict, task_cfg: dict, sd: dict) -> tuple[PretrainConfig, dict]:
     """(our config, our ``Data2Vec`` state dict) of a fairseq pretraining model config + state dict
     (``data2vec_audio``, ``data2vec_text`` or ``data2vec_multi``)."""
-    from data2vec.config import merge
-    from data2vec.presets import get_preset
-
     name = model_cfg.get("_name")
     if name == "data2vec_audio":
         from data2vec.convert import fairseq_audio as fa
@@ -111,11 +104,21 @@ def fairseq_pretraining_parts(path: Path, model_cfg: dict, task_cfg: dict, sd: d
     return cfg, state
 
 
-def _from_fairseq(path: Path, ckpt: dict) -> tuple[PretrainConfig, Data2Vec]:
-    from data2vec.convert import fairseq_finetuned as ff
+def encoder_from_fairseq_finetuned(path: Path, ckpt: dict) -> tuple[PretrainConfig, Data2Vec, dict]:
+    """(pretraining config, ``Data2Vec`` whose student encoder holds the fine-tuned encoder and whose teacher
+    is a copy of it, wrapper keys) of a fairseq fine-tuned checkpoint."""
+    pm, pt, enc_sd, rest = ff.split_finetuned(path, ckpt)
+    cfg, state = fairseq_pretraining_parts(path, pm, pt, enc_sd)
+    model = build_model(cfg)
+    prefix = "student.encoder."
+    load_into(model.student.encoder, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    _sync_teacher(model)
+    return cfg, model, rest
 
+
+def _from_fairseq(path: Path, ckpt: dict) -> tuple[PretrainConfig, Data2Vec]:
     if ff.is_finetuned(ckpt):  # the encoder of a fine-tuned model; the teacher starts as its copy
-        cfg, model, _ = ff.encoder_from_finetuned(path, ckpt)
+        cfg, model, _ = encoder_from_fairseq_finetuned(path, ckpt)
         return cfg, model
     cfg, state = fairseq_pretraining_parts(path, ckpt["cfg"]["model"], ckpt["cfg"].get("task") or {}, ckpt["model"])
     model = build_model(cfg)
@@ -124,10 +127,6 @@ def _from_fairseq(path: Path, ckpt: dict) -> tuple[PretrainConfig, Data2Vec]:
 
 
 def _from_beit(path: Path, ckpt: dict) -> tuple[PretrainConfig, Data2Vec]:
-    from data2vec.config import merge
-    from data2vec.convert import beit
-    from data2vec.presets import get_preset
-
     sd = ckpt.get("model", ckpt)
     enc = beit.config_from_beit(sd)
     cfg = get_preset("image-base-v1")
@@ -177,7 +176,6 @@ def load_pretrained(path: str | Path, fairseq_exact: bool = False) -> tuple[Pret
 
 def _load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
     p = Path(path)
-    from data2vec.train import dcp
 
     if dcp.is_dcp_path(p):  # a train.parallel=fsdp run: its DCP checkpoint (run dir, pointer or step directory)
         cfg, model = dcp.load_model(p)
@@ -205,7 +203,6 @@ def _load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
         load_into(model, raw["model"])
         return cfg, model.eval()
     ckpt = fairseq_plain(p, raw)
-    from data2vec.convert import beit
 
     if isinstance(ckpt, dict) and beit.is_beit_state(ckpt.get("model", ckpt)):
         return _from_beit(p, ckpt)

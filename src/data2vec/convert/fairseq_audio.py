@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import torch
 
+from data2vec.convert.fairseq_common import ema_from_fairseq, loss_from_fairseq, targets_from_fairseq
 from data2vec.convert.keys import map_keys
-
-from data2vec.core.data2vec import Data2VecConfig, EMAConfig
-from data2vec.core.loss import LossConfig
-from data2vec.core.targets import TargetConfig
+from data2vec.core.data2vec import Data2VecConfig
 from data2vec.modalities.audio.encoder import AudioEncoderConfig, parse_conv_layers
 from data2vec.modalities.audio.masking import SpanMaskConfig
 
@@ -76,21 +74,11 @@ def config_from_fairseq(model_cfg: dict) -> tuple[AudioEncoderConfig, Data2VecCo
         pos_conv_depth=c["pos_conv_depth"],
     )
     d2v = Data2VecConfig(
-        ema=EMAConfig(
-            ema_decay=c.get("ema_decay", 0.999), ema_end_decay=c.get("ema_end_decay", 0.9999),
-            ema_anneal_end_step=c.get("ema_anneal_end_step", c.get("max_update", 0)),
-            ema_transformer_only=c.get("ema_transformer_only", True) or c.get("ema_layers_only", True),
-            ema_layers_only=c.get("ema_layers_only", True),
-        ),
-        targets=TargetConfig(
-            average_top_k_layers=c.get("average_top_k_layers", 8),
-            instance_norm_target_layer=c.get("instance_norm_target_layer", False),
-            batch_norm_target_layer=c.get("batch_norm_target_layer", False),
-            layer_norm_target_layer=c.get("layer_norm_target_layer", False),
-            layer_norm_targets=c.get("layer_norm_targets", False),
-            instance_norm_targets=c.get("instance_norm_targets", False),
-        ),
-        loss=LossConfig(loss_beta=c.get("loss_beta", 0.0), loss_scale=c.get("loss_scale")),
+        ema=ema_from_fairseq(c, anneal_end_step=c.get("ema_anneal_end_step", c.get("max_update", 0)),
+                             transformer_only=c.get("ema_transformer_only", True) or c.get("ema_layers_only", True),
+                             layers_only=c.get("ema_layers_only", True)),
+        targets=targets_from_fairseq(c, 8),
+        loss=loss_from_fairseq(c),
     )
     if c.get("group_norm_target_layer", False):
         raise ValueError("group_norm_target_layer is not supported")

@@ -19,14 +19,17 @@ and keeps the encoder's keys under a prefix. Supported wrappers (``cfg.model._na
   ``lin_softmax`` prediction modes are refused).
 
 Encoder keys go through the pretraining converters' key tables (strict accounting); the wrapper keys are
-consumed here, and any key left over is named in the error. ``finetuned_from_fairseq`` gives
-(fine-tuning config, model) and is what ``load_finetuned`` / ``data2vec evaluate`` / ``transcribe`` / ``export``
-use; ``load_pretrained`` on such a file gives the encoder alone (teacher = a copy of it).
+consumed here, and any key left over is named in the error. This module maps keys and configs only;
+``data2vec.finetune.interop.finetuned_from_fairseq`` builds the (fine-tuning config, model) that
+``load_finetuned`` / ``data2vec evaluate`` / ``transcribe`` / ``export`` use, and ``load_pretrained`` on such a
+file gives the encoder alone (teacher = a copy of it).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from data2vec.asr.dictionary import SPECIALS, LetterDictionary
 
 # fairseq wrapper model name -> our fine-tuning task
 WRAPPERS = {"wav2vec_ctc": "asr", "roberta": "text-classification", "roberta_base": "text-classification",
@@ -72,8 +75,9 @@ def _roberta_as_data2vec_text(m: dict) -> dict:
                                         "layerdrop": m.get("encoder_layerdrop", 0.0), "normalize_before": False}}}
 
 
-def _split(path: Path, ckpt: dict) -> tuple[dict, dict, dict, dict]:
-    """(pretraining model cfg, pretraining task cfg, encoder state in pretraining keys, wrapper keys)."""
+def split_finetuned(path: Path, ckpt: dict) -> tuple[dict, dict, dict, dict]:
+    """(pretraining model cfg, pretraining task cfg, encoder state in pretraining keys, wrapper keys) of a
+    fairseq fine-tuned checkpoint (plain data from ``load_fairseq_checkpoint``)."""
     m = ckpt["cfg"]["model"]
     name = str(m.get("_name"))
     sd = {k: v for k, v in ckpt["model"].items() if not k.endswith(".version")}
@@ -103,23 +107,7 @@ def _split(path: Path, ckpt: dict) -> tuple[dict, dict, dict, dict]:
     return pm, pt, enc, rest
 
 
-def encoder_from_finetuned(path: Path, ckpt: dict):
-    """(pretraining config, ``Data2Vec`` whose student encoder holds the fine-tuned encoder and whose teacher
-    is a copy of it, wrapper keys) of a fairseq fine-tuned checkpoint."""
-    from data2vec.convert.keys import load_into
-    from data2vec.pretrained import _sync_teacher, build_model, fairseq_pretraining_parts
-
-    pm, pt, enc_sd, rest = _split(path, ckpt)
-    cfg, state = fairseq_pretraining_parts(path, pm, pt, enc_sd)
-    model = build_model(cfg)
-    load_into(model.student.encoder, _strip(state, "student.encoder."))
-    _sync_teacher(model)
-    return cfg, model, rest
-
-
 def _letters(path: Path, ckpt: dict, n_out: int) -> tuple[str, ...]:
-    from data2vec.asr.dictionary import SPECIALS, LetterDictionary
-
     target = (ckpt.get("task_state") or {}).get("target_dictionary")
     if isinstance(target, dict) and target.get("symbols"):
         symbols = list(target["symbols"])
@@ -152,41 +140,29 @@ def _pop_all(rest: dict, keys: dict[str, str]) -> dict:
     return out
 
 
-def finetuned_from_fairseq(path: str | Path, ckpt: dict | None = None, head: str | None = None):
-    """(fine-tuning config, model in eval mode) of a fairseq fine-tuned checkpoint. ``head`` picks one of
-    several ``classification_heads`` (text); with one head it is used."""
-    from data2vec.config import merge
-    from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
-    from data2vec.convert.keys import load_into
-    from data2vec.finetune.loop import default_config, get_task
-
-    path = Path(path)
-    ckpt = ckpt if ckpt is not None else load_fairseq_checkpoint(path)
-    if not is_finetuned(ckpt):
-        name = ((ckpt.get("cfg") or {}).get("model") or {}).get("_name")
-        raise ValueError(f"{path}: fairseq model {name!r} is not a fine-tuned model ({', '.join(sorted(WRAPPERS))}); "
-                         "load it with load_pretrained / fine-tune it with `data2vec finetune --init`")
+def head_from_fairseq(path: Path, ckpt: dict, rest: dict, head: str | None = None) -> tuple[str, dict, dict]:
+    """(our task name, fine-tuning config overrides for ``head``, head state in our keys) of the wrapper keys
+    ``rest`` left by :func:`split_finetuned`. ``head`` picks one of several ``classification_heads`` (text);
+    with one head it is used. Every wrapper key is consumed or named in the error."""
     m = ckpt["cfg"]["model"]
-    src_cfg, pre, rest = encoder_from_finetuned(path, ckpt)
     task_name = WRAPPERS[str(m["_name"])]
-    cfg = default_config(task_name, src_cfg)
+    rest = dict(rest)
     if task_name == "asr":
         if "w2v_encoder.proj.weight" not in rest:
             raise ValueError(f"{path}: wav2vec_ctc without an output projection (w2v_encoder.proj)")
         symbols = _letters(path, ckpt, rest["w2v_encoder.proj.weight"].shape[0])
-        ft = {"symbols": symbols, "final_dropout": float(m.get("final_dropout", 0.0)),
-              "freeze_finetune_updates": int(m.get("freeze_finetune_updates", 0)),
-              "mask_prob": float(m.get("mask_prob", 0.5)), "mask_length": int(m.get("mask_length", 10)),
-              "mask_channel_prob": float(m.get("mask_channel_prob", 0.0)),
-              "mask_channel_length": int(m.get("mask_channel_length", 10))}
-        cfg = merge(cfg, {"head": ft})
+        overrides = {"symbols": symbols, "final_dropout": float(m.get("final_dropout", 0.0)),
+                     "freeze_finetune_updates": int(m.get("freeze_finetune_updates", 0)),
+                     "mask_prob": float(m.get("mask_prob", 0.5)), "mask_length": int(m.get("mask_length", 10)),
+                     "mask_channel_prob": float(m.get("mask_channel_prob", 0.0)),
+                     "mask_channel_length": int(m.get("mask_channel_length", 10))}
         head_sd = _pop_all(rest, {"w2v_encoder.proj.weight": "proj.weight", "w2v_encoder.proj.bias": "proj.bias"})
     elif task_name == "image-classification":
         if not m.get("use_fc_norm", True):
             raise ValueError(f"{path}: use_fc_norm=False; our image head always normalises the pooled features")
         head_sd = _pop_all(rest, {f"{a}.{b}": f"{a}.{b}" for a in ("head", "fc_norm") for b in ("weight", "bias")})
-        cfg = merge(cfg, {"head": {"num_classes": int(head_sd["head.weight"].shape[0]),
-                                   "linear_probe": bool(m.get("linear_classifier", False))}})
+        overrides = {"num_classes": int(head_sd["head.weight"].shape[0]),
+                     "linear_probe": bool(m.get("linear_classifier", False))}
     else:
         names = sorted({k.split(".")[1] for k in rest if k.startswith("classification_heads.")})
         if not names:
@@ -201,11 +177,7 @@ def finetuned_from_fairseq(path: str | Path, ckpt: dict | None = None, head: str
         head_sd = _pop_all(rest, keys)
         rest = {k: v for k, v in rest.items() if not k.startswith("classification_heads.")}  # other tasks' heads
         n = int(head_sd["classifier.out_proj.weight"].shape[0])
-        cfg = merge(cfg, {"head": {"num_classes": n, "pooler_dropout": float(m.get("pooler_dropout", 0.0))}})
+        overrides = {"num_classes": n, "pooler_dropout": float(m.get("pooler_dropout", 0.0))}
     if rest:
         raise ValueError(f"{path}: keys of the fairseq {m['_name']} model this converter does not know: {sorted(rest)}")
-    task = get_task(task_name)
-    model = task.build_model(cfg, pre.student.encoder, None)
-    state = model.state_dict() | head_sd  # load_into names any head key our model lacks
-    load_into(model, state)
-    return cfg, model.eval()
+    return task_name, overrides, head_sd

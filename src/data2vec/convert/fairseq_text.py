@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import torch
 
+from data2vec.convert.fairseq_common import ema_from_fairseq, loss_from_fairseq, targets_from_fairseq
 from data2vec.convert.keys import map_keys
-from data2vec.core.data2vec import Data2VecConfig, EMAConfig
-from data2vec.core.loss import LossConfig
-from data2vec.core.targets import TargetConfig
+from data2vec.core.data2vec import Data2VecConfig
 from data2vec.modalities.text.encoder import TextEncoderConfig
 from data2vec.modalities.text.masking import TokenMaskConfig
 
@@ -49,16 +48,10 @@ def config_from_fairseq(model_cfg: dict, task_cfg: dict, vocab_size: int) -> tup
         encoder_layerdrop=enc.get("layerdrop", 0.0), layernorm_embedding=tr.get("layernorm_embedding", True),
         no_scale_embedding=tr.get("no_scale_embedding", True))
     d2v = Data2VecConfig(
-        ema=EMAConfig(ema_decay=c.get("ema_decay", 0.999), ema_end_decay=c.get("ema_end_decay", 0.9999),
-                      ema_anneal_end_step=c.get("ema_anneal_end_step", 0), ema_transformer_only=False,
-                      ema_layers_only=c.get("ema_transformer_layers_only", True)),
-        targets=TargetConfig(average_top_k_layers=c.get("average_top_k_layers", 10),
-                             instance_norm_target_layer=c.get("instance_norm_target_layer", False),
-                             batch_norm_target_layer=c.get("batch_norm_target_layer", False),
-                             layer_norm_target_layer=c.get("layer_norm_target_layer", False),
-                             layer_norm_targets=c.get("layer_norm_targets", False),
-                             instance_norm_targets=c.get("instance_norm_targets", False)),
-        loss=LossConfig(loss_beta=c.get("loss_beta", 0.0), loss_scale=c.get("loss_scale")),
+        ema=ema_from_fairseq(c, anneal_end_step=c.get("ema_anneal_end_step", 0), transformer_only=False,
+                             layers_only=c.get("ema_transformer_layers_only", True)),
+        targets=targets_from_fairseq(c, 10),
+        loss=loss_from_fairseq(c),
         head_layers=c.get("head_layers", 1))
     mask = TokenMaskConfig(mask_prob=t.get("mask_prob", 0.15), mask_multiple_length=t.get("mask_multiple_length", 1),
                            leave_unmasked_prob=t.get("leave_unmasked_prob", 0.1),

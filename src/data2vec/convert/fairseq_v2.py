@@ -20,12 +20,15 @@ import re
 
 import torch
 
+from data2vec.convert.fairseq_common import ema_from_fairseq, loss_from_fairseq, targets_from_fairseq
 from data2vec.convert.keys import map_keys
-from data2vec.core.data2vec import Data2VecConfig, EMAConfig
-from data2vec.core.loss import LossConfig
+from data2vec.core.data2vec import Data2VecConfig
 from data2vec.core.monitors import CollapseConfig
-from data2vec.core.targets import TargetConfig
+from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config
 from data2vec.layers.decoder import DecoderConfig
+from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2Config
+from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
+from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2Config, sincos_2d
 
 _BLOCK = {f"{m}.{p}": f"{m}.{p}" for m in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
           for p in ("weight", "bias")}
@@ -84,8 +87,6 @@ def _encoder_keys(sd: dict[str, torch.Tensor], mod: str) -> dict[str, torch.Tens
 
 def _check_fixed_positions(key: str, table: torch.Tensor) -> None:
     """fairseq's stored [1, T, C] table must be the 2-D sin-cos table our image encoder rebuilds."""
-    from data2vec.modalities.vision.encoder_v2 import sincos_2d
-
     T, C = table.shape[-2:] if table.dim() == 3 else (0, 0)
     grid = math.isqrt(T)
     if not T or grid * grid != T or C % 4 or not torch.allclose(sincos_2d(C, grid), table[0].float(), rtol=0,
@@ -124,8 +125,6 @@ def _block_mask(m: dict, c: dict, task_cfg: dict):
     """Block-mask settings (speech, images). fairseq draws the masks in the dataset from the task's
     ``precompute_mask_config`` (the recipes' ``{}`` resolves to the modality's values; ``expand_adjacent`` and
     ``non_overlapping`` exist only there); without it the model draws them from the modality config."""
-    from data2vec.data.masks_v2 import BlockMaskV2Config
-
     pre = task_cfg.get("precompute_mask_config") or {}
     return BlockMaskV2Config(mask_prob=pre.get("mask_prob", m.get("mask_prob", 0.7)),
                              mask_prob_adjust=pre.get("mask_prob_adjust", m.get("mask_prob_adjust", 0.0)),
@@ -139,11 +138,6 @@ def _block_mask(m: dict, c: dict, task_cfg: dict):
 
 def _encoder_and_mask(mod: str, m: dict, c: dict, common: dict, task_cfg: dict, vocab_size: int | None):
     """The modality's encoder config (``common``: the fields every modality shares) and mask config."""
-    from data2vec.data.masks_v2 import RandomMaskV2Config
-    from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2Config
-    from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
-    from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2Config
-
     if mod == "AUDIO":
         enc = AudioEncoderV2Config(**common, feature_encoder_spec=m.get("feature_encoder_spec"),
                                    extractor_mode=m.get("extractor_mode", "layer_norm"),
@@ -217,17 +211,10 @@ def config_from_fairseq(model_cfg: dict, task_cfg: dict, vocab_size: int | None 
     ema_encoder_only = c.get("ema_encoder_only", True)
     ema_local = bool(m.get("ema_local_encoder", False))
     d2v = Data2VecConfig(
-        ema=EMAConfig(ema_decay=c.get("ema_decay", 0.999), ema_end_decay=c.get("ema_end_decay", 0.9999),
-                      ema_anneal_end_step=c.get("ema_anneal_end_step", c.get("max_update", 0)),
-                      ema_transformer_only=ema_encoder_only or not ema_local, ema_layers_only=False),
-        targets=TargetConfig(
-            average_top_k_layers=c.get("average_top_k_layers", 8), layer_results="end" if c.get("end_of_block_targets") else "ffn",
-            instance_norm_target_layer=c.get("instance_norm_target_layer", False),
-            batch_norm_target_layer=c.get("batch_norm_target_layer", False),
-            layer_norm_target_layer=c.get("layer_norm_target_layer", False),
-            layer_norm_targets=c.get("layer_norm_targets", False),
-            instance_norm_targets=c.get("instance_norm_targets", False)),
-        loss=LossConfig(loss_beta=float(c.get("loss_beta", 0.0)), loss_scale=c.get("loss_scale")),
+        ema=ema_from_fairseq(c, anneal_end_step=c.get("ema_anneal_end_step", c.get("max_update", 0)),
+                             transformer_only=ema_encoder_only or not ema_local, layers_only=False),
+        targets=targets_from_fairseq(c, 8, layer_results="end" if c.get("end_of_block_targets") else "ffn"),
+        loss=loss_from_fairseq(c),
         collapse=CollapseConfig(min_target_var=c.get("min_target_var", 0.1), min_pred_var=c.get("min_pred_var", 0.01)),
         decoder=decoder, cls_loss=float(c.get("cls_loss", 0.0)),
     )

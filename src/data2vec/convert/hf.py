@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from data2vec.convert.keys import map_keys
+from data2vec.modalities.vision import VisionEncoderConfig
 from data2vec.modalities.vision.encoder import HF_KEYS as VISION_KEYS
 from data2vec.safe_load import read_json, read_safetensors, safe_torch_load
 
@@ -69,6 +70,11 @@ DROPPED = re.compile(r"^(lm_head|classifier|projector|layer_weights|pooler\.dens
                      r"|position_ids$|token_type_ids$|relative_position_index$")
 PREFIXES = ("data2vec_audio.", "data2vec_text.", "data2vec_vision.")
 
+V2_NOT_IN_HF = ("HF transformers has no data2vec 2.0 model classes (its Data2VecAudio/Text/Vision models are the "
+                "data2vec 1.0 architectures), so a data2vec 2.0 {what} cannot be exported with --to hf; use it from "
+                "our checkpoint or run directory instead (data2vec evaluate / transcribe / extract, "
+                "data2vec.finetune.inference.load_finetuned, data2vec.pretrained.load_pretrained)")
+
 
 def encoder_config_from_hf(hf: dict):
     """HF ``config.json`` dict -> (modality, our encoder config)."""
@@ -104,7 +110,6 @@ def encoder_config_from_hf(hf: dict):
             encoder_ffn_embed_dim=hf["intermediate_size"], encoder_attention_heads=hf["num_attention_heads"],
             dropout=hf.get("hidden_dropout_prob", 0.1), attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
             layer_norm_eps=hf.get("layer_norm_eps", 1e-12))
-    from data2vec.modalities.vision import VisionEncoderConfig
 
     if hf.get("use_absolute_position_embeddings"):
         raise ValueError("vision models with absolute position embeddings are not data2vec's layout")
@@ -214,8 +219,6 @@ def export_hf(cfg, model, out_dir: str | Path) -> Path:
     from safetensors.torch import save_file
 
     if getattr(cfg, "version", 1) == 2:
-        from data2vec.convert.hf_heads import V2_NOT_IN_HF
-
         raise ValueError(V2_NOT_IN_HF.format(what="model"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,8 @@
   ``fc_norm``) + ``classifier`` -> ``ImageClassifier.head``; class names from ``id2label``.
 - ``Data2VecTextForSequenceClassification``: ``data2vec_text.*`` + ``classifier.{dense,out_proj}``.
 
-Import: ``finetuned_from_hf(DIR) -> (finetune config, model)`` (``data2vec evaluate``/``transcribe`` and
-``load_finetuned`` accept such a directory). Export: ``export_finetuned_hf(cfg, model, DIR)`` writes the
+Import: ``head_from_hf`` maps the head; ``data2vec.finetune.interop.finetuned_from_hf(DIR) -> (finetune config,
+model)`` builds the model (``data2vec evaluate``/``transcribe`` and ``load_finetuned`` accept such a directory). Export: ``export_finetuned_hf(cfg, model, DIR)`` writes the
 matching HF class (``data2vec export RUN --to hf``); transformers' ``from_pretrained`` gives the same outputs.
 HF transformers implements data2vec 1.0 only: a model on a data2vec 2.0 encoder is refused (``V2_NOT_IN_HF``).
 """
@@ -16,26 +16,23 @@ HF transformers implements data2vec 1.0 only: a model on a data2vec 2.0 encoder 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
-from data2vec.convert.keys import load_into
+from data2vec.asr.dictionary import LetterDictionary
+from data2vec.convert.hf import V2_NOT_IN_HF, hf_config_from_encoder, hf_state_from_encoder
+from data2vec.modalities.base_v2 import is_v2
+from data2vec.safe_load import read_json
 
 ARCHS = {"Data2VecAudioForCTC": "asr", "Data2VecVisionForImageClassification": "image-classification",
          "Data2VecTextForSequenceClassification": "text-classification"}
 TASK_ARCH = {v: k for k, v in ARCHS.items()}
 
-V2_NOT_IN_HF = ("HF transformers has no data2vec 2.0 model classes (its Data2VecAudio/Text/Vision models are the "
-                "data2vec 1.0 architectures), so a data2vec 2.0 {what} cannot be exported with --to hf; use it from "
-                "our checkpoint or run directory instead (data2vec evaluate / transcribe / extract, "
-                "data2vec.finetune.inference.load_finetuned, data2vec.pretrained.load_pretrained)")
-
-
 def refuse_v2(encoder_or_cfg, what: str) -> None:
     """ValueError with ``V2_NOT_IN_HF`` when ``encoder_or_cfg`` (an encoder or a config) is data2vec 2.0."""
-    from data2vec.finetune.loop import is_v2
-
     if is_v2(encoder_or_cfg):
         raise ValueError(V2_NOT_IN_HF.format(what=what))
 
@@ -46,8 +43,6 @@ def refuse_unsupported_head(path: str | Path) -> None:
     p = Path(path)
     if not (p.is_dir() and (p / "config.json").is_file()):
         return
-    from data2vec.safe_load import read_json
-
     archs = read_json(p / "config.json").get("architectures") or []
     heads = [a for a in archs if a not in ARCHS and not a.endswith("Model")]
     if heads:
@@ -56,26 +51,11 @@ def refuse_unsupported_head(path: str | Path) -> None:
                          "`data2vec convert` it first")
 
 
-def finetuned_from_hf(path: str | Path):
-    """(fine-tuning config, model in eval mode) of a HF task-model directory."""
-    from data2vec.config import merge
-    from data2vec.convert.hf import read_hf_dir
-    from data2vec.finetune.loop import default_config, get_task
-    from data2vec.pretrained import load_pretrained
-
-    path = Path(path)
-    hf_cfg, sd = read_hf_dir(path)
-    arch = (hf_cfg.get("architectures") or [""])[0]
-    if arch not in ARCHS:
-        raise ValueError(f"{path} holds a {arch or 'base'} model, not a task model ({', '.join(ARCHS)}); "
-                         "fine-tune it with `data2vec finetune --init` first")
-    task_name = ARCHS[arch]
-    src_cfg, pre = load_pretrained(path)  # the encoder, with strict key accounting
-    cfg = default_config(task_name, src_cfg)
+def head_from_hf(path: Path, hf_cfg: dict, sd: dict, task_name: str) -> tuple[dict, dict]:
+    """(fine-tuning config overrides for ``head``, head state in our keys) of a HF task model's config and state
+    dict (the encoder's keys are left out here; any other key is named in the error)."""
     sd = {k: v for k, v in sd.items() if not k.startswith(("data2vec_audio.", "data2vec_vision.", "data2vec_text."))}
     if task_name == "asr":
-        from data2vec.asr.dictionary import LetterDictionary
-
         if hf_cfg.get("pad_token_id", 0) != 0:
             raise ValueError(f"{path}: the CTC blank (pad_token_id) must be 0, got {hf_cfg.get('pad_token_id')}")
         if not (path / "vocab.json").is_file():
@@ -83,38 +63,28 @@ def finetuned_from_hf(path: str | Path):
         letters = LetterDictionary.from_hf_vocab(path / "vocab.json")
         if len(letters) != hf_cfg["vocab_size"]:
             raise ValueError(f"{path}: vocab.json has {len(letters)} entries, config.json vocab_size={hf_cfg['vocab_size']}")
-        cfg = merge(cfg, {"head": {"symbols": tuple(letters.tokens[4:]),
-                                   "final_dropout": hf_cfg.get("final_dropout", 0.0)}})
+        overrides = {"symbols": tuple(letters.tokens[4:]), "final_dropout": hf_cfg.get("final_dropout", 0.0)}
         head = {"proj.weight": sd.pop("lm_head.weight"), "proj.bias": sd.pop("lm_head.bias")}
     elif task_name == "image-classification":
         n = len(hf_cfg.get("id2label") or {}) or sd["classifier.weight"].shape[0]
-        cfg = merge(cfg, {"head": {"num_classes": n}})
+        overrides = {"num_classes": n}
         head = {"head.weight": sd.pop("classifier.weight"), "head.bias": sd.pop("classifier.bias")}
     else:
         n = sd["classifier.out_proj.weight"].shape[0]
         id2label = hf_cfg.get("id2label") or {}
         names = [id2label.get(str(i), id2label.get(i, "")) for i in range(n)]
         labels = tuple(names) if n > 1 and all(names) and not all(x == f"LABEL_{i}" for i, x in enumerate(names)) else ()
-        cfg = merge(cfg, {"head": {"num_classes": n, "labels": labels}})
+        overrides = {"num_classes": n, "labels": labels}
         head = {k: sd.pop(k) for k in list(sd) if k.startswith("classifier.")}
     if sd:
+        arch = (hf_cfg.get("architectures") or [""])[0]
         raise ValueError(f"{path}: keys of the {arch} head this converter does not know: {sorted(sd)}")
-    task = get_task(task_name)
-    model = task.build_model(cfg, pre.student.encoder, None)
-    state = model.state_dict()
-    state.update(head)
-    load_into(model, state)
-    return cfg, model.eval()
+    return overrides, head
 
 
 def export_finetuned_hf(cfg, model, out_dir: str | Path) -> Path:
     """Write the HF task model (config.json + model.safetensors [+ vocab.json for CTC])."""
-    from safetensors.torch import save_file
-
     refuse_v2(model.encoder, f"{cfg.task} model")
-
-    from data2vec.convert.hf import hf_config_from_encoder, hf_state_from_encoder
-
     modality = {"asr": "audio", "image-classification": "vision", "text-classification": "text"}[cfg.task]
     prefix = {"audio": "data2vec_audio.", "vision": "data2vec_vision.", "text": "data2vec_text."}[modality]
     enc_cfg, enc_sd = cfg.encoder, model.encoder.state_dict()
@@ -125,8 +95,6 @@ def export_finetuned_hf(cfg, model, out_dir: str | Path) -> Path:
         extra = {"vocab_size": len(model.tokens), "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
                  "final_dropout": cfg.head.final_dropout, "ctc_loss_reduction": "sum", "ctc_zero_infinity": True}
     elif cfg.task == "image-classification":
-        from dataclasses import replace
-
         if model.fc_norm is not None:  # BEiT fine-tuning layout: fc_norm instead of the final LayerNorm
             enc_sd = {k: v for k, v in enc_sd.items() if not k.startswith("context_encoder.norm.")}
             enc_sd |= {f"context_encoder.fc_norm.{k}": v for k, v in model.fc_norm.state_dict().items()}
@@ -150,8 +118,6 @@ def export_finetuned_hf(cfg, model, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n")
     if cfg.task == "asr":
-        from data2vec.asr.dictionary import LetterDictionary
-
         (out / "vocab.json").write_text(json.dumps(LetterDictionary(list(cfg.head.symbols)).hf_vocab(), indent=1) + "\n")
     save_file({k: v.detach().contiguous() for k, v in state.items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})

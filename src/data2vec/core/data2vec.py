@@ -14,7 +14,7 @@ The modality supplies an encoder with this interface (see ``data2vec.modalities`
 data2vec 2.0 is the same code path with ``decoder`` set (fairseq ``data2vec_multi``,
 ``examples/data2vec/models/data2vec2.py::Data2VecMultiModel.forward``): the batch carries M masks per
 sample ([B*M, T], sample-major), the student encodes each sample M times keeping only the unmasked
-positions (``data2vec.core.masking``), the conv decoder predicts every position from them, and the
+positions (``data2vec.layers.mask_info``), the conv decoder predicts every position from them, and the
 teacher runs once per sample; its targets are repeated M times. Positions that are masked *and* padded
 (text rows of different lengths; fairseq masks them too, to keep equal counts per row) are left out
 of the loss, a deliberate deviation from fairseq, which regresses the teacher's output at padding.
@@ -40,7 +40,7 @@ from torch import nn
 
 from data2vec.core.ema import EMATeacher
 from data2vec.core.loss import LossConfig, regression_loss_sum
-from data2vec.core.masking import make_mask_info
+from data2vec.layers.mask_info import make_mask_info
 from data2vec.core.monitors import CollapseConfig, compute_var
 from data2vec.core.schedules import ema_decay
 from data2vec.core.targets import TargetConfig, build_targets
@@ -107,14 +107,18 @@ class Student(nn.Module):
             raise ValueError("a data2vec 2.0 encoder needs model.decoder (the v2 conv decoder); use a *-v2 preset")
         if decoder is not None and not is_v2:
             raise ValueError("model.decoder (data2vec 2.0) needs a v2 encoder; use a *-v2 preset")
-        if decoder is None:
-            self.head = regression_head(encoder.embed_dim, head_layers)
-        else:
-            self.decoder = encoder.build_decoder(decoder)
+        # v1 regresses the targets from the masked positions of the full sequence (a linear head), v2 encodes the
+        # kept tokens only and a conv decoder fills in every position
+        self.head = regression_head(encoder.embed_dim, head_layers) if decoder is None else None
+        self.decoder = encoder.build_decoder(decoder) if decoder is not None else None
 
-    def forward(self, source, padding_mask, mask_BT) -> StudentOutput:
-        if hasattr(self, "decoder"):
-            return self._forward_v2(source, padding_mask, mask_BT)
+    def forward(self, source, padding_mask, mask_BT, noise=None) -> StudentOutput:
+        """Predictions at the masked positions. ``noise``: the v2 decoder's masked-position input (tests)."""
+        if self.decoder is not None:
+            return self._forward_v2(source, padding_mask, mask_BT, noise)
+        return self._forward_v1(source, padding_mask, mask_BT)
+
+    def _forward_v1(self, source, padding_mask, mask_BT) -> StudentOutput:
         e = self.encoder.embed(source, padding_mask, mask_BT)
         out = self.encoder.context_encoder(e.x, e.padding_mask)
         pred = self.head(out.x[mask_BT])
@@ -225,19 +229,29 @@ class Data2Vec(nn.Module):
         return [enc.context_encoder, t if self.cfg.ema.ema_transformer_only else t.context_encoder, *local]
 
     def forward(self, batch: dict, student: nn.Module | None = None) -> Data2VecOutput:
-        """One data2vec pass. ``student`` may be the DDP-wrapped ``self.student``."""
-        source, padding_mask, mask = batch["source"], batch.get("padding_mask"), batch["mask"]
-        if mask is None:
+        """One data2vec pass: the student on the masked input, the EMA teacher's targets on the full input, the
+        regression loss between them. ``student`` may be the DDP-wrapped ``self.student``."""
+        s = self.forward_student(batch, student)
+        y = self.forward_targets(batch, s)
+        return self.forward_loss(s, y, batch["mask"])
+
+    def forward_student(self, batch: dict, student: nn.Module | None = None) -> StudentOutput:
+        if batch["mask"] is None:
             raise ValueError("the batch has no mask: the collator must provide batch['mask']")
         # A micro-batch may have no masked position (very short text blocks): the loss is then an empty sum,
         # 0, still connected to every student parameter, so DDP ranks stay in step.
-        s = (student or self.student)(source, padding_mask, mask)
+        return (student or self.student)(batch["source"], batch.get("padding_mask"), batch["mask"])
+
+    def forward_targets(self, batch: dict, s: StudentOutput) -> torch.Tensor:
+        """[B, T, C] targets of every position (no grad)."""
         # encoders whose input is corrupted in the collator (v1 text) need the clean input for the teacher
         # (fairseq#4881, see the text encoder); without it the teacher would silently see the corrupted one
         if getattr(self.student.encoder, "needs_teacher_source", False) and batch.get("teacher_source") is None:
             raise ValueError("this encoder's student input is corrupted in the collator, so the batch must carry the "
                              "clean input as batch['teacher_source'] (the teacher's input); see TextCollator")
-        y = self.targets(batch.get("teacher_source", source), padding_mask, s)
+        return self.targets(batch.get("teacher_source", batch["source"]), batch.get("padding_mask"), s)
+
+    def forward_loss(self, s: StudentOutput, y: torch.Tensor, mask: torch.Tensor) -> Data2VecOutput:
         if s.loss_mask is None:
             target = y[mask]
         else:  # v2: one teacher pass per sample, targets repeated for the M clones

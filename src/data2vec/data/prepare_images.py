@@ -8,16 +8,27 @@ Writes ``train/`` (first 55,000 training images after a seeded shuffle), ``valid
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from data2vec.data.images import read_idx
-
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ("t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot")
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """IDX file (MNIST format, optionally gzipped) -> numpy array (magic: 0 0 dtype ndim, then dims)."""
+    path = Path(path)
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path} is not an IDX file")
+    dtype = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[raw[2]]
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim).reshape(dims)
 
 
 def prepare_images(out_dir: str | Path, *, valid: int = 5000, seed: int = 0, source: str | Path = FASHION_DIR) -> dict:

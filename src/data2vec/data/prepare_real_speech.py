@@ -18,6 +18,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from data2vec.asr.dictionary import words_to_letters
 from data2vec.data.text_sources import normalize_transcript
 
 ROOT = Path("/usr/share/pocketsphinx/test/data")
@@ -39,8 +40,6 @@ def read_transcriptions(root: Path = ROOT) -> list[tuple[str, str]]:
 
 
 def prepare_real_speech(out_dir: str | Path, root: Path = ROOT) -> Path:
-    from data2vec.asr.dictionary import words_to_letters
-
     rows = read_transcriptions(root)
     if not rows:
         raise ValueError(f"no recordings under {root}: install Debian's pocketsphinx-testdata (make setup does)")

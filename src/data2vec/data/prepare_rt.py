@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data2vec.data.text_sources import rotten_tomatoes, rotten_tomatoes_path
+
 LABELS = {"rotten": 0, "fresh": 1}
 SPLITS = ("train", "dev", "test")
 
@@ -66,8 +68,6 @@ def split_by_movie(rows: list[dict], seed: int, valid_fraction: float = 0.1,
 
 def prepare_rt(out: str | Path, seed: int = 0, valid_fraction: float = 0.1, test_fraction: float = 0.1) -> dict:
     """Write the three TSV files and info.json into ``out``; returns the info."""
-    from data2vec.data.text_sources import rotten_tomatoes, rotten_tomatoes_path
-
     rows, dropped = dedupe(rotten_tomatoes())
     splits = split_by_movie(rows, seed, valid_fraction, test_fraction)
     out = Path(out)

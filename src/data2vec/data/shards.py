@@ -52,10 +52,8 @@ sample's index as its random key, and named in ``batch["skipped"]``.
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +62,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from data2vec.data.sampler import rng
+from data2vec.data.sampler import PretrainData, rng
 from data2vec.data.skips import UnreadableSample, substitute
 from data2vec.errors import Data2VecError
 
@@ -80,7 +78,7 @@ def is_shard_dir(path: str | Path) -> bool:
     return (Path(path) / INDEX).is_file()
 
 
-def _key(i: int) -> str:
+def sample_key(i: int) -> str:
     return f"{i:0{_KEY_DIGITS}d}"
 
 
@@ -125,7 +123,7 @@ def write_shards(out: str | Path, samples: Iterator[tuple[int, dict, int]], *, m
             writer = wds.TarWriter(f, encoder=False, mtime=0.0)
             shards.append({"file": name, "count": 0})
             written = 0
-        record = {"__key__": _key(i)}
+        record = {"__key__": sample_key(i)}
         for ext, value in members.items():
             record[ext] = json.dumps(value).encode() if ext == "json" else value
             written += len(record[ext])
@@ -153,35 +151,12 @@ def write_shards(out: str | Path, samples: Iterator[tuple[int, dict, int]], *, m
     return index
 
 
-def _audio_samples(manifest, order: np.ndarray) -> Iterator[tuple[int, dict, int]]:
-    for i in order.tolist():
-        rel, size = manifest.paths[i], manifest.sizes[i]
-        path = manifest.root / rel
-        ext = (path.suffix.lstrip(".").lower() or "wav")
-        yield i, {ext: path.read_bytes(), "json": {"path": rel, "size": size, "index": i}}, size
-
-
-def _image_samples(folder, order: np.ndarray) -> Iterator[tuple[int, dict, int]]:
-    for i in order.tolist():
-        path, label = folder.files[i]
-        ext = path.suffix.lstrip(".").lower()
-        yield i, {ext: path.read_bytes(), "json": {"path": str(path.relative_to(folder.root)), "label": label,
-                                                   "index": i}}, 1
-
-
-def _text_samples(dataset, order: np.ndarray) -> Iterator[tuple[int, dict, int]]:
-    for i in order.tolist():
-        buf = io.BytesIO()
-        np.save(buf, dataset[i]["tokens"].astype(np.int32))
-        yield i, {"npy": buf.getvalue(), "json": {"index": i}}, int(dataset.sizes[i])
-
-
-def shard_dataset(cfg, out: str | Path, *, samples_per_shard: int = DEFAULT_SAMPLES_PER_SHARD,
+def shard_dataset(cfg, out: str | Path, *, source: Callable, samples_per_shard: int = DEFAULT_SAMPLES_PER_SHARD,
                   shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
                   seed: int = 0) -> dict:
-    """Shard the training subset of ``cfg.data.path`` (a speech manifest directory, an image folder, a
-    prepared text directory) as the map-style reader of ``cfg``'s modality would read it, in an order
-    shuffled by ``seed``."""
+    """Shard the training subset of ``cfg.data.path`` as the map-style reader of ``cfg``'s modality would read
+    it, in an order shuffled by ``seed``. ``source`` is the modality's ``ModalitySpec.shard_source``:
+    ``(cfg, out, seed) -> (samples, meta, skipped)``, the samples as ``write_shards`` takes them."""
     d = cfg.data
     src = Path(d.path)
     out = Path(out).resolve()
@@ -189,45 +164,10 @@ def shard_dataset(cfg, out: str | Path, *, samples_per_shard: int = DEFAULT_SAMP
         raise Data2VecError("no data to shard: pass --data DIR")
     if src.resolve() == out:
         raise Data2VecError(f"--out {out} is the --data directory: write the shards elsewhere")
-    kw = {"subset": d.train_subset, "samples_per_shard": samples_per_shard, "shuffle_buffer": shuffle_buffer,
-          "max_shard_bytes": max_shard_bytes, "order_seed": seed}
-    if cfg.modality == "audio":
-        from data2vec.data.audio import read_manifest, validate_manifest
-
-        manifest_path = src / f"{d.train_subset}.tsv"
-        if not manifest_path.is_file():
-            raise Data2VecError(f"{manifest_path} not found: --data must be a directory holding {d.train_subset}.tsv")
-        manifest, report = validate_manifest(read_manifest(manifest_path), sample_rate=d.sample_rate,
-                                             min_samples=d.min_sample_size)
-        print(report.summary(), flush=True)
-        meta = {"sample_rate": d.sample_rate, "min_sample_size": d.min_sample_size, "source": str(manifest_path)}
-        return write_shards(out, _audio_samples(manifest, rng(seed, 21).permutation(len(manifest))), modality="audio", meta=meta, skipped=report.skipped(), **kw)
-    if cfg.modality == "vision":
-        from data2vec.data.images import AugmentConfig, ImageFolder
-
-        folder = ImageFolder(src / d.train_subset, channels=3, augment_cfg=AugmentConfig(), seed=0,
-                             max_pixels=d.max_image_pixels)
-        print(folder.report.summary(), flush=True)
-        meta = {"classes": folder.classes, "source": str(folder.root)}
-        return write_shards(out, _image_samples(folder, rng(seed, 21).permutation(len(folder))), modality="vision", meta=meta, skipped=folder.report.skipped(),
-                            **kw)
-    if cfg.modality == "text":
-        from data2vec.data.text import TextBlockDataset, Tokenizer, read_corpus_info
-
-        npz = src / f"{d.train_subset}.npz"
-        if not npz.is_file():
-            raise Data2VecError(f"{npz} not found: --data must be a directory made by `data2vec prepare text`")
-        tok = Tokenizer(src)
-        dataset = TextBlockDataset(npz, tokens_per_sample=d.tokens_per_sample, break_mode=d.break_mode,
-                                   bos=tok.bos, vocab_size=tok.vocab_size)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("vocab.json", "merges.txt", "dict.txt", "corpus.json"):
-            if (src / name).is_file():
-                shutil.copyfile(src / name, out / name)
-        meta = {"tokens_per_sample": d.tokens_per_sample, "break_mode": d.break_mode, "source": str(npz)}
-        skipped = [tuple(x) for x in read_corpus_info(src).get("skipped", [])]
-        return write_shards(out, _text_samples(dataset, rng(seed, 21).permutation(len(dataset))), modality="text", meta=meta, skipped=skipped, **kw)
-    raise Data2VecError(f"no shard writer for modality {cfg.modality!r}")
+    samples, meta, skipped = source(cfg, out, seed)
+    return write_shards(out, samples, modality=cfg.modality, meta=meta, skipped=skipped, subset=d.train_subset,
+                        samples_per_shard=samples_per_shard, shuffle_buffer=shuffle_buffer,
+                        max_shard_bytes=max_shard_bytes, order_seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------- the index
@@ -515,7 +455,7 @@ class ShardStream(torch.utils.data.IterableDataset):
                 entry, slot = int(pool[q]), int(pool[p])
                 members, reason = data[entry]
                 if members is None:
-                    raise UnreadableSample(f"{self.index.root}/sample {_key(entry)}", reason)
+                    raise UnreadableSample(f"{self.index.root}/sample {sample_key(entry)}", reason)
                 return self.decode(members, entry, slot, self.epoch)
 
             batch = self.collate([substitute(load, where[int(i)], len(pool)) for i in ids])
@@ -553,74 +493,7 @@ class ShardLoader:
             raise RuntimeError(f"shard loader: batches {sorted(held)[:5]} came without batch {want}")
 
 
-# ---------------------------------------------------------------------------------------------- decoders
-
-
-@dataclass
-class AudioDecoder:
-    sample_rate: int
-    min_sample_size: int
-    max_sample_size: int
-    normalize: bool
-    seed: int
-    sizes: np.ndarray  # effective (cropped) lengths
-
-    def __call__(self, members: dict, entry: int, slot: int, epoch: int) -> dict:
-        import torch.nn.functional as F
-
-        from data2vec.data.audio import _crop_start, decode_clip
-
-        meta = json.loads(members["json"]) if "json" in members else {}
-        name = meta.get("path", _key(entry))
-        audio = [k for k in members if k != "json"]
-        if not audio:
-            raise UnreadableSample(name, "no audio member in its shard")
-        x_S = torch.from_numpy(decode_clip(io.BytesIO(members[audio[0]]), name, sample_rate=self.sample_rate,
-                                           min_sample_size=self.min_sample_size))
-        if self.normalize:
-            x_S = F.layer_norm(x_S, x_S.shape)
-        start = _crop_start(x_S.numel(), self.max_sample_size, self.seed, epoch, slot)
-        x_S = x_S[start:start + self.max_sample_size]
-        if entry != slot:
-            x_S = x_S[: int(self.sizes[slot])]
-        return {"id": slot, "epoch": epoch, "source": x_S}
-
-
-@dataclass
-class ImageDecoder:
-    channels: int
-    augment_cfg: object
-    seed: int
-    max_pixels: int
-
-    def __call__(self, members: dict, entry: int, slot: int, epoch: int) -> dict:
-        from data2vec.data.images import augment, load_image
-
-        meta = json.loads(members["json"]) if "json" in members else {}
-        name = meta.get("path", _key(entry))
-        image = [k for k in members if k != "json"]
-        if not image:
-            raise UnreadableSample(name, "no image member in its shard")
-        img = load_image(name, self.channels, self.max_pixels, data=members[image[0]])
-        return {"id": slot, "epoch": epoch, "image": augment(img, self.augment_cfg, rng(self.seed, epoch, slot, 7)),
-                "label": int(meta.get("label", 0))}
-
-
-@dataclass
-class TextDecoder:
-    vocab_size: int
-
-    def __call__(self, members: dict, entry: int, slot: int, epoch: int) -> dict:
-        try:
-            toks = np.load(io.BytesIO(members["npy"]), allow_pickle=False).astype(np.int64)
-        except (KeyError, ValueError, OSError, EOFError) as e:
-            raise UnreadableSample(_key(entry), f"unreadable tokens: {type(e).__name__}") from None
-        if toks.ndim != 1 or not len(toks) or toks.min() < 0 or toks.max() >= self.vocab_size:
-            raise UnreadableSample(_key(entry), "token ids outside the vocabulary")
-        return {"id": slot, "epoch": epoch, "tokens": toks}
-
-
-# ---------------------------------------------------------------------------------------------- glue
+# ---------------------------------------------------------------------------------------------- the loader
 
 
 class _Sampler:
@@ -636,8 +509,6 @@ class _Sampler:
 def build_shard_data(index: ShardIndex, *, decode: Callable, collate: Callable, sizes: np.ndarray, seed: int,
                      dist, num_workers: int, max_tokens: int, max_sentences: int | None):
     """``PretrainData`` over a shard directory (the modalities' ``build_pretrain_data`` call this)."""
-    from data2vec.data.sampler import PretrainData
-
     cache: dict[int, EpochPlan] = {}
 
     def plan(epoch: int) -> EpochPlan:

@@ -52,7 +52,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from data2vec.data.text_sources import split_sentences
+from data2vec.data.text_sources import english_sentences, split_sentences
 
 # --------------------------------------------------------------------------------------------- prose filter
 
@@ -490,8 +490,6 @@ def _builtin_reader(text: str) -> list[str]:  # marker: fortunes / GCIDE quotati
 
 
 def _builtin_documents(name: str) -> Iterator[list[str]]:
-    from data2vec.data.text_sources import english_sentences
-
     sents = english_sentences(min_words=3, max_words=60, sources=(name.split("-")[0],))
     for i in range(0, len(sents), 8):
         yield sents[i:i + 8]
@@ -546,10 +544,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("bible-kjv", "sword-text-kjv", "public domain", "/usr/share/sword/mods.d",
            ("engKJV*.conf",), _sword_reader, description="King James Version"),
 )}
-SMALL = ("fortunes", "gcide-quotes")
-
 LARGE = tuple(SOURCES)
-APT_PACKAGES = tuple(dict.fromkeys([*(s.package for s in SOURCES.values()), "libsword-utils"]))
 
 
 def missing_sources(names: Iterable[str]) -> list[Source]:

@@ -44,14 +44,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data2vec.asr.decode import greedy_decode, word_error_rate
 from data2vec.asr.dictionary import LetterDictionary
+from data2vec.config import merge
 from data2vec.core.data2vec import StepLoss
-from data2vec.finetune.loop import FinetuneBase, FinetuneModel, encoder_dim, is_v2
-from data2vec.modalities.audio.encoder import AudioEncoderConfig
+from data2vec.data.sampler import BucketBatchSampler, build_loader
+from data2vec.finetune.loop import FinetuneBase, FinetuneModel, encoder_dim
+from data2vec.layers.padding import lengths_to_padding_mask
+from data2vec.modalities.audio.dataset import AudioDataset, read_manifest, validate_manifest
+from data2vec.modalities.audio.encoder import AudioEncoderConfig, conv_frame_lengths, parse_conv_layers
 from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2Config
 from data2vec.modalities.audio.masking import SpanMaskConfig, compute_span_mask
+from data2vec.modalities.base_v2 import is_v2
 from data2vec.train.config import TrainConfig
-from data2vec.train.optim import OptimConfig
+from data2vec.train.optim import OptimConfig, param_groups
 
 _CHANNEL_MASK_OFFSET = 1 << 29  # channel masks use index + offset: a different stream from the time masks
 
@@ -225,8 +231,6 @@ class CtcModel(FinetuneModel):
         return {}
 
     def optim_param_groups(self, weight_decay: float, no_decay_1d: bool) -> list[dict]:
-        from data2vec.train.optim import param_groups
-
         return param_groups(self, weight_decay, no_decay_1d)
 
 
@@ -261,8 +265,6 @@ class LabelledAudio(torch.utils.data.Dataset):
 
     def __init__(self, manifest_path: Path, labels: str, dictionary: LetterDictionary, cfg: AsrDataConfig,
                  frame_lengths, seed: int):
-        from data2vec.data.audio import AudioDataset, read_manifest, validate_manifest
-
         man = read_manifest(manifest_path)
         n_entries = len(man)
         ltr = read_labels(manifest_path.with_suffix("." + labels), n_entries)
@@ -348,10 +350,10 @@ class AsrCollator:
         source = torch.zeros(B, S)
         for b, s in enumerate(samples):
             source[b, : lengths[b]] = s["source"]
-        pad = torch.arange(S)[None, :] >= lengths[:, None] if bool((lengths < S).any()) else None
+        pad = lengths_to_padding_mask(lengths, S) if bool((lengths < S).any()) else None
         T = int(self.frame_lengths(S))
         frames = torch.as_tensor(self.frame_lengths(lengths)).clamp(max=T)
-        frame_pad = torch.arange(T)[None, :] >= frames[:, None]
+        frame_pad = lengths_to_padding_mask(frames, T)
         ids = [int(s["id"]) for s in samples]
         out = {"source": source, "padding_mask": pad, "targets": torch.cat([s["target"] for s in samples]),
                "target_lengths": torch.tensor([s["target"].numel() for s in samples]),
@@ -371,9 +373,6 @@ class AsrCollator:
 
 class AsrData:
     def __init__(self, cfg: AsrFinetuneConfig, dist, seed: int):
-        from data2vec.data.sampler import BucketBatchSampler
-        from data2vec.modalities.audio.encoder import conv_frame_lengths, parse_conv_layers
-
         d = cfg.data
         root = Path(d.path)
         if not d.path or not (root / f"{d.train_subset}.tsv").is_file():
@@ -388,7 +387,6 @@ class AsrData:
         self.train = LabelledAudio(root / f"{d.train_subset}.tsv", d.labels, self.dictionary, d, self.frame_lengths, seed)
         if d.label_hours > 0:
             self.train.subset(hours_subset(self.train.sizes, d.sample_rate, d.label_hours, seed))
-        from data2vec.data.audio import read_manifest
 
         self.sets, self.empty = {}, []
         for name, sub in (("valid", d.valid_subset), ("test", d.test_subset)):
@@ -418,8 +416,6 @@ class AsrData:
                 + (f"; {', '.join(self.empty)} empty: no evaluation on it" if self.empty else ""))
 
     def make_loader(self, epoch: int, start_batch: int = 0):
-        from data2vec.data.sampler import build_loader
-
         return build_loader(self.train, self.sampler, self.train_collate, num_workers=self.cfg.num_workers,
                             epoch=epoch, start_batch=start_batch)
 
@@ -429,8 +425,6 @@ class AsrData:
 
 def split_loader(ds: "LabelledAudio", collate: "AsrCollator", max_tokens: int, seed: int, num_workers: int):
     """Length-bucketed batches of a whole labelled split, for validation, test and ``data2vec evaluate``."""
-    from data2vec.data.sampler import BucketBatchSampler, build_loader
-
     sampler = BucketBatchSampler(ds.sizes, max_tokens=max_tokens, seed=seed)
     return build_loader(ds, sampler, collate, num_workers=num_workers, epoch=1)
 
@@ -439,8 +433,6 @@ def split_loader(ds: "LabelledAudio", collate: "AsrCollator", max_tokens: int, s
 @torch.no_grad()
 def transcribe_batches(model: CtcModel, loader, device, decoder=None, tokens=None) -> tuple[list[str], list[str], float, int]:
     """(references, hypotheses, summed CTC loss, utterances) over a loader; greedy unless ``decoder``."""
-    from data2vec.asr.decode import greedy_decode
-
     model.eval()
     refs, hyps, loss, n = [], [], 0.0, 0
     for batch in loader:
@@ -458,8 +450,6 @@ def transcribe_batches(model: CtcModel, loader, device, decoder=None, tokens=Non
 
 def evaluate(model: CtcModel, loader, device, tokens: list[str], decoder=None) -> dict:
     """WER/CER (corpus level) and CTC loss per utterance, with up to 5 example transcripts."""
-    from data2vec.asr.decode import word_error_rate
-
     refs, hyps, loss, n = transcribe_batches(model, loader, device, decoder, tokens)
     out = word_error_rate(refs, hyps)
     out |= {"loss": loss / max(n, 1), "utterances": n,
@@ -483,8 +473,6 @@ class _AsrTask:
 
     @staticmethod
     def complete_config(cfg, data: AsrData):
-        from data2vec.config import merge
-
         symbols = tuple(data.dictionary.tokens[4:])
         if not cfg.head.symbols:
             return merge(cfg, {"head": {"symbols": symbols}})
@@ -503,8 +491,6 @@ class _AsrTask:
     @staticmethod
     def eval_data(cfg: AsrFinetuneConfig, data_dir: str, subset: str):
         """Loader over DIR/<subset>.tsv + .ltr (+ .wrd) with the model's own letters (``data2vec evaluate``)."""
-        from data2vec.modalities.audio.encoder import conv_frame_lengths, parse_conv_layers
-
         manifest = Path(data_dir) / f"{subset}.tsv"
         if not manifest.is_file():
             raise FileNotFoundError(f"{manifest} not found (--data DIR --subset NAME reads DIR/NAME.tsv)")

@@ -29,9 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from data2vec.core.data2vec import StepLoss
-from data2vec.data.images import AugmentConfig, ImageFolder
-from data2vec.finetune.loop import FinetuneBase, FinetuneModel, is_v2, label_subset, with_num_classes
+from data2vec.data.sampler import BucketBatchSampler, build_loader
+from data2vec.data.skips import CollateWithSkips
+from data2vec.finetune.loop import FinetuneBase, FinetuneModel, label_subset, layer_decay_param_groups, with_num_classes
+from data2vec.modalities.base_v2 import is_v2
 from data2vec.modalities.vision import VisionEncoderConfig
+from data2vec.modalities.vision.dataset import AugmentConfig, ImageFolder
 from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2Config
 from data2vec.train.config import TrainConfig
 from data2vec.train.optim import OptimConfig
@@ -98,8 +101,6 @@ class ImageClassifier(FinetuneModel):
 
     def optim_param_groups(self, weight_decay: float, no_decay_1d: bool) -> list[dict]:
         """AdamW groups with ``lr_scale`` for layer-wise decay and no weight decay on 1-D parameters."""
-        from data2vec.finetune.loop import layer_decay_param_groups
-
         return layer_decay_param_groups(self, weight_decay, no_decay_1d, self.cfg.layer_decay, head_keys=("fc_norm",),
                                         no_wd_keys=("token", "rel_pos"))  # fc_norm: ours or the encoder's
 
@@ -186,8 +187,6 @@ def collate(samples: list[dict]) -> dict:
 
 class ImageFinetuneData:
     def __init__(self, cfg: ImageFinetuneConfig, dist, seed: int):
-        from data2vec.data.sampler import BucketBatchSampler
-
         d = cfg.data
         root = Path(d.path)
         if not d.path or not (root / d.train_subset).is_dir():
@@ -222,10 +221,6 @@ class ImageFinetuneData:
         return text
 
     def make_loader(self, epoch: int, start_batch: int = 0):
-        from data2vec.data.sampler import build_loader
-
-        from data2vec.data.skips import CollateWithSkips
-
         return build_loader(self.train, self.sampler, CollateWithSkips(collate), num_workers=self.num_workers,
                             epoch=epoch,
                             start_batch=start_batch)

@@ -16,7 +16,17 @@ from pathlib import Path
 
 import torch
 
+from data2vec.asr.decode import BeamDecoder, greedy_decode
+from data2vec.convert.fairseq_finetuned import is_finetuned as fairseq_is_finetuned
+from data2vec.convert.fairseq_pickle import UnsafeCheckpointError, load_fairseq_checkpoint
+from data2vec.convert.hf_heads import ARCHS
+from data2vec.finetune.asr import evaluate as asr_evaluate
+from data2vec.finetune.interop import finetuned_from_fairseq, finetuned_from_hf
+from data2vec.finetune.loop import finetune_config_from_dict, get_task
+from data2vec.modalities import get_modality
+from data2vec.modalities.audio.dataset import audio_files
 from data2vec.safe_load import read_json
+from data2vec.train.checkpoint import load_checkpoint
 
 
 def _checkpoint_path(src: str | Path) -> Path:
@@ -33,8 +43,6 @@ def _checkpoint_path(src: str | Path) -> Path:
 
 def is_finetuned(src: str | Path) -> bool:
     """Whether ``src`` is one of our fine-tuning runs or checkpoints (not a pretraining one)."""
-    from data2vec.train.checkpoint import load_checkpoint
-
     p = Path(src)
     if p.is_dir():
         c = p / "config.json"
@@ -42,8 +50,6 @@ def is_finetuned(src: str | Path) -> bool:
             return False
         cfg = read_json(c)
         if "model_type" in cfg:  # a HF directory: a task model (Data2VecAudioForCTC, ...) or a base model
-            from data2vec.convert.hf_heads import ARCHS
-
             return bool(set(cfg.get("architectures") or ()) & set(ARCHS))
         return "task" in cfg
     if p.is_file() and p.suffix == ".pt":
@@ -56,9 +62,6 @@ def is_finetuned(src: str | Path) -> bool:
 
 def _fairseq_finetuned(p: Path) -> dict | None:
     """The plain-data fairseq checkpoint at ``p`` if it holds a fine-tuning wrapper (wav2vec_ctc, ...), else None."""
-    from data2vec.convert.fairseq_finetuned import is_finetuned as fairseq_is_finetuned
-    from data2vec.convert.fairseq_pickle import UnsafeCheckpointError, load_fairseq_checkpoint
-
     try:
         ckpt = load_fairseq_checkpoint(p)
     except UnsafeCheckpointError:  # a refused pickle is reported, never hidden
@@ -73,14 +76,8 @@ def load_finetuned(src: str | Path, device: str | torch.device = "cpu"):
     (``Data2VecAudioForCTC``, ``...VisionForImageClassification``, ``...TextForSequenceClassification``), or a
     fairseq fine-tuned checkpoint (``wav2vec_ctc``, ``roberta`` / ``data2vec_text_classification`` heads,
     ``mae_image_classification``; see ``data2vec.convert.fairseq_finetuned``)."""
-    from data2vec.finetune.loop import finetune_config_from_dict, get_task
-    from data2vec.modalities import get_modality
-    from data2vec.train.checkpoint import load_checkpoint
-
     p = Path(src)
     if p.is_dir() and (p / "config.json").is_file() and "model_type" in read_json(p / "config.json"):
-        from data2vec.convert.hf_heads import finetuned_from_hf
-
         cfg, model = finetuned_from_hf(p)
         return cfg, model.to(device).eval()
     path = _checkpoint_path(src)
@@ -90,8 +87,6 @@ def load_finetuned(src: str | Path, device: str | torch.device = "cpu"):
         fs = _fairseq_finetuned(path)
         if fs is None:
             raise
-        from data2vec.convert.fairseq_finetuned import finetuned_from_fairseq
-
         cfg, model = finetuned_from_fairseq(path, fs)
         return cfg, model.to(device).eval()
     if "config" not in ck or "task" not in ck.get("config", {}):
@@ -110,7 +105,6 @@ def build_decoder(model, args):
         if args.lm:
             raise ValueError("--lm needs --decoder beam")
         return None
-    from data2vec.asr.decode import BeamDecoder
 
     kw = {"beam_size": args.beam, "beam_threshold": args.beam_threshold}
     if args.lm:
@@ -142,8 +136,6 @@ def _device(name: str) -> torch.device:
 
 
 def cmd_evaluate(args) -> int:
-    from data2vec.finetune.loop import get_task
-
     device = _device(args.device)
     cfg, model = load_finetuned(args.model, device)
     if cfg.task != args.task:
@@ -151,9 +143,7 @@ def cmd_evaluate(args) -> int:
     task = get_task(cfg.task)
     loader = task.eval_data(cfg, args.data, args.subset)
     if cfg.task == "asr":
-        from data2vec.finetune.asr import evaluate
-
-        metrics = evaluate(model, loader, device, model.tokens, build_decoder(model, args))
+        metrics = asr_evaluate(model, loader, device, model.tokens, build_decoder(model, args))
         metrics["decoder"] = args.decoder + (f" + {args.lm}" if args.lm else "")
     else:
         metrics = task.evaluate(model, loader, device, cfg)
@@ -165,9 +155,6 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_transcribe(args) -> int:
-    from data2vec.asr.decode import greedy_decode
-    from data2vec.data.audio import audio_files
-
     device = _device(args.device)
     cfg, model = load_finetuned(args.model, device)
     if cfg.task != "asr":

@@ -12,8 +12,10 @@ the encoder of ``--preset`` starts from random weights (the from-scratch baselin
 and 2.0 both fine-tune (a task config's ``encoder`` is either version's config class; the heads read the
 v2 output layout: extra tokens first, ``num_extra`` of them). Validation every
 ``eval_interval`` updates and at the end; the best validation score (the task's ``metric``) is kept as
-``checkpoint_best.pt`` and evaluated on the test split into ``metrics.json``. Resume, DDP, logs and plots
-as for pretraining.
+``checkpoint_best.pt`` and evaluated on the test split into ``metrics.json``. The update loop, checkpoints
+(every rank's RNG), resume, signals, DDP, logs and plots are pretraining's: ``Trainer.fit`` with this run's
+``RunHooks`` (validation and the best checkpoint; ``data2vec.train.task``). SIGTERM/SIGINT save and raise
+``TrainingInterrupted`` as in pretraining.
 
 A *fine-tuning task* (``data2vec.finetune.image.TASK``, ``.asr.TASK``, ``.text.TASK``) tells the loop:
 - ``config_cls``: its dataclass (fields ``task``, ``init``, ``encoder``, ``head``, ``data``, ``optim``,
@@ -23,7 +25,7 @@ A *fine-tuning task* (``data2vec.finetune.image.TASK``, ``.asr.TASK``, ``.text.T
 - ``build_data(cfg, dist, seed)``: an object with ``train``, ``make_loader(epoch, start_batch)``,
   ``sets`` (name -> dataset; "valid"/"test" when present), ``eval_loader(name)`` and ``describe()``;
 - ``complete_config(cfg, data)``: data-dependent fields (number of classes, vocabulary);
-- ``build_model(cfg, encoder, data)``: a training task for ``Trainer`` (see ``data2vec.train.loop``);
+- ``build_model(cfg, encoder, data)``: a ``TrainingTask`` for ``Trainer`` (``data2vec.train.task``);
 - ``evaluate(model, loader, device, cfg)``: a dict of metrics including ``metric``.
 """
 
@@ -38,12 +40,22 @@ from pathlib import Path
 import torch
 
 from data2vec.config import from_dict, merge, to_dict
+from data2vec.convert.keys import load_into
 from data2vec.errors import Data2VecError
-from data2vec.train.checkpoint import (RunLock, check_state_shapes, load_checkpoint, require_entries, rng_state,
-                                       save_checkpoint, set_rng_state)
+from data2vec.modalities import get_modality
+from data2vec.modalities.base_v2 import is_v2
+from data2vec.pretrained import load_pretrained
+from data2vec.train.checkpoint import (
+    RunLock,
+    load_checkpoint,
+    require_entries,
+    save_checkpoint,
+)
+from data2vec.train.config import check_model_size
 from data2vec.train.distributed import cleanup, init_distributed
-from data2vec.train.loop import Trainer, _StopFlag, batch_stream, seed_everything
+from data2vec.train.loop import Trainer, seed_everything
 from data2vec.train.run_log import RunLog
+from data2vec.train.task import RunHooks
 
 TASKS = {"image-classification": "data2vec.finetune.image", "asr": "data2vec.finetune.asr",
          "text-classification": "data2vec.finetune.text"}
@@ -59,7 +71,6 @@ class FinetuneBase:
     def __post_init__(self):
         if self.eval_interval < 0:  # 0 is a task's "derive it" marker (text: once per epoch); runs check >= 1
             raise Data2VecError(f"eval_interval must be >= 1, got {self.eval_interval}")
-        from data2vec.train.config import check_model_size
 
         if dataclasses.is_dataclass(getattr(self, "encoder", None)):
             check_model_size(self.encoder)
@@ -83,13 +94,6 @@ class FinetuneModel(torch.nn.Module):
 
     def compile_targets(self) -> list[torch.nn.Module]:
         return [self.encoder.context_encoder]
-
-
-def is_v2(encoder_or_cfg) -> bool:
-    """Whether an encoder, an encoder config or a pretraining config is data2vec 2.0."""
-    from data2vec.modalities.base_v2 import V2EncoderConfig
-
-    return isinstance(encoder_or_cfg, V2EncoderConfig) or getattr(encoder_or_cfg, "version", 1) == 2
 
 
 def encoder_dim(enc_cfg) -> int:
@@ -158,19 +162,10 @@ def default_config(task: str, src, init: str = "", recipe: str | None = None):
 
 def load_encoder_weights(encoder: torch.nn.Module, init: str) -> None:
     """Load the student encoder of any checkpoint format ``data2vec convert`` reads into ``encoder``."""
-    from data2vec.convert.keys import load_into
-    from data2vec.pretrained import load_pretrained
-
     load_into(encoder, load_pretrained(init)[1].student.encoder.state_dict())
 
 
-def _better(task, a: float, b: float) -> bool:
-    return a > b if task.higher_is_better else a < b
-
-
 def finetune(cfg, out_dir: str | Path, *, resume: bool = False) -> dict:
-    from data2vec.train.config import check_model_size
-
     run_dir = Path(out_dir)
     last_path = run_dir / "checkpoint_last.pt"
     check_model_size(cfg.encoder)  # before anything is allocated
@@ -189,8 +184,6 @@ def finetune(cfg, out_dir: str | Path, *, resume: bool = False) -> dict:
 
 
 def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
-    from data2vec.modalities import get_modality
-
     task = get_task(cfg.task)
     last_path, best_path = run_dir / "checkpoint_last.pt", run_dir / "checkpoint_best.pt"
     main = dist_info.is_main
@@ -209,17 +202,13 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
         load_encoder_weights(encoder, cfg.init)
     model = task.build_model(cfg, encoder, data).to(dist_info.device)
     trainer = Trainer(cfg, model, dist_info)
-    metric = task.metric
-    best = {metric: None, "step": 0}
+    best = Best(task.metric, task.higher_is_better)
     if resume:
         ck = load_checkpoint(last_path)
-        require_entries(last_path, ck, ("model", "optimizer", "step", "epoch", "batch_in_epoch", "best", "rng"))
-        check_state_shapes(last_path, model, ck["model"], "resume with the run's own config.json, or start a new --out")
-        model.load_state_dict(ck["model"])
-        trainer.optimizer.load_state_dict(ck["optimizer"])
-        trainer.step, trainer.epoch, trainer.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
-        best = ck["best"]
-        set_rng_state(ck["rng"][0])
+        require_entries(last_path, ck, ("best",))
+        trainer.load(ck, last_path)  # model, optimizer, position, every rank's RNG
+        best.value = ck["best"]
+        del ck
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
@@ -228,36 +217,17 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
               f"{'from ' + cfg.init if cfg.init else 'random initialisation'}", flush=True)
     log = RunLog(run_dir, cfg.train.max_update, trainer.step, enabled=main)
 
-    def state() -> dict:
-        return {"config": to_dict(cfg), "model": model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
-                "step": trainer.step, "epoch": trainer.epoch, "batch_in_epoch": trainer.batch_in_epoch,
-                "best": best, "rng": [rng_state()], "world_size": dist_info.world_size}
-
-    stream = batch_stream(data, trainer.epoch, trainer.batch_in_epoch)
-    t = cfg.train
-    with _StopFlag() as stop:
-        while trainer.step < t.max_update and not stop.requested:
-            rec = trainer.train_update(trainer.next_micro_batches(stream))
-            log.advance()
-            if trainer.step % t.log_interval == 0:
-                log.log(trainer.step, rec | trainer.waits.report())
-            done = trainer.step == t.max_update
-            if "valid" in data.sets and (trainer.step % cfg.eval_interval == 0 or done):
-                v = task.evaluate(model, data.eval_loader("valid"), dist_info.device, cfg)
-                if main:
-                    log.log(trainer.step, {f"valid_{k}": x for k, x in v.items() if isinstance(x, (int, float))})
-                if best[metric] is None or _better(task, v[metric], best[metric]):
-                    best = {k: x for k, x in v.items() if isinstance(x, (int, float))} | {"step": trainer.step}
-                    if main:
-                        save_checkpoint(best_path, {"config": to_dict(cfg), "model": model.state_dict(), "best": best})
-            if main and (trainer.step % t.save_interval_updates == 0 or done):
-                save_checkpoint(last_path, state())
-    if stop.requested:
+    def validate(step: int, last: bool) -> None:
+        if "valid" not in data.sets or not (step % cfg.eval_interval == 0 or last):
+            return
+        v = task.evaluate(model, data.eval_loader("valid"), dist_info.device, cfg)
         if main:
-            save_checkpoint(last_path, state())
-            print(f"stopped at update {trainer.step}; rerun with --resume", flush=True)
-        return {"status": "interrupted", "steps": trainer.step}
-    summary = {"status": "done", "steps": trainer.step, "metric": metric, "best_valid": best}
+            log.log(step, {f"valid_{k}": x for k, x in v.items() if isinstance(x, (int, float))})
+        if best.update(v, step) and main:
+            save_checkpoint(best_path, {"config": to_dict(cfg), "model": model.state_dict(), "best": best.value})
+
+    trainer.fit(data, last_path, log, RunHooks(validate=validate, checkpoint_extra=lambda: {"best": best.value}))
+    summary = {"status": "done", "steps": trainer.step, "metric": task.metric, "best_valid": best.value}
     if best_path.exists() and "test" in data.sets:
         ck = load_checkpoint(best_path)
         require_entries(best_path, ck, ("model",))
@@ -265,9 +235,26 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
         summary["test"] = task.evaluate(model, data.eval_loader("test"), dist_info.device, cfg)
     if main:
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    metric = task.metric
     log.finish({k: v for k, v in summary.items() if not isinstance(v, dict)} | {
-        f"best_valid_{metric}": best[metric], f"test_{metric}": summary.get("test", {}).get(metric)})
+        f"best_valid_{metric}": best.value[metric], f"test_{metric}": summary.get("test", {}).get(metric)})
     return summary
+
+
+class Best:
+    """The best validation record so far (``value``: the numeric metrics and the update they came from)."""
+
+    def __init__(self, metric: str, higher_is_better: bool):
+        self.metric, self.higher_is_better = metric, higher_is_better
+        self.value: dict = {metric: None, "step": 0}
+
+    def update(self, metrics: dict, step: int) -> bool:
+        """Keep ``metrics`` if they beat the best so far; True if they did."""
+        new, old = metrics[self.metric], self.value[self.metric]
+        if old is not None and not (new > old if self.higher_is_better else new < old):
+            return False
+        self.value = {k: x for k, x in metrics.items() if isinstance(x, (int, float))} | {"step": step}
+        return True
 
 
 def with_num_classes(cfg, n: int):

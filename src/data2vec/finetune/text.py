@@ -46,10 +46,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data2vec.config import merge
 from data2vec.core.data2vec import StepLoss
 from data2vec.data.glue import GlueFile, get_format, label_vocabulary, read_tsv, split_file
+from data2vec.data.sampler import BucketBatchSampler, ListBatchSampler, build_loader
+from data2vec.data.text import Tokenizer
 from data2vec.finetune import metrics as M
-from data2vec.finetune.loop import FinetuneBase, FinetuneModel, encoder_dim, label_subset
+from data2vec.finetune.loop import FinetuneBase, FinetuneModel, encoder_dim, label_subset, layer_decay_param_groups
 from data2vec.layers.transformer import init_bert_params
 from data2vec.modalities.text import TextEncoderConfig
 from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
@@ -111,8 +114,6 @@ class TextClassifier(FinetuneModel):
     def optim_param_groups(self, weight_decay: float, no_decay_1d: bool) -> list[dict]:
         """AdamW groups: no weight decay on 1-D parameters; ``lr_scale`` for layer-wise decay (v1: embeddings 0,
         block i -> i + 1, head depth + 1; v2: the blocks only)."""
-        from data2vec.finetune.loop import layer_decay_param_groups
-
         return layer_decay_param_groups(self, weight_decay, no_decay_1d, self.cfg.layer_decay)
 
 
@@ -324,9 +325,6 @@ def tokenizer_dir(cfg) -> Path:
 
 class TextFinetuneData:
     def __init__(self, cfg: TextFinetuneConfig, dist, seed: int):
-        from data2vec.data.sampler import BucketBatchSampler
-        from data2vec.data.text import Tokenizer
-
         d = cfg.data
         root = Path(d.path)
         fmt = get_format(d.glue_task)
@@ -372,8 +370,6 @@ class TextFinetuneData:
                 f"<= {self.max_len} tokens; " + "; ".join(self.notes))
 
     def make_loader(self, epoch: int, start_batch: int = 0):
-        from data2vec.data.sampler import build_loader
-
         return build_loader(self.train, self.sampler, self.collate, num_workers=self.num_workers, epoch=epoch,
                             start_batch=start_batch)
 
@@ -382,8 +378,6 @@ class TextFinetuneData:
 
 
 def _eval_loader(ds: TextPairDataset, collate, batch_size: int, max_tokens: int, num_workers: int = 0):
-    from data2vec.data.sampler import ListBatchSampler
-
     return torch.utils.data.DataLoader(ds, batch_sampler=ListBatchSampler(length_batches(ds.sizes, batch_size, max_tokens)),
                                        collate_fn=collate, num_workers=num_workers)
 
@@ -422,8 +416,6 @@ class _TextTask:
     @staticmethod
     def complete_config(cfg: TextFinetuneConfig, data: TextFinetuneData) -> TextFinetuneConfig:
         """Vocabulary, classes, labels and tokenizer from the data; epochs -> updates; warm-up; eval interval."""
-        from data2vec.config import merge
-
         V = data.tokenizer.vocab_size
         if cfg.encoder.vocab_size == 0:
             cfg = merge(cfg, {"encoder": {"vocab_size": V}})
@@ -463,8 +455,6 @@ class _TextTask:
     def eval_data(cfg: TextFinetuneConfig, data_dir: str, subset: str):
         """Loader over DIR/<subset file> (``data2vec evaluate``): test -> test.tsv, valid -> dev.tsv (MNLI
         dev_matched.tsv), NAME -> NAME.tsv; labels and tokenizer as in training."""
-        from data2vec.data.text import Tokenizer
-
         fmt = get_format(cfg.data.glue_task)
         path = Path(data_dir) / split_file(fmt, "valid" if subset == "dev" else subset)
         f = read_tsv(path, fmt)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data2vec.core.masking import MaskInfo
+from data2vec.layers.mask_info import MaskInfo
 
 
 @dataclass(kw_only=True)

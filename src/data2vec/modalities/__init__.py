@@ -11,6 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config
+from data2vec.modalities import audio, text, vision
+from data2vec.modalities.audio import shards as audio_shards
+from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2, AudioEncoderV2Config
+from data2vec.modalities.text import data as text_data
+from data2vec.modalities.text import shards as text_shards
+from data2vec.modalities.text.encoder_v2 import TextEncoderV2, TextEncoderV2Config
+from data2vec.modalities.vision import data as vision_data
+from data2vec.modalities.vision import shards as vision_shards
+from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2, ImageEncoderV2Config
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,7 @@ class ModalitySpec:
     data_config: type  # dataclass of the data pipeline
     build_encoder: Callable[[Any], Any]
     build_pretrain_data: Callable[..., Any]  # (cfg, encoder, dist, *, seed) -> PretrainData
+    shard_source: Callable[..., Any]  # (cfg, out, seed) -> (samples, meta, skipped) for data2vec.data.shards
     resolve_config: Callable[[Any], Any] = lambda cfg: cfg  # fill data-dependent fields (e.g. vocab size)
     encoder_config_v2: type | None = None  # data2vec 2.0 encoder dataclass
     mask_config_v2: type | None = None  # data2vec 2.0 masker dataclass
@@ -41,10 +52,6 @@ def _by_config(v1_cls: Callable, v2_cfg: type, v2_cls: Callable) -> Callable[[An
 
 
 def _audio() -> ModalitySpec:
-    from data2vec.data.masks_v2 import BlockMaskV2Config
-    from data2vec.modalities import audio
-    from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2, AudioEncoderV2Config
-
     return ModalitySpec(
         name="audio",
         encoder_config=audio.AudioEncoderConfig,
@@ -52,50 +59,42 @@ def _audio() -> ModalitySpec:
         data_config=audio.AudioDataConfig,
         build_encoder=_by_config(audio.AudioEncoder, AudioEncoderV2Config, AudioEncoderV2),
         build_pretrain_data=audio.build_pretrain_data,
+        shard_source=audio_shards.shard_source,
         encoder_config_v2=AudioEncoderV2Config,
         mask_config_v2=BlockMaskV2Config,
     )
 
 
 def _text() -> ModalitySpec:
-    from data2vec.data.masks_v2 import RandomMaskV2Config
-    from data2vec.modalities import text
-    from data2vec.modalities.text import data
-    from data2vec.modalities.text.encoder_v2 import TextEncoderV2, TextEncoderV2Config
-
     return ModalitySpec(
         name="text",
         encoder_config=text.TextEncoderConfig,
         mask_config=text.TokenMaskConfig,
-        data_config=data.TextDataConfig,
+        data_config=text_data.TextDataConfig,
         build_encoder=_by_config(text.TextEncoder, TextEncoderV2Config, TextEncoderV2),
-        build_pretrain_data=data.build_pretrain_data,
-        resolve_config=data.resolve_config,
+        build_pretrain_data=text_data.build_pretrain_data,
+        shard_source=text_shards.shard_source,
+        resolve_config=text_data.resolve_config,
         encoder_config_v2=TextEncoderV2Config,
         mask_config_v2=RandomMaskV2Config,
     )
 
 
 def _vision() -> ModalitySpec:
-    from data2vec.data.masks_v2 import BlockMaskV2Config
-    from data2vec.modalities import vision
-    from data2vec.modalities.vision import data
-    from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2, ImageEncoderV2Config
-
     return ModalitySpec(
         name="vision",
         encoder_config=vision.VisionEncoderConfig,
         mask_config=vision.BlockMaskConfig,
-        data_config=data.ImageDataConfig,
+        data_config=vision_data.ImageDataConfig,
         build_encoder=_by_config(vision.VisionEncoder, ImageEncoderV2Config, ImageEncoderV2),
-        build_pretrain_data=data.build_pretrain_data,
+        build_pretrain_data=vision_data.build_pretrain_data,
+        shard_source=vision_shards.shard_source,
         encoder_config_v2=ImageEncoderV2Config,
         mask_config_v2=BlockMaskV2Config,
     )
 
 
-# name -> factory; modules are imported on first use, so readers under data2vec.data can use
-# modality helpers (e.g. masking) without import cycles
+# name -> factory (a fresh spec per call)
 MODALITIES: dict[str, Callable[[], ModalitySpec]] = {"audio": _audio, "text": _text, "vision": _vision}
 
 

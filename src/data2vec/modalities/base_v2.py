@@ -39,8 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data2vec.core.masking import MaskInfo, gather_positions
 from data2vec.layers.alt import AltBlock, alibi_bias_1d, gather_kept_bias, run_blocks
+from data2vec.layers.decoder import ConvDecoder
+from data2vec.layers.grad import run_with_grad_mult
+from data2vec.layers.mask_info import MaskInfo, gather_positions
 from data2vec.layers.transformer import Embedded, init_bert_params
 
 
@@ -81,6 +83,11 @@ class V2EncoderConfig:
             raise ValueError("depth must be >= 1 and prenet_depth >= 0")
         if self.num_extra_tokens < 0:
             raise ValueError("num_extra_tokens must be >= 0")
+
+
+def is_v2(encoder_or_cfg) -> bool:
+    """Whether an encoder, an encoder config or a pretraining config is data2vec 2.0."""
+    return isinstance(encoder_or_cfg, V2EncoderConfig) or getattr(encoder_or_cfg, "version", 1) == 2
 
 
 class V2ContextOutput(NamedTuple):
@@ -195,17 +202,6 @@ class V2ContextEncoder(nn.Module):
         return V2ContextOutput(x, [o[:, n:] for o in outs], [f[:, n:] for f in ffns], out_pad, n)
 
 
-class _GradMultiply(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.scale = scale
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.scale, None
-
-
 class V2Encoder(nn.Module):
     """Base class of the v2 modality encoders. Subclasses build ``local_encoder``, ``project_features``
     and the context encoder's modality parts, and implement ``_local(source, padding_mask)``."""
@@ -237,8 +233,6 @@ class V2Encoder(nn.Module):
         return set()  # data2vec 2.0 averages every teacher parameter
 
     def build_decoder(self, decoder_cfg) -> nn.Module:
-        from data2vec.layers.decoder import ConvDecoder
-
         dec = ConvDecoder(decoder_cfg, self.embed_dim, getattr(self, "decoder_grid", None))
         dec.apply(init_bert_params)
         dec.reset_parameters()
@@ -253,14 +247,7 @@ class V2Encoder(nn.Module):
 
         ``local_grad_mult`` scales the gradient into the local encoder only (0 = frozen, no graph);
         ``project_features`` always trains, as in fairseq ``ModalitySpecificEncoder.local_features``."""
-        m = self.cfg.local_grad_mult
-        if m > 0:
-            x, pad = self._local(source, padding_mask)
-            if m != 1.0:
-                x = _GradMultiply.apply(x, m)
-        else:
-            with torch.no_grad():
-                x, pad = self._local(source, padding_mask)
+        x, pad = run_with_grad_mult(self._local, self.cfg.local_grad_mult, source, padding_mask)
         return self.project_features(x), pad
 
     def embed(self, source, padding_mask=None, mask=None) -> Embedded:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from data2vec.errors import Data2VecError
+from data2vec.safe_load import safe_torch_load
 
 FORMAT_VERSION = 1
 LOCK_FILE = "run.lock"
@@ -108,7 +109,6 @@ def load_checkpoint(path: str | Path, map_location="cpu", mmap: bool = False) ->
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    from data2vec.safe_load import safe_torch_load
 
     ckpt = safe_torch_load(path, mmap=mmap, map_location=map_location)  # refused/damaged files: one clear error
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:

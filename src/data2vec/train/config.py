@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from data2vec.config import from_dict
-from data2vec.core.data2vec import Data2VecConfig
+from data2vec.core.data2vec import Data2Vec, Data2VecConfig
 from data2vec.errors import Data2VecError
 from data2vec.modalities import get_modality
 from data2vec.train.optim import OptimConfig
@@ -183,3 +183,8 @@ def check_model_size(enc, model: Data2VecConfig | None = None, prefix: str = "en
             f"the {prefix.rstrip('.')} config describes about {n:.3g} parameters, {_human_bytes(weights)} for the "
             f"student and teacher weights alone (training needs ~2.5x that): {why}; check the sizes under "
             f"{prefix.rstrip('.')} (width, layers, conv spec)")
+
+
+def build_model(cfg: PretrainConfig) -> Data2Vec:
+    """The ``Data2Vec`` model (student + EMA teacher) that ``cfg`` describes, freshly initialised."""
+    return Data2Vec(get_modality(cfg.modality).build_encoder(cfg.encoder), cfg.model)

@@ -29,6 +29,7 @@ import torch.distributed as dist
 
 from data2vec.errors import Data2VecError
 from data2vec.train.checkpoint import load_checkpoint, os_reason, save_checkpoint
+from data2vec.train.config import build_model, pretrain_config_from_dict
 
 POINTER = "checkpoint_last.dcp"
 STEPS_DIR = "dcp"
@@ -129,9 +130,6 @@ def load_into(step_dir: Path, model_sd: dict, optim_sd: dict | None) -> None:
 def load_model(path: str | Path):
     """(config, ``Data2Vec`` model with plain full tensors) of a DCP checkpoint, on one process: for
     ``data2vec convert`` / ``load_pretrained``. ``path``: a run directory, its pointer file or a step directory."""
-    from data2vec.pretrained import build_model
-    from data2vec.train.config import pretrain_config_from_dict
-
     step_dir = resolve(path)
     if step_dir is None:
         raise Data2VecError(f"{path} is not a distributed checkpoint (no .metadata, no {POINTER})")

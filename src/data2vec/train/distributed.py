@@ -63,15 +63,6 @@ def _attempt_store(world: int):
     return dist.PrefixStore(f"data2vec/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
-def all_reduce_sum(value: float | int, device: torch.device) -> float:
-    """Sum a Python number over ranks (identity when not distributed)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    t = torch.tensor(float(value), dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.item()
-
-
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

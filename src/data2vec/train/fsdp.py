@@ -29,16 +29,15 @@ import torch
 from torch import nn
 
 from data2vec.errors import Data2VecError
+from data2vec.layers.alt import AltBlock
+from data2vec.layers.transformer import PostLNBlock
+from data2vec.modalities.vision.encoder import Block
 
 LAYERDROP_KEYS = ("encoder_layerdrop", "layerdrop", "prenet_layerdrop")  # v1, v2 names
 
 
 def block_classes() -> tuple[type, ...]:
     """The Transformer block classes of every encoder (each becomes an FSDP unit)."""
-    from data2vec.layers.alt import AltBlock
-    from data2vec.layers.transformer import PostLNBlock
-    from data2vec.modalities.vision.encoder import Block
-
     return (PostLNBlock, AltBlock, Block)
 
 
@@ -86,12 +85,6 @@ def reshard(units: list[nn.Module]) -> None:
 def set_gradient_sync(module: nn.Module, sync: bool) -> None:
     """Gradient accumulation: reduce-scatter only after the update's last micro-batch (like DDP's ``no_sync``)."""
     module.set_requires_gradient_sync(sync)
-
-
-def is_fsdp(module: nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(module, FSDPModule)
 
 
 def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> float:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import signal
 import time
 from pathlib import Path
@@ -44,28 +43,29 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from data2vec.config import to_dict
 from data2vec.core.data2vec import Data2Vec
 from data2vec.core.monitors import check_collapse
+from data2vec.data.shards import is_shard_dir
 from data2vec.data.skips import SkipLog
-from data2vec.modalities import get_modality
 from data2vec.errors import Data2VecError
-from data2vec.train.checkpoint import (RunLock, check_state_shapes, copy_checkpoint, load_checkpoint, require_entries,
-                                       rng_state, save_checkpoint, set_rng_state)
-from data2vec.train.config import PretrainConfig, check_model_size, pretrain_config_from_dict
+from data2vec.modalities import get_modality
 from data2vec.train import dcp, fsdp
+from data2vec.train.checkpoint import (
+    RunLock,
+    check_state_shapes,
+    copy_checkpoint,
+    load_checkpoint,
+    require_entries,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from data2vec.train.config import PretrainConfig, check_model_size, pretrain_config_from_dict
 from data2vec.train.distributed import DistInfo, barrier, cleanup, init_distributed
 from data2vec.train.optim import build_optimizer, lr_at
 from data2vec.train.precision import autocast_context, resolved_precision  # noqa: F401 (autocast_context: benchmarks)
 from data2vec.train.run_log import RunLog
+from data2vec.train.task import RunHooks
 
 CHECKPOINT = "checkpoint_last.pt"
-# Fault injection for the resume tests: SIGKILL this process right after update N (like `kill -9`); with
-# DATA2VEC_TEST_KILL_RANK only that rank, and under torchrun only in the first attempt (not after a restart).
-_KILL_AFTER_UPDATE = int(os.environ.get("DATA2VEC_TEST_KILL_AFTER_UPDATE", "0"))
-_KILL_RANK = os.environ.get("DATA2VEC_TEST_KILL_RANK", "")
-
-
-def _kill_now(step: int, rank: int) -> bool:
-    return (step == _KILL_AFTER_UPDATE and (not _KILL_RANK or int(_KILL_RANK) == rank)
-            and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0")
 # config sections that must match the checkpoint on resume (the rest, e.g. max_update, may change)
 _FROZEN_SECTIONS = ("modality", "version", "encoder", "masking", "model")
 RESUME_ENTRIES = ("config", "model", "optimizer", "step", "epoch", "batch_in_epoch", "rng")  # what --resume reads
@@ -149,15 +149,10 @@ class DataWait:
 
 
 class Trainer:
-    """Holds the task model, DDP wrapper, optimizer and position; ``train_update`` does one optimizer update.
+    """Holds the task model, DDP wrapper, optimizer and position; ``train_update`` does one optimizer update,
+    ``fit`` runs the updates of a run (pretraining and fine-tuning alike), ``save``/``load`` checkpoint it.
 
-    The model is any *training task* (duck-typed; ``Data2Vec`` is one, fine-tuning heads are others):
-    - ``trainable``: the module the optimizer updates and DDP wraps (data2vec: the student);
-    - ``step_loss(batch, wrapped) -> StepLoss(loss_sum, sample_size, logs)``: the loss *summed* over the
-      batch's ``sample_size`` units (masked positions, examples) and per-batch floats to log;
-    - ``after_update(step) -> dict``: called after each optimizer step (data2vec: the EMA update);
-    - ``num_units(batch) -> int``: the batch's sample size, known before the forward pass;
-    - ``compile_targets() -> list[nn.Module]``: what ``train.compile`` compiles.
+    The model is a ``data2vec.train.task.TrainingTask`` (``Data2Vec`` is one, the fine-tuning heads are others).
     """
 
     def __init__(self, cfg, model: nn.Module, dist_info: DistInfo, *, allow_fsdp: bool = False):
@@ -258,6 +253,53 @@ class Trainer:
         self.waits.updates += 1
         return record
 
+    # ---- the update loop ----------------------------------------------------------------------
+    def fit(self, data, ckpt_path: Path, log: RunLog, hooks: RunHooks | None = None) -> None:
+        """Updates until ``train.max_update``: micro-batches from ``data`` (``PretrainData`` or a fine-tuning task's
+        data), a log record every ``log_interval`` updates and at the end, a checkpoint at ``ckpt_path`` every
+        ``save_interval_updates`` and at the end. SIGTERM/SIGINT (agreed across ranks) write a checkpoint at the
+        next update boundary and raise ``TrainingInterrupted``. ``hooks``: what the run adds (``RunHooks``)."""
+        hooks = hooks or RunHooks()
+        t_cfg, main = self.cfg.train, self.dist.is_main
+        stream = batch_stream(data, self.epoch, self.batch_in_epoch)
+        t_last, samples_since = time.time(), 0
+        t_update = time.time()  # wall_s: training time (data + compute), checkpoint writes excluded
+        with _StopFlag() as stop:
+            while self.step < t_cfg.max_update:
+                micro = self.next_micro_batches(stream)
+                hooks.on_batches(micro, self.epoch)
+                samples_since += sum(int(b["source"].size(0)) for b in micro)
+                record = self.train_update(micro)
+                self.wall_s += time.time() - t_update
+                hooks.on_update(record)
+                log.advance()
+                last = self.step == t_cfg.max_update
+                if self.step % t_cfg.log_interval == 0 or last:
+                    now = time.time()
+                    record["samples_per_s"] = samples_since * self.dist.world_size / max(now - t_last, 1e-9)
+                    record["epoch"] = self.epoch
+                    record["wall_s"] = round(self.wall_s, 3)
+                    record.update(self.waits.report())
+                    t_last, samples_since = now, 0
+                    log.log(self.step, record)
+                hooks.validate(self.step, last)
+                stop_now = self._all_reduce(torch.tensor([float(stop.requested)]))[0].item() > 0
+                if stop_now or self.step % t_cfg.save_interval_updates == 0 or last:
+                    hooks.before_save()
+                    self.save(ckpt_path, hooks.checkpoint_extra())
+                    if (main and getattr(t_cfg, "keep_interval_checkpoints", False) and self.parallel == "ddp"
+                            and self.step % t_cfg.save_interval_updates == 0):  # fsdp keeps its step directories
+                        copy_checkpoint(ckpt_path, ckpt_path.parent / f"checkpoint_{self.step}.pt")
+                    if main and self.step % (t_cfg.log_interval * 10) == 0:
+                        log.plot()
+                t_update = time.time()
+                if stop_now:
+                    if main:
+                        print(f"\nstopped by signal at update {self.step}; checkpoint saved to {ckpt_path}; "
+                              "rerun with --resume to continue", flush=True)
+                    log.finish({"status": "interrupted", "steps": self.step})
+                    raise TrainingInterrupted(str(ckpt_path))
+
     def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
         if self.dist.world_size == 1:
             return t
@@ -283,18 +325,19 @@ class Trainer:
             "rng": rngs,
         }
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, extra: dict | None = None) -> None:
         """Single-file checkpoint at ``path`` (ddp); with ``train.parallel=fsdp`` a DCP step directory in
-        ``path``'s run directory (every rank writes its shards)."""
+        ``path``'s run directory (every rank writes its shards). ``extra``: more entries for the checkpoint."""
+        extra = extra or {}
         if self.parallel == "fsdp":
             from torch.distributed.checkpoint.state_dict import get_state_dict
 
-            state = self.state_meta()
+            state = self.state_meta() | extra
             model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
             dcp.save(path.parent, self.step, model_sd, optim_sd, state, is_main=self.dist.is_main,
                      keep_old=bool(getattr(self.cfg.train, "keep_interval_checkpoints", False)))
             return
-        state = self.state()  # every rank takes part (RNG gather)
+        state = self.state() | extra  # every rank takes part (RNG gather)
         if self.dist.is_main:
             save_checkpoint(path, state)
         if self.dist.world_size > 1:
@@ -419,8 +462,6 @@ def _restart_epoch_if_shard_plan_changed(cfg: PretrainConfig, ckpt: dict, traine
     """Sharded streaming data plans each epoch per (rank, worker) (``data2vec.data.shards``): a resume on
     another number of ranks or loader workers cannot find its place inside that epoch, so it reads the
     current epoch again from its start (nothing is skipped; up to one epoch's samples are seen twice)."""
-    from data2vec.data.shards import is_shard_dir
-
     path = getattr(cfg.data, "path", "")
     if not path or not is_shard_dir(path) or trainer.batch_in_epoch == 0:
         return
@@ -481,48 +522,11 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
     log = RunLog(run_dir, cfg.train.max_update, trainer.step, enabled=main)
     skips = SkipLog(run_dir, data.report, dist_info, resume=resume)  # files the data readers skipped
 
-    t_cfg = cfg.train
-    stream = batch_stream(data, trainer.epoch, trainer.batch_in_epoch)
-    t_last, samples_since = time.time(), 0
-    t_update = time.time()  # wall_s: training time (data + compute), checkpoint writes excluded
-    last = {}
-    with _StopFlag() as stop:
-        while trainer.step < t_cfg.max_update:
-            micro = trainer.next_micro_batches(stream)
-            for b in micro:
-                skips.take(b, trainer.epoch)
-            samples_since += sum(int(b["source"].size(0)) for b in micro)
-            last = trainer.train_update(micro)
-            trainer.wall_s += time.time() - t_update
-            check_collapse(trainer.step, last["target_var"], last["pred_var"], cfg.model.collapse)
-            log.advance()
-            if trainer.step % t_cfg.log_interval == 0 or trainer.step == t_cfg.max_update:
-                now = time.time()
-                last["samples_per_s"] = samples_since * dist_info.world_size / max(now - t_last, 1e-9)
-                last["epoch"] = trainer.epoch
-                last["wall_s"] = round(trainer.wall_s, 3)
-                last.update(trainer.waits.report())
-                t_last, samples_since = now, 0
-                log.log(trainer.step, last)
-            stop_now = trainer._all_reduce(torch.tensor([float(stop.requested)]))[0].item() > 0
-            if stop_now or trainer.step % t_cfg.save_interval_updates == 0 or trainer.step == t_cfg.max_update:
-                skips.save()
-                trainer.save(ckpt_path)
-                if (main and t_cfg.keep_interval_checkpoints and trainer.step % t_cfg.save_interval_updates == 0
-                        and t_cfg.parallel == "ddp"):  # fsdp keeps its step directories instead
-                    copy_checkpoint(ckpt_path, run_dir / f"checkpoint_{trainer.step}.pt")
-                if main and trainer.step % (t_cfg.log_interval * 10) == 0:
-                    log.plot()
-            t_update = time.time()
-            if _kill_now(trainer.step, dist_info.rank):
-                os.kill(os.getpid(), signal.SIGKILL)
-            if stop_now:
-                if main:
-                    print(f"\nstopped by signal at update {trainer.step}; checkpoint saved to {ckpt_path}; "
-                          "rerun with --resume to continue", flush=True)
-                log.finish({"status": "interrupted", "steps": trainer.step})
-                raise TrainingInterrupted(str(ckpt_path))
-
+    hooks = RunHooks(on_batches=lambda micro, epoch: [skips.take(b, epoch) for b in micro],
+                     on_update=lambda r: check_collapse(trainer.step, r["target_var"], r["pred_var"],
+                                                        cfg.model.collapse),
+                     before_save=skips.save)
+    trainer.fit(data, ckpt_path, log, hooks)
     summary = {"status": "done", "steps": trainer.step, "epochs_seen": trainer.epoch,
                "checkpoint": str(ckpt_path), "world_size": dist_info.world_size, "device": str(dist_info.device)}
     summary["precision"] = resolved_precision(dist_info.device, cfg.train.precision)

@@ -1,6 +1,6 @@
 """Speech pretraining data: manifest -> validated dataset -> length-bucketed batches -> collator with masks.
 
-Glue between the config and ``data2vec.data.audio`` (fairseq ``FileAudioDataset`` semantics).
+Glue between the config and ``data2vec.modalities.audio.dataset`` (fairseq ``FileAudioDataset`` semantics).
 Bad entries are reported before training starts (``DataReport.summary``); the run refuses to start
 only when nothing usable remains. A clip that fails when it is read (NaN/Inf, changed since the check) is
 replaced by the next one and named in ``batch["skipped"]`` (``data2vec.data.skips``).
@@ -8,13 +8,25 @@ replaced by the next one and named in ``batch["skipped"]`` (``data2vec.data.skip
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from data2vec.data.sampler import PretrainData
-from data2vec.data.shards import is_shard_dir
+from data2vec.data.shards import build_shard_data, check_meta, is_shard_dir, load_index
+from data2vec.data.skips import CollateWithSkips
+from data2vec.modalities.audio.dataset import (
+    AudioCollator,
+    AudioDataset,
+    BucketBatchSampler,
+    build_audio_loader,
+    read_manifest,
+    validate_manifest,
+)
 from data2vec.modalities.audio.encoder import conv_frame_lengths
+from data2vec.modalities.audio.shards import AudioDecoder
 
 
 @dataclass(kw_only=True)
@@ -32,10 +44,7 @@ class AudioDataConfig:
 
 
 def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
-    # imported here: data2vec.data.audio uses this package's masking (no import cycle at module load)
-    from data2vec.data.audio import (AudioCollator, AudioDataset, BucketBatchSampler, build_audio_loader,
-                                     read_manifest, validate_manifest)
-    from data2vec.data.skips import CollateWithSkips
+    # imported here: data2vec.modalities.audio.dataset uses this package's masking (no import cycle at module load)
 
     d: AudioDataConfig = cfg.data
     if not d.path:
@@ -66,12 +75,6 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
 
 def _build_shard_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
     """Streaming from ``data2vec shard`` output (``data2vec.data.shards``): the same clips, crops and masks."""
-    import numpy as np
-
-    from data2vec.data.audio import AudioCollator
-    from data2vec.data.shards import AudioDecoder, build_shard_data, check_meta, load_index
-    from data2vec.data.skips import CollateWithSkips
-
     d: AudioDataConfig = cfg.data
     index = load_index(d.path, "audio")
     check_meta(index, sample_rate=d.sample_rate, min_sample_size=d.min_sample_size)

@@ -24,6 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data2vec.errors import Data2VecError
+from data2vec.layers.grad import run_with_grad_mult
+from data2vec.layers.padding import lengths_to_padding_mask
 from data2vec.layers.transformer import ContextOutput, Embedded, PostLNBlock, init_bert_params, run_layers
 
 WAV2VEC2_CONV = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2"
@@ -50,8 +53,6 @@ def parse_conv_layers(spec: str) -> list[tuple[int, int, int]]:
         if isinstance(node, ast.Constant) and isinstance(node.value, int):
             return node.value
         raise ValueError
-
-    from data2vec.errors import Data2VecError
 
     class _TooLong(Data2VecError):
         pass
@@ -107,17 +108,6 @@ def conv_frame_lengths(num_samples, conv_layers: list[tuple[int, int, int]]):
     for _, k, s in conv_layers:
         n = (n - k) // s + 1
     return n
-
-
-class _GradMultiply(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.scale = scale
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.scale, None
 
 
 class ConvBlock(nn.Module):
@@ -248,17 +238,10 @@ class AudioEncoder(nn.Module):
         if padding_mask_BS is None or not padding_mask_BS.any():
             return None
         lengths = self.frame_lengths((~padding_mask_BS).sum(-1))
-        return torch.arange(num_frames, device=padding_mask_BS.device)[None, :] >= lengths[:, None]
+        return lengths_to_padding_mask(lengths, num_frames)
 
     def local_features(self, source_BS: torch.Tensor, padding_mask_BS: torch.Tensor | None = None):
-        m = self.cfg.feature_grad_mult
-        if m > 0:
-            feats = self.feature_extractor(source_BS)
-            if m != 1.0:
-                feats = _GradMultiply.apply(feats, m)
-        else:
-            with torch.no_grad():
-                feats = self.feature_extractor(source_BS)
+        feats = run_with_grad_mult(self.feature_extractor, self.cfg.feature_grad_mult, source_BS)
         x = self.post_extract_proj(self.layer_norm(feats.transpose(1, 2)))
         return x, self.frame_padding_mask(padding_mask_BS, x.size(1))
 

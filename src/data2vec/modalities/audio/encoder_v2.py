@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from data2vec.layers.padding import lengths_to_padding_mask
 from data2vec.modalities.audio.encoder import ConvFeatureExtractor, PosConvBlock, conv_frame_lengths, parse_conv_layers
 from data2vec.modalities.base_v2 import V2ContextEncoder, V2Encoder, V2EncoderConfig
 
@@ -83,5 +84,5 @@ class AudioEncoderV2(V2Encoder):
         pad = None
         if padding_mask_BS is not None and bool(padding_mask_BS.any()):
             lengths = self.frame_lengths((~padding_mask_BS).sum(-1))
-            pad = torch.arange(x.size(1), device=x.device)[None, :] >= lengths[:, None]
+            pad = lengths_to_padding_mask(lengths, x.size(1))
         return x, pad

@@ -10,8 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from data2vec.data.sampler import PretrainData
-from data2vec.data.shards import is_shard_dir
+from data2vec.data.sampler import BucketBatchSampler, PretrainData, build_loader
+from data2vec.data.shards import build_shard_data, check_meta, is_shard_dir, load_index
+from data2vec.data.skips import CollateWithSkips
+from data2vec.data.text import TextBlockDataset, Tokenizer, read_corpus_info
+from data2vec.modalities.text.collator import TextCollator
+from data2vec.modalities.text.shards import TextDecoder
 
 
 @dataclass(kw_only=True)
@@ -48,9 +52,6 @@ def resolve_config(cfg):
 
 
 def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
-    from data2vec.data.sampler import BucketBatchSampler, build_loader
-    from data2vec.data.text import TextBlockDataset, TextCollator, Tokenizer, read_corpus_info
-
     d: TextDataConfig = cfg.data
     root = _require_dir(d)
     tok = Tokenizer(root)
@@ -90,10 +91,6 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
 
 def _build_shard_data(cfg, tok, root: Path, dist, *, seed: int) -> PretrainData:
     """Streaming from ``data2vec shard`` output (``data2vec.data.shards``): the same blocks and masks."""
-    from data2vec.data.shards import TextDecoder, build_shard_data, check_meta, load_index
-    from data2vec.data.skips import CollateWithSkips
-    from data2vec.data.text import TextCollator
-
     d: TextDataConfig = cfg.data
     index = load_index(root, "text")
     check_meta(index, tokens_per_sample=d.tokens_per_sample, break_mode=d.break_mode)

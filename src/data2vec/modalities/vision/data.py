@@ -10,10 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data2vec.data.images import MAX_IMAGE_PIXELS, AugmentConfig
-from data2vec.data.sampler import PretrainData
-from data2vec.data.shards import is_shard_dir
+import numpy as np
+
+from data2vec.data.sampler import BucketBatchSampler, PretrainData, build_loader
+from data2vec.data.shards import build_shard_data, is_shard_dir, load_index
+from data2vec.data.skips import CollateWithSkips
 from data2vec.errors import Data2VecError
+from data2vec.modalities.vision.dataset import MAX_IMAGE_PIXELS, AugmentConfig, ImageCollator, ImageFolder
+from data2vec.modalities.vision.shards import ImageDecoder
 
 
 @dataclass(kw_only=True)
@@ -27,10 +31,6 @@ class ImageDataConfig:
 
 
 def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
-    from data2vec.data.images import ImageCollator, ImageFolder
-    from data2vec.data.sampler import BucketBatchSampler, build_loader
-    from data2vec.data.skips import CollateWithSkips
-
     d: ImageDataConfig = cfg.data
     if not d.path:
         raise ValueError("no training data: pass --data DIR (a directory with train/<class>/<images>)")
@@ -67,12 +67,6 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
 
 def _build_shard_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
     """Streaming from ``data2vec shard`` output (``data2vec.data.shards``): the same images, crops and masks."""
-    import numpy as np
-
-    from data2vec.data.images import ImageCollator
-    from data2vec.data.shards import ImageDecoder, build_shard_data, load_index
-    from data2vec.data.skips import CollateWithSkips
-
     d: ImageDataConfig = cfg.data
     index = load_index(d.path, "vision")
     decode = ImageDecoder(encoder.cfg.in_chans, d.augment, seed, d.max_image_pixels)

@@ -35,6 +35,7 @@ from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config, draw_v
 from data2vec.data.sampler import BucketBatchSampler, build_loader, rng
 from data2vec.data.skips import UnreadableSample, substitute
 from data2vec.errors import Data2VecError
+from data2vec.layers.padding import lengths_to_padding_mask
 from data2vec.modalities.audio.masking import SpanMaskConfig, compute_span_mask
 
 __all__ = ["AudioCollator", "AudioDataset", "BucketBatchSampler", "DataReport", "Manifest", "build_audio_loader",
@@ -360,9 +361,9 @@ class AudioCollator:
         num_frames = int(self.frame_lengths_fn(torch.tensor([T]))[0])
         padding_mask_BT = frame_padding_mask_BF = None
         if bool((lengths_B < T).any()):
-            padding_mask_BT = torch.arange(T)[None, :] >= lengths_B[:, None]
+            padding_mask_BT = lengths_to_padding_mask(lengths_B, T)
             frame_lengths_B = self.frame_lengths_fn(lengths_B).clamp(0, num_frames)
-            frame_padding_mask_BF = torch.arange(num_frames)[None, :] >= frame_lengths_B[:, None]
+            frame_padding_mask_BF = lengths_to_padding_mask(frame_lengths_B, num_frames)
         mask_BF = torch.from_numpy(compute_span_mask(
             (len(samples), num_frames), None if frame_padding_mask_BF is None else frame_padding_mask_BF.numpy(),
             self.mask_cfg, seed=self.seed, epoch=epoch, indices=ids))

@@ -13,7 +13,6 @@ and, in a training ``ImageFolder``, is replaced by the next image (``data2vec.da
 
 from __future__ import annotations
 
-import gzip
 import io
 import math
 import warnings
@@ -38,18 +37,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 MAX_IMAGE_PIXELS = 89_478_485
 _PARALLEL_PROBE_MIN = 256  # probe headers in a thread pool from this many files on (network file systems)
 _MAX_EXAMPLES = 5  # example paths per problem kind in the printed report
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """IDX file (MNIST format, optionally gzipped) -> numpy array (magic: 0 0 dtype ndim, then dims)."""
-    path = Path(path)
-    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path} is not an IDX file")
-    dtype = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[raw[2]]
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim).reshape(dims)
 
 
 def _too_large(pixels: int, max_pixels: int) -> str:

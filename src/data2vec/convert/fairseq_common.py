@@ -1,0 +1,31 @@
+"""What every fairseq data2vec model config (``data2vec_audio``, ``data2vec_text``, ``data2vec_multi``) says the
+same way: the EMA schedule, the target normalisation and the loss."""
+
+from __future__ import annotations
+
+from data2vec.core.data2vec import EMAConfig
+from data2vec.core.loss import LossConfig
+from data2vec.core.targets import TargetConfig
+
+
+def ema_from_fairseq(c: dict, *, anneal_end_step: int, transformer_only: bool, layers_only: bool) -> EMAConfig:
+    """``ema_decay`` -> ``ema_end_decay`` over ``anneal_end_step`` updates; which parts the teacher copies is
+    named differently per model, so the caller reads it."""
+    return EMAConfig(ema_decay=c.get("ema_decay", 0.999), ema_end_decay=c.get("ema_end_decay", 0.9999),
+                     ema_anneal_end_step=anneal_end_step, ema_transformer_only=transformer_only,
+                     ema_layers_only=layers_only)
+
+
+def targets_from_fairseq(c: dict, top_k: int, **extra) -> TargetConfig:
+    """Top-K averaging and the per-layer / final normalisations (``top_k``: the model's default K)."""
+    return TargetConfig(average_top_k_layers=c.get("average_top_k_layers", top_k),
+                        instance_norm_target_layer=c.get("instance_norm_target_layer", False),
+                        batch_norm_target_layer=c.get("batch_norm_target_layer", False),
+                        layer_norm_target_layer=c.get("layer_norm_target_layer", False),
+                        layer_norm_targets=c.get("layer_norm_targets", False),
+                        instance_norm_targets=c.get("instance_norm_targets", False), **extra)
+
+
+def loss_from_fairseq(c: dict) -> LossConfig:
+    """``loss_beta`` (0: L2, else smooth L1 with that beta) and ``loss_scale`` (None: 1/sqrt(dim))."""
+    return LossConfig(loss_beta=float(c.get("loss_beta", 0.0)), loss_scale=c.get("loss_scale"))
