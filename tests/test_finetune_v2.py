@@ -305,6 +305,7 @@ def test_tiny_v2_text_finetune_learns(tmp_path):
 # ---- feature extraction -------------------------------------------------------------------------------
 def test_v2_audio_extraction_padded_batch_equals_one_by_one_and_fairseq(tmp_path):
     from data2vec.extract import Extractor
+    from data2vec.modalities.audio.extract import batches_padded
 
     ref = _ref("d2v2_audio")
     paths = []
@@ -312,7 +313,7 @@ def test_v2_audio_extraction_padded_batch_equals_one_by_one_and_fairseq(tmp_path
         sf.write(tmp_path / f"{i}.wav", ref["source"][i % 2][:n], 16000, subtype="FLOAT")
         paths.append(str(tmp_path / f"{i}.wav"))
     ex = Extractor(D2V2_AUDIO)
-    assert ex.batches_audio
+    assert batches_padded(ex.encoder)
     batched = ex.audio(paths, "all", "none")
     alone = ex.audio(paths, "all", "none", batch_size=1)
     assert [tuple(f.shape) for f in batched] == [(3, 39, 64), (3, 21, 64), (3, 30, 64)]

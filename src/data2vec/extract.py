@@ -1,4 +1,5 @@
-"""Feature extraction from a pretrained model, for audio files, images and text lines.
+"""Feature extraction from a pretrained model, for audio files, images and text lines (each modality's
+``extract.py`` turns its inputs into batches; this module is the same for all).
 
     data2vec extract models/tiny a.wav b.flac --layer all --out feats.safetensors
     data2vec extract models/text --text-file lines.txt --layer 4 --pool mean --out feats.npy
@@ -26,15 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data2vec.layers.padding import lengths_to_padding_mask
-from data2vec.modalities.audio.dataset import audio_files
-from data2vec.modalities.vision.dataset import augment, load_image
+from data2vec.modalities import get_modality
 from data2vec.pretrained import load_pretrained
 
 
 def _select(out, layer: str, valid: torch.Tensor | None, pool: str) -> list[torch.Tensor]:
     if layer == "final":
-        x = out.x[:, getattr(out, "num_extra", 0):][:, None]  # v2: extra tokens (CLS) come first
+        x = out.x[:, out.num_extra:][:, None]  # v2: extra tokens (CLS) come first
     elif layer == "all":
         x = torch.stack(out.layer_outputs, dim=1)
     else:
@@ -59,68 +58,26 @@ def encode(encoder, source: torch.Tensor, padding_mask: torch.Tensor | None = No
 
 
 class Extractor:
+    """A pretrained model's encoder and its modality's input reader (``ModalitySpec.extract_batches``)."""
+
     def __init__(self, src: str | Path, *, tokenizer: str | Path | None = None, device: str = "cpu"):
         self.cfg, model = load_pretrained(src)
         self.encoder = model.student.encoder.to(device).eval()
         self.device = torch.device(device)
-        self.tokenizer = None
-        if self.cfg.modality == "text":
-            from data2vec.data.text import Tokenizer
+        self.spec = get_modality(self.cfg.modality)
+        self.tokenizer = tokenizer
 
-            tdir = tokenizer or self.cfg.data.path
-            if not tdir:
-                raise ValueError("text model without a tokenizer: pass --tokenizer DIR (vocab.json + merges.txt)")
-            self.tokenizer = Tokenizer(tdir)
-
-    def _run(self, source, padding_mask=None):
-        return encode(self.encoder, source.to(self.device),
-                      None if padding_mask is None else padding_mask.to(self.device))
-
-    @property
-    def batches_audio(self) -> bool:
-        """Whether a padded audio batch gives every clip its unpadded output (v2 with the layer-norm CNN)."""
-        enc = self.encoder
-        return getattr(enc, "version", 1) == 2 and enc.cfg.extractor_mode == "layer_norm"
-
-    def audio(self, paths: list[str], layer: str, pool: str, batch_size: int = 8) -> list[torch.Tensor]:
-        ds = audio_files(paths, sample_rate=self.cfg.data.sample_rate, normalize=self.cfg.data.normalize)
-        if not self.batches_audio:
-            batch_size = 1
-        clips = [ds[i]["source"] for i in range(len(paths))]
-        order = sorted(range(len(clips)), key=lambda i: -clips[i].numel())  # similar lengths: little padding
-        feats: list[torch.Tensor | None] = [None] * len(clips)
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            lengths = torch.tensor([clips[i].numel() for i in idx])
-            x = torch.zeros(len(idx), int(lengths.max()))
-            for b, i in enumerate(idx):
-                x[b, : lengths[b]] = clips[i]
-            pad = lengths_to_padding_mask(lengths, x.size(1))
-            out, frame_pad = self._run(x, pad if bool(pad.any()) else None)
-            for i, f in zip(idx, _select(out, layer, None if frame_pad is None else ~frame_pad, pool)):
+    def features(self, inputs: list[str], layer: str, pool: str, batch_size: int | None = None) -> list[torch.Tensor]:
+        """One feature tensor per input (a file path, or a line of text for a text model), in input order."""
+        feats: list[torch.Tensor | None] = [None] * len(inputs)
+        for idx, x, pad in self.spec.extract_batches(self.cfg, self.encoder, inputs, batch_size, self.tokenizer):
+            out, out_pad = encode(self.encoder, x.to(self.device), None if pad is None else pad.to(self.device))
+            for i, f in zip(idx, _select(out, layer, None if out_pad is None else ~out_pad, pool)):
                 feats[i] = f
         return feats
 
-    def images(self, paths: list[str], layer: str, pool: str, batch_size: int = 32) -> list[torch.Tensor]:
-        aug = self.cfg.data.augment
-        feats = []
-        for s in range(0, len(paths), batch_size):
-            x = torch.stack([augment(load_image(p, self.cfg.encoder.in_chans), aug, None) for p in paths[s:s + batch_size]])
-            out, _ = self._run(x)
-            feats += _select(out, layer, None, pool)
-        return feats
-
-    def text(self, lines: list[str], layer: str, pool: str, batch_size: int = 32) -> list[torch.Tensor]:
-        tok, limit = self.tokenizer, self.cfg.encoder.max_positions
-        feats = []
-        for s in range(0, len(lines), batch_size):
-            ids = [[tok.bos] + tok.encode(line)[: limit - 2] + [tok.eos] for line in lines[s:s + batch_size]]
-            x = torch.full((len(ids), max(map(len, ids))), tok.pad, dtype=torch.long)
-            for b, row in enumerate(ids):
-                x[b, : len(row)] = torch.tensor(row)
-            out, pad = self._run(x)
-            feats += _select(out, layer, None if pad is None else ~pad, pool)
-        return feats
+    # the same, by modality name
+    audio = images = text = features
 
 
 def save_features(feats: list[torch.Tensor], out: str | Path) -> Path:
@@ -156,19 +113,18 @@ def run(args) -> int:
     ex = Extractor(args.model, tokenizer=args.tokenizer, device=args.device)
     if args.layer not in ("final", "all") and not args.layer.isdigit():
         raise ValueError(f"--layer must be final, all or a block number, got {args.layer!r}")
-    m = ex.cfg.modality
-    if m == "text":
+    if ex.spec.extract_input == "lines":
         if not args.text_file:
-            raise ValueError("a text model needs --text-file (one input per line)")
-        lines = [ln for ln in Path(args.text_file).read_text(encoding="utf-8").splitlines() if ln.strip()]
-        feats = ex.text(lines, args.layer, args.pool)
+            raise ValueError(f"a {ex.cfg.modality} model needs --text-file (one input per line)")
+        inputs = [ln for ln in Path(args.text_file).read_text(encoding="utf-8").splitlines() if ln.strip()]
     elif not args.inputs:
-        raise ValueError(f"give the {m} files to extract features from")
+        raise ValueError(f"give the {ex.cfg.modality} files to extract features from")
     else:
         missing = [p for p in args.inputs if not Path(p).is_file()]
         if missing:
             raise ValueError(f"input files not found: {missing[:5]}")
-        feats = (ex.audio if m == "audio" else ex.images)(args.inputs, args.layer, args.pool)
+        inputs = args.inputs
+    feats = ex.features(inputs, args.layer, args.pool)
     out = save_features(feats, args.out)
     print(f"{len(feats)} inputs -> {out} (layer {args.layer}, pool {args.pool}, shape of the first: "
           f"{tuple(feats[0].shape)})")

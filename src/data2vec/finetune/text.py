@@ -101,7 +101,7 @@ class TextClassifier(FinetuneModel):
     def forward(self, tokens_BT: torch.Tensor) -> torch.Tensor:
         """[B, T] token ids (right-padded with the encoder's pad id) -> [B, num_classes] logits."""
         out = self.encoder(tokens_BT)
-        return self.classifier(out.x[:, getattr(out, "num_extra", 0)])  # v2: extra tokens come first
+        return self.classifier(out.x[:, out.num_extra])  # v2: extra tokens come first
 
     # ---- training-task interface (the rest: FinetuneModel) ---------------------------------
     def step_loss(self, batch: dict, wrapped: nn.Module) -> StepLoss:

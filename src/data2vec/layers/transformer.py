@@ -25,9 +25,13 @@ class Embedded(NamedTuple):
 
 
 class ContextOutput(NamedTuple):
-    x: torch.Tensor  # [B, T, C] final output
-    layer_outputs: list[torch.Tensor]  # per executed layer [B, T, C], end of block
-    ffn_outputs: list[torch.Tensor]  # per executed layer [B, T, C], FFN output before the residual
+    """What every context encoder returns, data2vec 1.0 and 2.0 alike."""
+
+    x: torch.Tensor  # [B, extra + T, C] final output (v2: extra tokens such as CLS first; v1 has none)
+    layer_outputs: list[torch.Tensor]  # per executed layer [B, T, C], end of block, extra tokens removed
+    ffn_outputs: list[torch.Tensor]  # per executed layer [B, T, C], FFN output before the residual, extra tokens removed
+    padding_mask: torch.Tensor | None = None  # [B, T] of the returned positions; v1 returns None (the caller has it)
+    num_extra: int = 0  # extra tokens at the start of x (v1: 0)
 
 
 class MultiheadSelfAttention(nn.Module):

@@ -32,7 +32,6 @@ Shapes: B batch, T positions, K kept positions, C channels, H heads, M clones.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -43,7 +42,7 @@ from data2vec.layers.alt import AltBlock, alibi_bias_1d, gather_kept_bias, run_b
 from data2vec.layers.decoder import ConvDecoder
 from data2vec.layers.grad import run_with_grad_mult
 from data2vec.layers.mask_info import MaskInfo, gather_positions
-from data2vec.layers.transformer import Embedded, init_bert_params
+from data2vec.layers.transformer import ContextOutput, Embedded, init_bert_params
 
 
 @dataclass(kw_only=True)
@@ -88,14 +87,6 @@ class V2EncoderConfig:
 def is_v2(encoder_or_cfg) -> bool:
     """Whether an encoder, an encoder config or a pretraining config is data2vec 2.0."""
     return isinstance(encoder_or_cfg, V2EncoderConfig) or getattr(encoder_or_cfg, "version", 1) == 2
-
-
-class V2ContextOutput(NamedTuple):
-    x: torch.Tensor  # [B(*M), extra + T (or K), C] final block output, extra tokens first
-    layer_outputs: list[torch.Tensor]  # per executed shared block, end of block, extra tokens removed
-    ffn_outputs: list[torch.Tensor]  # per executed shared block, MLP output (the v2 target), extra tokens removed
-    padding_mask: torch.Tensor | None  # [B(*M), T (or K)] of the returned positions (extra tokens removed)
-    num_extra: int
 
 
 class V2ContextEncoder(nn.Module):
@@ -154,7 +145,7 @@ class V2ContextEncoder(nn.Module):
         return bias.expand(B, -1, -1, -1), [scale[i] for i in range(n_layers)]
 
     def forward(self, x_BTC: torch.Tensor, padding_mask_BT: torch.Tensor | None = None,
-                mask_info: MaskInfo | None = None, clone_batch: int = 1) -> V2ContextOutput:
+                mask_info: MaskInfo | None = None, clone_batch: int = 1) -> ContextOutput:
         B, T, C = x_BTC.shape
         pad = padding_mask_BT if padding_mask_BT is not None and bool(padding_mask_BT.any()) else None
         x = x_BTC
@@ -199,7 +190,7 @@ class V2ContextEncoder(nn.Module):
         x, _, _ = run_blocks(self.prenet, x, (alibi, pad_bias), scales[:p], self.cfg.prenet_layerdrop, self.training)
         x = self.dropout_input(x)
         x, outs, ffns = run_blocks(self.blocks, x, (alibi, pad_bias), scales[p:], self.cfg.layerdrop, self.training)
-        return V2ContextOutput(x, [o[:, n:] for o in outs], [f[:, n:] for f in ffns], out_pad, n)
+        return ContextOutput(x, [o[:, n:] for o in outs], [f[:, n:] for f in ffns], out_pad, n)
 
 
 class V2Encoder(nn.Module):
@@ -255,7 +246,7 @@ class V2Encoder(nn.Module):
         x, pad = self.local_features(source, padding_mask)
         return Embedded(x, x, pad)
 
-    def forward(self, source, padding_mask=None, mask=None) -> V2ContextOutput:
+    def forward(self, source, padding_mask=None, mask=None) -> ContextOutput:
         """The unmasked encoder (fine-tuning, feature extraction, the teacher)."""
         e = self.embed(source, padding_mask)
         return self.context_encoder(e.x, e.padding_mask)
