@@ -98,8 +98,8 @@ def _hf_audio(cfg):
     e = cfg.encoder
     conv = parse_conv_layers(e.conv_feature_layers)
     return Data2VecAudioModel(Data2VecAudioConfig(
-        hidden_size=e.encoder_embed_dim, num_hidden_layers=e.encoder_layers,
-        num_attention_heads=e.encoder_attention_heads, intermediate_size=e.encoder_ffn_embed_dim,
+        hidden_size=e.embed_dim, num_hidden_layers=e.depth,
+        num_attention_heads=e.num_heads, intermediate_size=e.ffn_embed_dim,
         conv_dim=[c[0] for c in conv], conv_kernel=[c[1] for c in conv], conv_stride=[c[2] for c in conv],
         conv_bias=e.conv_bias, num_conv_pos_embedding_groups=e.conv_pos_groups,
         conv_pos_kernel_size=e.conv_pos // e.pos_conv_depth, num_conv_pos_embeddings=e.pos_conv_depth,
@@ -113,8 +113,8 @@ def _hf_text(cfg):
 
     e = cfg.encoder
     return Data2VecTextModel(Data2VecTextConfig(
-        vocab_size=e.vocab_size, hidden_size=e.encoder_embed_dim, num_hidden_layers=e.encoder_layers,
-        num_attention_heads=e.encoder_attention_heads, intermediate_size=e.encoder_ffn_embed_dim,
+        vocab_size=e.vocab_size, hidden_size=e.embed_dim, num_hidden_layers=e.depth,
+        num_attention_heads=e.num_heads, intermediate_size=e.ffn_embed_dim,
         max_position_embeddings=e.max_positions + 2, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1,
         hidden_dropout_prob=e.dropout, attention_probs_dropout_prob=e.attention_dropout, attn_implementation="sdpa"),
         add_pooling_layer=False)
@@ -213,7 +213,7 @@ def build_step(preset: str, impl: str, args):
     if cfg.version == 2:  # same work every step
         cfg.encoder.layerdrop = cfg.encoder.prenet_layerdrop = 0.0
     else:
-        cfg.encoder.encoder_layerdrop = 0.0
+        cfg.encoder.layerdrop = 0.0
         if not args.keep_dropout:
             cfg.encoder.dropout = 0.0
     if not args.keep_dropout:  # --keep-dropout: the recipe's dropout, as fairseq's step runs it

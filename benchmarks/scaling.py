@@ -283,7 +283,7 @@ def forward_flops(module: nn.Module, cfg, shape: Shape, *, student: bool) -> dic
         else:  # decoder: every position of every clone
             f = 2 * w * T * rows_full
         out[st] = out.get(st, 0.0) + f
-    d = cfg.encoder.embed_dim if hasattr(cfg.encoder, "embed_dim") else cfg.encoder.encoder_embed_dim
+    d = cfg.encoder.embed_dim
     n_blocks = len({n[: _BLOCK.search(n + ".").end()] for n, _ in _matmul_modules(module)
                     if _stage(n.removeprefix("encoder.")) == "block"})
     out["attention"] = 4 * seq_blk**2 * d * rows_blk * n_blocks
@@ -309,8 +309,8 @@ def step_flops(model, cfg, shape: Shape) -> dict:
 def activation_bytes(cfg, counts: dict, shape: Shape) -> dict:
     """Activation memory of one micro-batch (see the module docstring for the per-term assumptions)."""
     e = cfg.encoder
-    h = e.embed_dim if hasattr(e, "embed_dim") else e.encoder_embed_dim
-    heads = getattr(e, "num_heads", None) or e.encoder_attention_heads
+    h = e.embed_dim
+    heads = e.num_heads
     B, T, M = shape.B, shape.T, shape.M
     v2 = cfg.version == 2
     rows, s = (B * M, shape.kept + shape.extra) if v2 else (B, T + shape.extra)

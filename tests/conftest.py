@@ -19,10 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # audio-tiny-v1 shrunk further: 1 s clips, 2 x 32 Transformer, 16-channel conv stack (~50k params).
 MICRO_OVERRIDES = [
     "encoder.conv_feature_layers=[(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2",
-    "encoder.encoder_embed_dim=32",
-    "encoder.encoder_ffn_embed_dim=64",
-    "encoder.encoder_layers=2",
-    "encoder.encoder_attention_heads=2",
+    "encoder.embed_dim=32",
+    "encoder.ffn_embed_dim=64",
+    "encoder.depth=2",
+    "encoder.num_heads=2",
     "encoder.conv_pos=16",
     "encoder.conv_pos_groups=4",
     "encoder.pos_conv_depth=2",

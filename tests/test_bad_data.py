@@ -33,8 +33,8 @@ from data2vec.train.distributed import DistInfo
 ONE_PROCESS = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 IMAGE_MICRO = ["encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2", "data.batch_size=8",
                "model.targets.average_top_k_layers=2", "data.num_workers=0", "train.threads=1", "train.log_interval=1"]
-TEXT_MICRO = ["encoder.encoder_embed_dim=32", "encoder.encoder_ffn_embed_dim=64", "encoder.encoder_layers=2",
-              "encoder.encoder_attention_heads=2", "model.targets.average_top_k_layers=2", "data.max_tokens=512",
+TEXT_MICRO = ["encoder.embed_dim=32", "encoder.ffn_embed_dim=64", "encoder.depth=2",
+              "encoder.num_heads=2", "model.targets.average_top_k_layers=2", "data.max_tokens=512",
               "data.num_workers=0", "train.threads=1", "train.log_interval=1"]
 
 

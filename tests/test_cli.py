@@ -43,7 +43,7 @@ def test_presets_lists_names_with_descriptions(capsys):
 def test_presets_show_prints_resolved_config(capsys):
     assert main(["presets", "--show", "audio-base-v1"]) == 0
     cfg = json.loads(capsys.readouterr().out)
-    assert cfg["encoder"]["encoder_layers"] == 12 and cfg["optim"]["lr"] == 5e-4
+    assert cfg["encoder"]["depth"] == 12 and cfg["optim"]["lr"] == 5e-4
 
 
 def test_overrides_and_dry_run(tmp_path, capsys):
@@ -97,8 +97,8 @@ MICRO_BY_PRESET = {
     "audio-tiny-v1": MICRO_OVERRIDES,
     "image-tiny-v1": ["encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2", "data.batch_size=8",
                       "model.targets.average_top_k_layers=2", "data.num_workers=0", "train.threads=1"],
-    "text-tiny-v1": ["encoder.encoder_embed_dim=32", "encoder.encoder_ffn_embed_dim=64", "encoder.encoder_layers=2",
-                     "encoder.encoder_attention_heads=2", "model.targets.average_top_k_layers=2",
+    "text-tiny-v1": ["encoder.embed_dim=32", "encoder.ffn_embed_dim=64", "encoder.depth=2",
+                     "encoder.num_heads=2", "model.targets.average_top_k_layers=2",
                      "data.max_tokens=512", "data.num_workers=0", "train.threads=1"],
 }
 MICRO_FINETUNE = {"asr": ["data.num_workers=0", "train.threads=1", "train.max_update=2", "eval_interval=2",

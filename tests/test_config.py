@@ -116,3 +116,46 @@ def test_yaml_exponent_floats_are_numbers(tmp_path):
     (tmp_path / "lr.yaml").write_text("optim:\n  lr: 5e-4\n  adam_eps: 1e-6\n")
     assert load_file(tmp_path / "lr.yaml") == {"optim": {"lr": 5e-4, "adam_eps": 1e-6}}, (
         "SOURCE BUG: config.load_file (yaml.safe_load) reads 5e-4 as the string '5e-4'")
+
+
+# ---- renamed fields: data2vec 1.0 speech/text configs now use the v2 names --------------------------------
+OLD_NEW = {"encoder_embed_dim": ("embed_dim", 32), "encoder_layers": ("depth", 2),
+           "encoder_attention_heads": ("num_heads", 2), "encoder_ffn_embed_dim": ("ffn_embed_dim", 64),
+           "encoder_layerdrop": ("layerdrop", 0.1)}
+
+
+@pytest.mark.parametrize("preset", ["audio-tiny-v1", "text-tiny-v1"])
+def test_old_field_names_still_read_from_files_overrides_and_checkpoints(preset, tmp_path):
+    import torch
+
+    from data2vec.cli import main
+    from data2vec.errors import Data2VecError
+    from data2vec.pretrained import build_model, load_pretrained
+
+    old = {k: v for k, (_, v) in OLD_NEW.items()}
+    if preset.startswith("audio"):
+        old["feature_grad_mult"] = 0.5
+    new = {OLD_NEW.get(k, ("local_grad_mult",))[0]: v for k, v in old.items()}
+    d = to_dict(get_preset(preset))
+    d["encoder"] = {k: v for k, v in d["encoder"].items() if k not in new} | old  # a config written before the rename
+    if preset.startswith("text"):
+        d["encoder"]["vocab_size"] = 64  # normally from the tokenizer
+    d["model"]["targets"]["average_top_k_layers"] = 2
+    cfg = pretrain_config_from_dict(d)
+    assert all(getattr(cfg.encoder, k) == v for k, v in new.items())
+    (tmp_path / "old.json").write_text(json.dumps(d))
+    assert pretrain_config_from_dict(load_file(tmp_path / "old.json")) == cfg
+    # --set with an old name, and a clash of old and new names
+    assert merge(get_preset(preset), parse_override("encoder.encoder_layers=3")).encoder.depth == 3
+    with pytest.raises(Data2VecError, match="old name of encoder.depth"):
+        merge(get_preset(preset), {"encoder": {"encoder_layers": 3, "depth": 4}})
+    # a checkpoint whose config has the old names loads with the same weights
+    model = build_model(cfg)
+    torch.save({"format_version": 1, "config": d, "model": model.state_dict(), "step": 0}, tmp_path / "old.pt")
+    cfg2, model2 = load_pretrained(tmp_path / "old.pt")
+    assert cfg2.encoder == cfg.encoder and "embed_dim" in to_dict(cfg2)["encoder"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, model2.state_dict()[k]), k
+    # and the command line reads the old names in --set
+    assert main(["pretrain", "--preset", preset, "--set", "encoder.encoder_layers=3", "--out", str(tmp_path / "r"),
+                 "--dry-run"]) == 0

@@ -15,9 +15,9 @@ B = 3
 
 def _audio():
     enc = AudioEncoder(AudioEncoderConfig(
-        conv_feature_layers="[(16, 10, 5), (16, 3, 2)]", encoder_embed_dim=32, encoder_ffn_embed_dim=64,
-        encoder_layers=3, encoder_attention_heads=2, conv_pos=8, conv_pos_groups=4, pos_conv_depth=2,
-        dropout=0.1, encoder_layerdrop=0.0))
+        conv_feature_layers="[(16, 10, 5), (16, 3, 2)]", embed_dim=32, ffn_embed_dim=64,
+        depth=3, num_heads=2, conv_pos=8, conv_pos_groups=4, pos_conv_depth=2,
+        dropout=0.1, layerdrop=0.0))
     g = torch.Generator().manual_seed(0)
     source = torch.randn(B, 3000, generator=g)
     T = int(enc.frame_lengths(torch.tensor([3000]))[0])
@@ -28,8 +28,8 @@ def _audio():
 
 
 def _text():
-    enc = TextEncoder(TextEncoderConfig(vocab_size=50, max_positions=40, encoder_embed_dim=32, encoder_layers=3,
-                                        encoder_ffn_embed_dim=64, encoder_attention_heads=2, dropout=0.1))
+    enc = TextEncoder(TextEncoderConfig(vocab_size=50, max_positions=40, embed_dim=32, depth=3,
+                                        ffn_embed_dim=64, num_heads=2, dropout=0.1))
     g = torch.Generator().manual_seed(0)
     clean = torch.randint(5, 50, (B, 30), generator=g)
     clean[:, 0], clean[:, -1] = 0, 2

@@ -78,7 +78,7 @@ def test_fairseq_checkpoint_keeps_its_teacher():
     from pathlib import Path
 
     cfg, model = load_pretrained(Path(__file__).parent / "fixtures" / "fairseq" / "d2v1_text" / "checkpoint.pt")
-    assert cfg.modality == "text" and cfg.encoder.encoder_layers == 3
+    assert cfg.modality == "text" and cfg.encoder.depth == 3
     s = model.student.encoder.context_encoder.layers[0].fc1.weight
     t = model.teacher.module.context_encoder.layers[0].fc1.weight
     assert not torch.equal(s, t)  # the EMA teacher from `_ema`, not a copy of the student

@@ -18,10 +18,10 @@ def _asr():
     from data2vec.finetune.asr import AsrFinetuneConfig, CtcHeadConfig, CtcModel
     from data2vec.modalities.audio import AudioEncoder, AudioEncoderConfig
 
-    enc_cfg = AudioEncoderConfig(conv_feature_layers="[(16, 10, 5)] + [(16, 3, 2)] * 2", encoder_embed_dim=32,
-                                 encoder_ffn_embed_dim=64, encoder_layers=2, encoder_attention_heads=2, conv_pos=16,
+    enc_cfg = AudioEncoderConfig(conv_feature_layers="[(16, 10, 5)] + [(16, 3, 2)] * 2", embed_dim=32,
+                                 ffn_embed_dim=64, depth=2, num_heads=2, conv_pos=16,
                                  conv_pos_groups=4, pos_conv_depth=2, dropout=0.0, attention_dropout=0.0,
-                                 encoder_layerdrop=0.0)
+                                 layerdrop=0.0)
     cfg = AsrFinetuneConfig(encoder=enc_cfg, head=CtcHeadConfig(symbols=("|", "E", "T", "A", "'")))
     model = CtcModel(AudioEncoder(enc_cfg), cfg.head)
     with torch.no_grad():
@@ -103,8 +103,8 @@ def test_text_classifier_round_trips_through_hf_with_label_names(tmp_path):
     from data2vec.modalities.text import TextEncoder, TextEncoderConfig
 
     torch.manual_seed(0)
-    enc_cfg = TextEncoderConfig(vocab_size=40, max_positions=32, encoder_embed_dim=32, encoder_layers=2,
-                                encoder_ffn_embed_dim=64, encoder_attention_heads=2, dropout=0.0,
+    enc_cfg = TextEncoderConfig(vocab_size=40, max_positions=32, embed_dim=32, depth=2,
+                                ffn_embed_dim=64, num_heads=2, dropout=0.0,
                                 attention_dropout=0.0, layernorm_embedding=True, no_scale_embedding=True)
     cfg = TextFinetuneConfig(encoder=enc_cfg, head=TextHeadConfig(num_classes=2, labels=("negative", "positive")))
     ours = TextClassifier(TextEncoder(enc_cfg), cfg.head).eval()

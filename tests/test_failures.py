@@ -126,10 +126,10 @@ def test_malformed_model_safetensors(converted, tmp_path, capsys):
 
 @pytest.mark.parametrize("edit, expect", [
     (lambda c: c.pop("modality"), ("not a data2vec HF model", "no 'modality'")),  # a model dir without it reads as HF
-    (lambda c: c["encoder"].update(encoder_layers="two"), ("encoder.encoder_layers: expected an integer",) * 2),
-    (lambda c: c["encoder"].update(encoder_embed_dim=-32), ("encoder.encoder_embed_dim must be >= 1",) * 2),
+    (lambda c: c["encoder"].update(depth="two"), ("encoder.depth: expected an integer",) * 2),
+    (lambda c: c["encoder"].update(embed_dim=-32), ("encoder.embed_dim must be >= 1",) * 2),
     (lambda c: c.update(encoder=[1, 2]), ("encoder: expected a mapping",) * 2),
-    (lambda c: c["encoder"].update(encoder_embed_dim=10**9), ("for the student and teacher weights alone",) * 2),
+    (lambda c: c["encoder"].update(embed_dim=10**9), ("for the student and teacher weights alone",) * 2),
 ])
 def test_bad_config_json(edit, expect, converted, run, tmp_path, capsys):
     model = tmp_path / "model"
@@ -179,7 +179,7 @@ def test_torn_last_metrics_line_is_dropped_on_resume(run, capsys):
 
 
 # ---- absurd sizes: refused before anything is allocated (a subprocess with capped memory, in case) ---------------
-@pytest.mark.parametrize("override", ["encoder.encoder_embed_dim=1000000000", "encoder.encoder_layers=1000000",
+@pytest.mark.parametrize("override", ["encoder.embed_dim=1000000000", "encoder.depth=1000000",
                                       "encoder.conv_feature_layers=[(16, 3, 2)] * 1000000000"])
 def test_absurd_sizes_are_refused_before_allocating(override, speech_corpus, tmp_path):
     def cap():

@@ -46,7 +46,7 @@ def _batch(ref):
 def test_config_read_from_checkpoint(loaded):
     model, ckpt, mask_cfg = loaded
     enc = model.student.encoder.cfg
-    assert (enc.encoder_layers, enc.encoder_embed_dim, enc.encoder_ffn_embed_dim) == (3, 64, 128)
+    assert (enc.depth, enc.embed_dim, enc.ffn_embed_dim) == (3, 64, 128)
     assert model.cfg.targets.average_top_k_layers == 2 and model.cfg.targets.instance_norm_target_layer
     assert (mask_cfg.mask_prob, mask_cfg.mask_length) == (0.65, 5)
 

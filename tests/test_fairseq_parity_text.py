@@ -44,7 +44,7 @@ def _t(ref, k):
 def test_config_read_from_checkpoint(loaded):
     model, _, mask_cfg = loaded
     c = model.student.encoder.cfg
-    assert (c.encoder_layers, c.encoder_embed_dim, c.max_positions) == (3, 64, 64)
+    assert (c.depth, c.embed_dim, c.max_positions) == (3, 64, 64)
     assert model.cfg.loss.loss_beta == 4.0 and model.cfg.loss.loss_scale == 1.0 and model.cfg.head_layers == 2
     assert model.cfg.targets.layer_norm_target_layer and model.cfg.targets.average_top_k_layers == 2
     assert (mask_cfg.mask_prob, mask_cfg.mask_multiple_length) == (0.35, 4)

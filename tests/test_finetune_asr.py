@@ -51,9 +51,9 @@ def _tone_corpus(root, n_train=48, seed=0):
 
 
 TINY = ["encoder.conv_feature_layers=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2",
-        "encoder.encoder_embed_dim=32", "encoder.encoder_ffn_embed_dim=64", "encoder.encoder_layers=2",
-        "encoder.encoder_attention_heads=2", "encoder.conv_pos=16", "encoder.conv_pos_groups=4",
-        "encoder.pos_conv_depth=2", "encoder.encoder_layerdrop=0.0", "data.num_workers=0", "train.threads=1",
+        "encoder.embed_dim=32", "encoder.ffn_embed_dim=64", "encoder.depth=2",
+        "encoder.num_heads=2", "encoder.conv_pos=16", "encoder.conv_pos_groups=4",
+        "encoder.pos_conv_depth=2", "encoder.layerdrop=0.0", "data.num_workers=0", "train.threads=1",
         "data.max_tokens=400000"]
 
 
@@ -84,8 +84,8 @@ def test_base_recipes_follow_the_published_table():
     src = get_preset("audio-base-v1")
     cfg = recipe_config(src, "", "base-10h")
     assert (cfg.optim.lr, cfg.train.max_update, cfg.head.freeze_finetune_updates) == (5e-5, 20000, 10000)
-    assert (cfg.head.mask_prob, cfg.head.mask_channel_prob, cfg.encoder.encoder_layerdrop) == (0.65, 0.5, 0.05)
-    assert cfg.head.mask_channel_length == 64 and cfg.encoder.feature_grad_mult == 0.0
+    assert (cfg.head.mask_prob, cfg.head.mask_channel_prob, cfg.encoder.layerdrop) == (0.65, 0.5, 0.05)
+    assert cfg.head.mask_channel_length == 64 and cfg.encoder.local_grad_mult == 0.0
     assert cfg.optim.phase_ratio == (0.1, 0.4, 0.5) and cfg.optim.final_lr_scale == 0.05
     assert cfg.optim.adam_betas == (0.9, 0.98) and cfg.optim.adam_eps == 1e-8 and cfg.optim.weight_decay == 0.0
     assert cfg.encoder.activation_dropout == 0.1 and cfg.encoder.dropout == 0.0
@@ -103,9 +103,9 @@ def _ctc_model(freeze=0, mask_prob=0.65, symbols=("|", "A", "B", "C")):
     from data2vec.modalities.audio import AudioEncoder, AudioEncoderConfig
 
     enc = AudioEncoder(AudioEncoderConfig(
-        conv_feature_layers="[(16, 10, 5)] + [(16, 3, 2)] * 2", encoder_embed_dim=32, encoder_ffn_embed_dim=64,
-        encoder_layers=2, encoder_attention_heads=2, conv_pos=16, conv_pos_groups=4, pos_conv_depth=2,
-        dropout=0.0, attention_dropout=0.0, encoder_layerdrop=0.0, feature_grad_mult=0.0))
+        conv_feature_layers="[(16, 10, 5)] + [(16, 3, 2)] * 2", embed_dim=32, ffn_embed_dim=64,
+        depth=2, num_heads=2, conv_pos=16, conv_pos_groups=4, pos_conv_depth=2,
+        dropout=0.0, attention_dropout=0.0, layerdrop=0.0, local_grad_mult=0.0))
     return CtcModel(enc, CtcHeadConfig(symbols=symbols, freeze_finetune_updates=freeze, mask_prob=mask_prob))
 
 
@@ -217,7 +217,7 @@ def test_label_hours_subset_is_seeded_and_nested():
 
 # ---- a tiny fine-tune that learns, then evaluate / transcribe / export ----------------------------
 LEARN = TINY + ["head.mask_prob=0.3", "head.mask_channel_prob=0.0", "head.freeze_finetune_updates=0",
-                "encoder.feature_grad_mult=1.0", "train.max_update=200", "optim.lr=2e-3", "eval_interval=100"]
+                "encoder.local_grad_mult=1.0", "train.max_update=200", "optim.lr=2e-3", "eval_interval=100"]
 
 
 @pytest.fixture(scope="module")

@@ -150,8 +150,8 @@ def test_pair_encoding_with_a_real_tokenizer(tmp_path):
 
 
 def _encoder(vocab=60, layers=2):
-    return TextEncoder(TextEncoderConfig(vocab_size=vocab, max_positions=32, encoder_embed_dim=32,
-                                         encoder_layers=layers, encoder_ffn_embed_dim=64, encoder_attention_heads=2))
+    return TextEncoder(TextEncoderConfig(vocab_size=vocab, max_positions=32, embed_dim=32,
+                                         depth=layers, ffn_embed_dim=64, num_heads=2))
 
 
 def test_padding_does_not_change_logits_and_first_token_pooling():
@@ -240,8 +240,8 @@ def _write(path: Path, header: str, rows) -> None:
     path.write_text("\n".join([header, *("\t".join(map(str, r)) for r in rows)]) + "\n")
 
 
-TINY = ["encoder.encoder_embed_dim=32", "encoder.encoder_layers=2", "encoder.encoder_ffn_embed_dim=64",
-        "encoder.encoder_attention_heads=2", "data.batch_size=16", "train.threads=1", "train.log_interval=10",
+TINY = ["encoder.embed_dim=32", "encoder.depth=2", "encoder.ffn_embed_dim=64",
+        "encoder.num_heads=2", "data.batch_size=16", "train.threads=1", "train.log_interval=10",
         "eval_interval=25"]
 
 

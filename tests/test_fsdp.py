@@ -88,10 +88,10 @@ def test_fsdp_refuses_layerdrop_and_fine_tuning():
     from data2vec.train.fsdp import check_fsdp_config
 
     cfg = get_preset("audio-tiny-v1")
-    cfg.encoder.encoder_layerdrop = 0.1
-    with pytest.raises(Data2VecError, match="encoder.encoder_layerdrop=0"):
+    cfg.encoder.layerdrop = 0.1
+    with pytest.raises(Data2VecError, match="encoder.layerdrop=0"):
         check_fsdp_config(cfg)
-    cfg.encoder.encoder_layerdrop = 0.0
+    cfg.encoder.layerdrop = 0.0
     check_fsdp_config(cfg)
 
     from torch import nn

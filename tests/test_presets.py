@@ -17,15 +17,15 @@ from data2vec.presets import PRESETS, get_preset
 AUDIO_BASE_V1 = {
     "encoder.extractor_mode": "layer_norm",
     "encoder.conv_feature_layers": "[(512,10,5)]+[(512,3,2)]*4+[(512,2,2)]*2",  # compared parsed
-    "encoder.encoder_layers": 12,
-    "encoder.encoder_embed_dim": 768,
-    "encoder.encoder_ffn_embed_dim": 3072,
-    "encoder.encoder_attention_heads": 12,
+    "encoder.depth": 12,
+    "encoder.embed_dim": 768,
+    "encoder.ffn_embed_dim": 3072,
+    "encoder.num_heads": 12,
     "encoder.pos_conv_depth": 5,
     "encoder.conv_pos": 95,
     "encoder.conv_pos_groups": 16,
-    "encoder.encoder_layerdrop": 0.05,
-    "encoder.feature_grad_mult": 1.0,
+    "encoder.layerdrop": 0.05,
+    "encoder.local_grad_mult": 1.0,
     "encoder.dropout_input": 0.0,
     "masking.mask_prob": 0.65,
     "masking.mask_length": 10,
@@ -67,10 +67,10 @@ AUDIO_BASE_V1 = {
 
 # Transcribed from SPEC A.2 (fairseq text/pretraining/base.yaml). Deviation: masking.mask_special_tokens (ours: false).
 TEXT_BASE_V1 = {
-    "encoder.encoder_layers": 12,
-    "encoder.encoder_embed_dim": 768,
-    "encoder.encoder_ffn_embed_dim": 3072,
-    "encoder.encoder_attention_heads": 12,
+    "encoder.depth": 12,
+    "encoder.embed_dim": 768,
+    "encoder.ffn_embed_dim": 3072,
+    "encoder.num_heads": 12,
     "encoder.max_positions": 512,
     "encoder.dropout": 0.1,
     "encoder.attention_dropout": 0.1,
@@ -216,7 +216,7 @@ def test_presets_build_with_expected_size(name, low, high):
     cfg, model = _build(name)
     n = sum(p.numel() for p in model.student.parameters())
     assert low < n < high, n
-    depth = getattr(cfg.encoder, "encoder_layers", None) or cfg.encoder.depth
+    depth = cfg.encoder.depth
     assert model.student.encoder.num_layers == depth
     teacher = model.teacher.module
     layers = teacher.layers if cfg.model.ema.ema_transformer_only else teacher.context_encoder.layers

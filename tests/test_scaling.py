@@ -29,11 +29,11 @@ def _tiny(name: str):
                               **({"image_size": 32, "patch_size": 8} if cfg.modality == "vision" else {}))
         cfg.model.decoder = replace(cfg.model.decoder, decoder_dim=32, decoder_layers=2)
     elif cfg.modality == "audio":
-        cfg.encoder = replace(cfg.encoder, conv_feature_layers="[(16, 10, 5)] + [(16, 3, 2)] * 2", encoder_embed_dim=32,
-                              encoder_layers=2, encoder_ffn_embed_dim=64, encoder_attention_heads=2, conv_pos_groups=4)
+        cfg.encoder = replace(cfg.encoder, conv_feature_layers="[(16, 10, 5)] + [(16, 3, 2)] * 2", embed_dim=32,
+                              depth=2, ffn_embed_dim=64, num_heads=2, conv_pos_groups=4)
     elif cfg.modality == "text":
-        cfg.encoder = replace(cfg.encoder, vocab_size=50, max_positions=16, encoder_embed_dim=32, encoder_layers=2,
-                              encoder_ffn_embed_dim=64, encoder_attention_heads=2)
+        cfg.encoder = replace(cfg.encoder, vocab_size=50, max_positions=16, embed_dim=32, depth=2,
+                              ffn_embed_dim=64, num_heads=2)
     cfg.model.targets.average_top_k_layers = 2
     return cfg
 

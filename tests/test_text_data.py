@@ -125,8 +125,8 @@ def test_collator_clean_teacher_input_and_padding(text_dir):
     assert torch.equal(col(samples)["mask"], b["mask"])
 
 
-MICRO_TEXT = ["encoder.encoder_embed_dim=32", "encoder.encoder_ffn_embed_dim=64", "encoder.encoder_layers=2",
-              "encoder.encoder_attention_heads=2", "encoder.max_positions=32", "data.tokens_per_sample=32",
+MICRO_TEXT = ["encoder.embed_dim=32", "encoder.ffn_embed_dim=64", "encoder.depth=2",
+              "encoder.num_heads=2", "encoder.max_positions=32", "data.tokens_per_sample=32",
               "data.max_tokens=512", "data.num_workers=0", "model.targets.average_top_k_layers=2",
               "optim.lr=2e-3", "optim.warmup_updates=3", "train.log_interval=1", "train.threads=1",
               "encoder.dropout=0.0", "encoder.attention_dropout=0.0"]

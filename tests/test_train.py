@@ -41,7 +41,7 @@ def test_pretrain_loss_falls_and_run_dir_is_complete(speech_corpus, tmp_path, ca
     assert all(0 <= r["data_wait_frac"] <= 1 and 0 <= r["data_wait_s"] for r in recs)  # measured, per record
 
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["preset"] == "audio-tiny-v1" and cfg["encoder"]["encoder_embed_dim"] == 32
+    assert cfg["preset"] == "audio-tiny-v1" and cfg["encoder"]["embed_dim"] == 32
     assert list((run / "tb").glob("events.out.tfevents.*"))
     assert (run / "curves.png").stat().st_size > 1000
     summary = json.loads((run / "summary.json").read_text())
@@ -63,7 +63,7 @@ def test_existing_run_needs_resume(speech_corpus, tmp_path, capsys):
 def test_kill9_then_resume_equals_uninterrupted(speech_corpus, tmp_path):
     # dropout + layerdrop + a loader worker exercise the RNG and data-position state.
     over = ["train.max_update=14", "train.save_interval_updates=4", "encoder.dropout=0.1",
-            "encoder.encoder_layerdrop=0.2", "data.num_workers=1"]
+            "encoder.layerdrop=0.2", "data.num_workers=1"]
     run_cli(*_pretrain_args(speech_corpus, tmp_path / "a", over))
 
     killed = kill9_when_logged(cli_cmd(*_pretrain_args(speech_corpus, tmp_path / "b", over)), tmp_path / "b", 5)

@@ -102,10 +102,26 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     raise Data2VecError(f"{key}: unsupported annotation {tp}")
 
 
+def renamed(cls, data: dict, prefix: str = "") -> dict:
+    """``data`` with the old field names of ``cls`` (its ``RENAMED``: old -> new) replaced by the new ones, so
+    config files, ``--set`` overrides and checkpoints written before a rename still read."""
+    table = getattr(cls, "RENAMED", None)
+    if not table or not any(k in table for k in data):
+        return data
+    out = {}
+    for k, v in data.items():
+        new = table.get(k, k)
+        if new in out and out[new] != v:
+            raise Data2VecError(f"{prefix}{k} is the old name of {prefix}{new}; give one of them, not both")
+        out[new] = v
+    return out
+
+
 def from_dict(cls, data: dict, prefix: str = ""):
     """Build dataclass ``cls`` from a (possibly partial) dict; unknown keys are errors."""
     if not isinstance(data, dict):
         raise Data2VecError(f"{prefix.rstrip('.') or 'config'}: expected a mapping for {cls.__name__}, got {data!r}")
+    data = renamed(cls, data, prefix)
     hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     required = sorted(f.name for f in dataclasses.fields(cls) if f.init and f.default is dataclasses.MISSING
@@ -126,6 +142,7 @@ def merge(cfg, data: dict, prefix: str = ""):
     """Return a copy of dataclass ``cfg`` with the (nested) values of ``data`` applied."""
     hints = _hints(type(cfg))
     names = {f.name for f in dataclasses.fields(cfg)}
+    data = renamed(type(cfg), data, prefix)
     changes = {}
     for k, v in data.items():
         if k not in names:

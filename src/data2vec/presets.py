@@ -39,9 +39,9 @@ def audio_base_v1() -> PretrainConfig:
         preset="audio-base-v1",
         encoder=AudioEncoderConfig(
             conv_feature_layers="[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2",
-            extractor_mode="layer_norm", conv_bias=False, feature_grad_mult=1.0,
-            encoder_embed_dim=768, encoder_layers=12, encoder_ffn_embed_dim=3072, encoder_attention_heads=12,
-            dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, encoder_layerdrop=0.05,
+            extractor_mode="layer_norm", conv_bias=False, local_grad_mult=1.0,
+            embed_dim=768, depth=12, ffn_embed_dim=3072, num_heads=12,
+            dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, layerdrop=0.05,
             dropout_input=0.0, conv_pos=95, conv_pos_groups=16, pos_conv_depth=5,
         ),
         masking=SpanMaskConfig(mask_prob=0.65, mask_length=10, min_masks=1, require_same_masks=True, mask_dropout=0.0),
@@ -66,8 +66,8 @@ def audio_tiny_v1() -> PretrainConfig:
     cfg.preset = "audio-tiny-v1"
     cfg.encoder = AudioEncoderConfig(
         conv_feature_layers="[(64, 10, 5)] + [(64, 3, 2)] * 4 + [(64, 2, 2)] * 2",
-        encoder_embed_dim=128, encoder_layers=4, encoder_ffn_embed_dim=512, encoder_attention_heads=4,
-        dropout=0.0, attention_dropout=0.0, encoder_layerdrop=0.0, conv_pos=95, conv_pos_groups=16, pos_conv_depth=5,
+        embed_dim=128, depth=4, ffn_embed_dim=512, num_heads=4,
+        dropout=0.0, attention_dropout=0.0, layerdrop=0.0, conv_pos=95, conv_pos_groups=16, pos_conv_depth=5,
     )
     cfg.masking = SpanMaskConfig(mask_prob=0.65, mask_length=10)
     cfg.data = AudioDataConfig(max_sample_size=48000, min_sample_size=8000, max_tokens=16 * 48000,
@@ -86,9 +86,9 @@ def text_base_v1() -> PretrainConfig:
     return PretrainConfig(
         modality="text",
         preset="text-base-v1",
-        encoder=TextEncoderConfig(vocab_size=0, max_positions=512, encoder_embed_dim=768, encoder_layers=12,
-                                  encoder_ffn_embed_dim=3072, encoder_attention_heads=12, dropout=0.1,
-                                  attention_dropout=0.1, activation_dropout=0.0, encoder_layerdrop=0.0,
+        encoder=TextEncoderConfig(vocab_size=0, max_positions=512, embed_dim=768, depth=12,
+                                  ffn_embed_dim=3072, num_heads=12, dropout=0.1,
+                                  attention_dropout=0.1, activation_dropout=0.0, layerdrop=0.0,
                                   layernorm_embedding=True, no_scale_embedding=True),
         masking=TokenMaskConfig(mask_prob=0.35, mask_multiple_length=4, leave_unmasked_prob=0.0, random_token_prob=0.0),
         data=TextDataConfig(tokens_per_sample=512, break_mode="complete_doc", max_tokens=8192),
@@ -109,8 +109,8 @@ def text_base_v1() -> PretrainConfig:
 def text_tiny_v1() -> PretrainConfig:
     cfg = text_base_v1()
     cfg.preset = "text-tiny-v1"
-    cfg.encoder = TextEncoderConfig(vocab_size=0, max_positions=128, encoder_embed_dim=256, encoder_layers=4,
-                                    encoder_ffn_embed_dim=1024, encoder_attention_heads=4, dropout=0.1,
+    cfg.encoder = TextEncoderConfig(vocab_size=0, max_positions=128, embed_dim=256, depth=4,
+                                    ffn_embed_dim=1024, num_heads=4, dropout=0.1,
                                     attention_dropout=0.1)
     cfg.data = TextDataConfig(tokens_per_sample=128, break_mode="complete_doc", max_tokens=32 * 128)
     cfg.model.ema = EMAConfig(ema_decay=0.998, ema_end_decay=0.9999, ema_anneal_end_step=2000,

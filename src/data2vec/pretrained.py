@@ -44,8 +44,7 @@ def _from_hf(path: Path) -> tuple[PretrainConfig, Data2Vec]:
     hf_cfg, sd = read_hf_dir(path)
     modality, enc_cfg = encoder_config_from_hf(hf_cfg)
     cfg = get_preset(BASE_PRESET[modality])
-    depth = getattr(enc_cfg, "encoder_layers", None) or enc_cfg.depth
-    k = min(cfg.model.targets.average_top_k_layers, depth)  # the recipe's K, capped for smaller models
+    k = min(cfg.model.targets.average_top_k_layers, enc_cfg.depth)  # the recipe's K, capped for smaller models
     cfg = merge(cfg, {"preset": f"{cfg.preset} (imported from {path.name})", "encoder": to_dict(enc_cfg),
                       "model": {"targets": {"average_top_k_layers": k}}})
     if modality == "vision":

@@ -65,11 +65,11 @@ def config_from_fairseq(model_cfg: dict) -> tuple[AudioEncoderConfig, Data2VecCo
     mode = {"default": "group_norm", "layer_norm": "layer_norm"}[c.get("extractor_mode", "default")]
     enc = AudioEncoderConfig(
         conv_feature_layers=c["conv_feature_layers"], extractor_mode=mode, conv_bias=c.get("conv_bias", False),
-        feature_grad_mult=c.get("feature_grad_mult", 1.0), encoder_embed_dim=c["encoder_embed_dim"],
-        encoder_layers=c["encoder_layers"], encoder_ffn_embed_dim=c["encoder_ffn_embed_dim"],
-        encoder_attention_heads=c["encoder_attention_heads"], dropout=c.get("dropout", 0.1),
+        local_grad_mult=c.get("feature_grad_mult", 1.0), embed_dim=c["encoder_embed_dim"],
+        depth=c["encoder_layers"], ffn_embed_dim=c["encoder_ffn_embed_dim"],
+        num_heads=c["encoder_attention_heads"], dropout=c.get("dropout", 0.1),
         attention_dropout=c.get("attention_dropout", 0.1), activation_dropout=c.get("activation_dropout", 0.0),
-        encoder_layerdrop=c.get("encoder_layerdrop", 0.0), dropout_input=c.get("dropout_input", 0.0),
+        layerdrop=c.get("encoder_layerdrop", 0.0), dropout_input=c.get("dropout_input", 0.0),
         conv_pos=c.get("conv_pos", 128), conv_pos_groups=c.get("conv_pos_groups", 16),
         pos_conv_depth=c["pos_conv_depth"],
     )

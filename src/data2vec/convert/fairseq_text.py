@@ -41,11 +41,11 @@ def config_from_fairseq(model_cfg: dict, task_cfg: dict, vocab_size: int) -> tup
     if enc.get("normalize_before", False):
         raise ValueError("encoder.normalize_before=True (pre-LN) is not the data2vec 1.0 text architecture")
     enc_cfg = TextEncoderConfig(
-        vocab_size=vocab_size, max_positions=c.get("max_positions", 512), encoder_embed_dim=enc["embed_dim"],
-        encoder_layers=enc["layers"], encoder_ffn_embed_dim=enc["ffn_embed_dim"],
-        encoder_attention_heads=enc["attention_heads"], dropout=tr.get("dropout", 0.1),
+        vocab_size=vocab_size, max_positions=c.get("max_positions", 512), embed_dim=enc["embed_dim"],
+        depth=enc["layers"], ffn_embed_dim=enc["ffn_embed_dim"],
+        num_heads=enc["attention_heads"], dropout=tr.get("dropout", 0.1),
         attention_dropout=tr.get("attention_dropout", 0.0), activation_dropout=tr.get("activation_dropout", 0.0),
-        encoder_layerdrop=enc.get("layerdrop", 0.0), layernorm_embedding=tr.get("layernorm_embedding", True),
+        layerdrop=enc.get("layerdrop", 0.0), layernorm_embedding=tr.get("layernorm_embedding", True),
         no_scale_embedding=tr.get("no_scale_embedding", True))
     d2v = Data2VecConfig(
         ema=ema_from_fairseq(c, anneal_end_step=c.get("ema_anneal_end_step", 0), transformer_only=False,

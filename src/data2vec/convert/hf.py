@@ -91,11 +91,11 @@ def encoder_config_from_hf(hf: dict):
         depth = hf.get("num_conv_pos_embeddings", 5)
         return modality, AudioEncoderConfig(
             conv_feature_layers="[" + ", ".join(layers) + "]", extractor_mode="layer_norm",
-            conv_bias=hf.get("conv_bias", False), encoder_embed_dim=hf["hidden_size"],
-            encoder_layers=hf["num_hidden_layers"], encoder_ffn_embed_dim=hf["intermediate_size"],
-            encoder_attention_heads=hf["num_attention_heads"], dropout=hf.get("hidden_dropout", 0.1),
+            conv_bias=hf.get("conv_bias", False), embed_dim=hf["hidden_size"],
+            depth=hf["num_hidden_layers"], ffn_embed_dim=hf["intermediate_size"],
+            num_heads=hf["num_attention_heads"], dropout=hf.get("hidden_dropout", 0.1),
             attention_dropout=hf.get("attention_dropout", 0.1), activation_dropout=hf.get("activation_dropout", 0.0),
-            encoder_layerdrop=hf.get("layerdrop", 0.0), conv_pos=hf.get("conv_pos_kernel_size", 19) * depth,
+            layerdrop=hf.get("layerdrop", 0.0), conv_pos=hf.get("conv_pos_kernel_size", 19) * depth,
             conv_pos_groups=hf.get("num_conv_pos_embedding_groups", 16), pos_conv_depth=depth,
             layer_norm_eps=hf.get("layer_norm_eps", 1e-5))
     if modality == "text":
@@ -106,8 +106,8 @@ def encoder_config_from_hf(hf: dict):
             raise ValueError(f"HF text model with pad_token_id={pad}: only RoBERTa's layout (pad 1) is supported")
         return modality, TextEncoderConfig(
             vocab_size=hf["vocab_size"], pad=pad, max_positions=hf["max_position_embeddings"] - pad - 1,
-            encoder_embed_dim=hf["hidden_size"], encoder_layers=hf["num_hidden_layers"],
-            encoder_ffn_embed_dim=hf["intermediate_size"], encoder_attention_heads=hf["num_attention_heads"],
+            embed_dim=hf["hidden_size"], depth=hf["num_hidden_layers"],
+            ffn_embed_dim=hf["intermediate_size"], num_heads=hf["num_attention_heads"],
             dropout=hf.get("hidden_dropout_prob", 0.1), attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
             layer_norm_eps=hf.get("layer_norm_eps", 1e-12))
 
@@ -175,19 +175,19 @@ def hf_config_from_encoder(modality: str, enc) -> dict:
         k = max(3, enc.conv_pos // enc.pos_conv_depth)
         return {"model_type": "data2vec-audio", "architectures": ["Data2VecAudioModel"],
                 "conv_dim": [c[0] for c in conv], "conv_kernel": [c[1] for c in conv], "conv_stride": [c[2] for c in conv],
-                "conv_bias": enc.conv_bias, "feat_extract_activation": "gelu", "hidden_size": enc.encoder_embed_dim,
-                "num_hidden_layers": enc.encoder_layers, "num_attention_heads": enc.encoder_attention_heads,
-                "intermediate_size": enc.encoder_ffn_embed_dim, "num_conv_pos_embeddings": enc.pos_conv_depth,
+                "conv_bias": enc.conv_bias, "feat_extract_activation": "gelu", "hidden_size": enc.embed_dim,
+                "num_hidden_layers": enc.depth, "num_attention_heads": enc.num_heads,
+                "intermediate_size": enc.ffn_embed_dim, "num_conv_pos_embeddings": enc.pos_conv_depth,
                 "conv_pos_kernel_size": k, "num_conv_pos_embedding_groups": enc.conv_pos_groups,
                 "layer_norm_eps": enc.layer_norm_eps, "hidden_dropout": enc.dropout,
                 "attention_dropout": enc.attention_dropout, "activation_dropout": enc.activation_dropout,
-                "layerdrop": enc.encoder_layerdrop, "mask_time_prob": 0.05}
+                "layerdrop": enc.layerdrop, "mask_time_prob": 0.05}
     if modality == "text":
         if not enc.layernorm_embedding or not enc.no_scale_embedding:
             raise ValueError("HF Data2VecText needs layernorm_embedding=true and no_scale_embedding=true")
         return {"model_type": "data2vec-text", "architectures": ["Data2VecTextModel"], "vocab_size": enc.vocab_size,
-                "hidden_size": enc.encoder_embed_dim, "num_hidden_layers": enc.encoder_layers,
-                "num_attention_heads": enc.encoder_attention_heads, "intermediate_size": enc.encoder_ffn_embed_dim,
+                "hidden_size": enc.embed_dim, "num_hidden_layers": enc.depth,
+                "num_attention_heads": enc.num_heads, "intermediate_size": enc.ffn_embed_dim,
                 "max_position_embeddings": enc.max_positions + enc.pad + 1, "type_vocab_size": 1,
                 "layer_norm_eps": enc.layer_norm_eps, "pad_token_id": enc.pad, "bos_token_id": 0, "eos_token_id": 2,
                 "hidden_dropout_prob": enc.dropout, "attention_probs_dropout_prob": enc.attention_dropout,

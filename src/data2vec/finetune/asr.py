@@ -2,12 +2,12 @@
 
 logits = proj(final_dropout(encoder(waveform))) over a letter vocabulary (``dict.ltr.txt``, blank = 0).
 What fairseq's ``wav2vec2_asr.py`` does during fine-tuning, and so does this:
-- the CNN feature extractor is frozen the whole time (``encoder.feature_grad_mult = 0``);
+- the CNN feature extractor is frozen the whole time (``encoder.local_grad_mult = 0``);
 - for the first ``head.freeze_finetune_updates`` updates only the output projection trains (the encoder
   runs under ``no_grad``);
 - time masking (spans of ``mask_length`` frames replaced by the learned mask embedding, at least 2 spans)
   and channel masking (spans of ``mask_channel_length`` channels zeroed for the whole utterance) in
-  training only; layerdrop via ``encoder.encoder_layerdrop``;
+  training only; layerdrop via ``encoder.layerdrop``;
 - CTC loss summed over the batch, averaged per sentence (``sentence_avg``), ``zero_infinity``;
 - Adam with the tri-stage schedule.
 data2vec 2.0 encoders (fairseq ``wav2vec2_asr.py`` with a ``data2vec_multi`` checkpoint) fine-tune the same
@@ -49,7 +49,7 @@ from data2vec.asr.dictionary import LetterDictionary
 from data2vec.config import merge
 from data2vec.core.data2vec import StepLoss
 from data2vec.data.sampler import BucketBatchSampler, build_loader
-from data2vec.finetune.loop import FinetuneBase, FinetuneModel, encoder_dim
+from data2vec.finetune.loop import FinetuneBase, FinetuneModel
 from data2vec.layers.padding import lengths_to_padding_mask
 from data2vec.modalities.audio.dataset import AudioDataset, read_manifest, validate_manifest
 from data2vec.modalities.audio.encoder import AudioEncoderConfig, conv_frame_lengths, parse_conv_layers
@@ -128,14 +128,14 @@ def finetune_encoder_config(enc, layerdrop: float):
         return replace(enc, local_grad_mult=0.0, encoder_dropout=0.0, post_mlp_drop=0.0, prenet_dropout=0.0,
                        attention_dropout=0.0, activation_dropout=0.1, dropout_input=0.0, layerdrop=layerdrop,
                        prenet_layerdrop=layerdrop, learned_alibi_scale=enc.use_alibi_encoder)
-    return replace(enc, feature_grad_mult=0.0, dropout=0.0, attention_dropout=0.0, activation_dropout=0.1,
-                   dropout_input=0.0, encoder_layerdrop=layerdrop)
+    return replace(enc, local_grad_mult=0.0, dropout=0.0, attention_dropout=0.0, activation_dropout=0.1,
+                   dropout_input=0.0, layerdrop=layerdrop)
 
 
 def recipe_config(src, init: str, recipe: str | None = None) -> AsrFinetuneConfig:
     """The fine-tuning config for an encoder pretrained with ``src`` (a pretraining config, v1 or v2)."""
     enc = src.encoder
-    dim = encoder_dim(enc)
+    dim = enc.embed_dim
     recipe = recipe or ("tiny" if dim < 512 else "base-1h")
     if recipe not in RECIPES:
         raise ValueError(f"unknown ASR recipe {recipe!r}; available: {', '.join(RECIPES)}")
@@ -183,11 +183,8 @@ class CtcModel(FinetuneModel):
         nn.init.zeros_(self.proj.bias)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))  # for the freeze, saved with the model
         self.v2 = is_v2(encoder)
-        # frozen CNN: no grads, no optimizer state, DDP-safe
-        if self.v2 and encoder.cfg.local_grad_mult == 0:
+        if encoder.cfg.local_grad_mult == 0:  # frozen CNN: no grads, no optimizer state, DDP-safe
             encoder.local_encoder.requires_grad_(False)
-        elif not self.v2 and encoder.cfg.feature_grad_mult == 0:
-            encoder.feature_extractor.requires_grad_(False)
 
     @property
     def has_unused_parameters(self) -> bool:  # for DDP: the frozen encoder, or v1's mask_emb without time masking
@@ -399,7 +396,7 @@ class AsrData:
             self.sets[name] = LabelledAudio(path, d.labels, self.dictionary, d, self.frame_lengths, seed)
         self.sampler = BucketBatchSampler(self.train.sizes, max_tokens=d.max_tokens, seed=seed,
                                           num_replicas=dist.world_size, rank=dist.rank)
-        C, m = encoder_dim(cfg.encoder), 1 if is_v2(cfg.encoder) else 2
+        C, m = cfg.encoder.embed_dim, 1 if is_v2(cfg.encoder) else 2
         self.train_collate = AsrCollator(frame_lengths=self.frame_lengths, head=cfg.head, channels=C, seed=seed,
                                          train=True, min_masks=m)
         self.eval_collate = AsrCollator(frame_lengths=self.frame_lengths, head=cfg.head, channels=C, seed=seed,
@@ -498,7 +495,7 @@ class _AsrTask:
         fl = lambda n: conv_frame_lengths(n, conv)  # noqa: E731
         ds = LabelledAudio(manifest, cfg.data.labels, LetterDictionary(list(cfg.head.symbols)), cfg.data, fl,
                            cfg.train.seed)
-        collate = AsrCollator(frame_lengths=fl, head=cfg.head, channels=encoder_dim(cfg.encoder),
+        collate = AsrCollator(frame_lengths=fl, head=cfg.head, channels=cfg.encoder.embed_dim,
                               seed=cfg.train.seed, train=False)
         return split_loader(ds, collate, cfg.data.max_tokens, cfg.train.seed, num_workers=0)
 

@@ -96,11 +96,6 @@ class FinetuneModel(torch.nn.Module):
         return [self.encoder.context_encoder]
 
 
-def encoder_dim(enc_cfg) -> int:
-    """Model width of an encoder config of either version (v1 audio/text ``encoder_embed_dim``, else ``embed_dim``)."""
-    return getattr(enc_cfg, "encoder_embed_dim", None) or enc_cfg.embed_dim
-
-
 def layer_decay_param_groups(model: torch.nn.Module, weight_decay: float, no_decay_1d: bool, layer_decay: float, *,
                              head_keys: tuple[str, ...] = (), no_wd_keys: tuple[str, ...] = ()) -> list[dict]:
     """AdamW groups with layer-wise lr decay for a task model with an ``encoder`` of either version.

@@ -52,7 +52,7 @@ from data2vec.data.glue import GlueFile, get_format, label_vocabulary, read_tsv,
 from data2vec.data.sampler import BucketBatchSampler, ListBatchSampler, build_loader
 from data2vec.data.text import Tokenizer
 from data2vec.finetune import metrics as M
-from data2vec.finetune.loop import FinetuneBase, FinetuneModel, encoder_dim, label_subset, layer_decay_param_groups
+from data2vec.finetune.loop import FinetuneBase, FinetuneModel, label_subset, layer_decay_param_groups
 from data2vec.layers.transformer import init_bert_params
 from data2vec.modalities.text import TextEncoderConfig
 from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
@@ -294,7 +294,7 @@ RECIPES = (*GLUE_RECIPES, "base", "tiny")
 
 def recipe_config(src, init: str, recipe: str | None = None) -> TextFinetuneConfig:
     """The fine-tuning config for an encoder pretrained with ``src`` (a pretraining config)."""
-    recipe = recipe or ("tiny" if encoder_dim(src.encoder) < 512 else "base")
+    recipe = recipe or ("tiny" if src.encoder.embed_dim < 512 else "base")
     if recipe not in RECIPES:
         raise ValueError(f"unknown text-classification recipe {recipe!r}; available: {', '.join(RECIPES)}")
     batch, lr = GLUE_RECIPES.get(recipe, (32, 1e-4 if recipe == "tiny" else 2e-5))

@@ -95,9 +95,8 @@ def pretrain_config_from_dict(d: dict) -> PretrainConfig:
 
 
 # Encoder sizes that must be >= 1 (every other integer field of an encoder config must be >= 0).
-_POSITIVE = {"encoder_embed_dim", "encoder_layers", "encoder_ffn_embed_dim", "encoder_attention_heads", "embed_dim",
-             "depth", "num_heads", "image_size", "patch_size", "in_chans", "max_positions", "conv_pos_groups",
-             "decoder_dim", "decoder_groups"}
+_POSITIVE = {"embed_dim", "depth", "num_heads", "ffn_embed_dim", "image_size", "patch_size", "in_chans",
+             "max_positions", "conv_pos_groups", "decoder_dim", "decoder_groups"}
 MAX_BLOCKS = 4096  # Transformer blocks + conv layers; the largest published data2vec has 24 + 7
 
 
@@ -114,9 +113,9 @@ def estimate_parameters(enc, model: Data2VecConfig | None = None) -> tuple[int, 
     def get(*names, default=0):
         return next((getattr(enc, n) for n in names if hasattr(enc, n)), default)
 
-    d = get("encoder_embed_dim", "embed_dim")
-    layers = get("encoder_layers", "depth") + get("prenet_depth")
-    ffn = get("encoder_ffn_embed_dim", default=0) or int(d * float(get("mlp_ratio", default=4.0)))
+    d = get("embed_dim")
+    layers = get("depth") + get("prenet_depth")
+    ffn = get("ffn_embed_dim", default=0) or int(d * float(get("mlp_ratio", default=4.0)))
     n = layers * (4 * d * d + 2 * d * ffn + 9 * d + ffn)  # attention, MLP, norms and biases
     blocks = layers
     spec = get("conv_feature_layers", "feature_encoder_spec", default="")

@@ -33,7 +33,7 @@ from data2vec.layers.alt import AltBlock
 from data2vec.layers.transformer import PostLNBlock
 from data2vec.modalities.vision.encoder import Block
 
-LAYERDROP_KEYS = ("encoder_layerdrop", "layerdrop", "prenet_layerdrop")  # v1, v2 names
+LAYERDROP_KEYS = ("layerdrop", "prenet_layerdrop")
 
 
 def block_classes() -> tuple[type, ...]:

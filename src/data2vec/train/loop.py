@@ -173,7 +173,7 @@ class Trainer:
                 m.compile()
         self.optimizer = build_optimizer(model.trainable, cfg.optim)  # after sharding: over the DTensors
         if dist_info.world_size > 1 and self.parallel == "ddp":
-            drops = ("encoder_layerdrop", "layerdrop", "prenet_layerdrop")  # v1, v2 names
+            drops = ("layerdrop", "prenet_layerdrop")
             unused = (any(float(getattr(cfg.encoder, k, 0.0)) > 0 for k in drops)
                       or bool(getattr(model, "has_unused_parameters", False)))
             self.wrapped = DDP(model.trainable, device_ids=[self.device] if self.device.type == "cuda" else None,

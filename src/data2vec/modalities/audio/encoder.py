@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -74,18 +74,23 @@ def parse_conv_layers(spec: str) -> list[tuple[int, int, int]]:
 
 @dataclass(kw_only=True)
 class AudioEncoderConfig:
+    # data2vec 1.0 (fairseq) names of these fields, still read from config files, --set and checkpoints
+    RENAMED: ClassVar[dict[str, str]] = {
+        "encoder_embed_dim": "embed_dim", "encoder_layers": "depth", "encoder_attention_heads": "num_heads",
+        "encoder_ffn_embed_dim": "ffn_embed_dim", "encoder_layerdrop": "layerdrop",
+        "feature_grad_mult": "local_grad_mult"}
     conv_feature_layers: str = WAV2VEC2_CONV  # (dim, kernel, stride) per conv layer
     extractor_mode: Literal["layer_norm", "group_norm"] = "layer_norm"  # fairseq "default" = group_norm
     conv_bias: bool = False
-    feature_grad_mult: float = 1.0  # gradient scale into the CNN (0 = frozen)
-    encoder_embed_dim: int = 768
-    encoder_layers: int = 12
-    encoder_ffn_embed_dim: int = 3072
-    encoder_attention_heads: int = 12
+    local_grad_mult: float = 1.0  # gradient scale into the CNN (0 = frozen)
+    embed_dim: int = 768
+    depth: int = 12
+    ffn_embed_dim: int = 3072
+    num_heads: int = 12
     dropout: float = 0.1
     attention_dropout: float = 0.1
     activation_dropout: float = 0.0
-    encoder_layerdrop: float = 0.05
+    layerdrop: float = 0.05
     dropout_input: float = 0.0
     conv_pos: int = 95  # total receptive field of the positional conv stack
     conv_pos_groups: int = 16
@@ -94,9 +99,9 @@ class AudioEncoderConfig:
 
     def __post_init__(self):
         parse_conv_layers(self.conv_feature_layers)
-        if self.encoder_embed_dim % self.conv_pos_groups:
+        if self.embed_dim % self.conv_pos_groups:
             raise ValueError(
-                f"encoder_embed_dim={self.encoder_embed_dim} must be divisible by conv_pos_groups={self.conv_pos_groups}"
+                f"embed_dim={self.embed_dim} must be divisible by conv_pos_groups={self.conv_pos_groups}"
             )
         if self.pos_conv_depth < 1:
             raise ValueError("pos_conv_depth must be >= 1")
@@ -173,22 +178,22 @@ class AudioContextEncoder(nn.Module):
         super().__init__()
         k = max(3, cfg.conv_pos // cfg.pos_conv_depth)
         self.pos_conv = nn.ModuleList(
-            PosConvBlock(cfg.encoder_embed_dim, k, cfg.conv_pos_groups) for _ in range(cfg.pos_conv_depth)
+            PosConvBlock(cfg.embed_dim, k, cfg.conv_pos_groups) for _ in range(cfg.pos_conv_depth)
         )
-        self.layer_norm = nn.LayerNorm(cfg.encoder_embed_dim, eps=cfg.layer_norm_eps)
+        self.layer_norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.layerdrop = cfg.encoder_layerdrop
+        self.layerdrop = cfg.layerdrop
         self.layers = nn.ModuleList(
             PostLNBlock(
-                cfg.encoder_embed_dim,
-                cfg.encoder_ffn_embed_dim,
-                cfg.encoder_attention_heads,
+                cfg.embed_dim,
+                cfg.ffn_embed_dim,
+                cfg.num_heads,
                 dropout=cfg.dropout,
                 attention_dropout=cfg.attention_dropout,
                 activation_dropout=cfg.activation_dropout,
                 layer_norm_eps=cfg.layer_norm_eps,
             )
-            for _ in range(cfg.encoder_layers)
+            for _ in range(cfg.depth)
         )
         self.apply(init_bert_params)
 
@@ -212,18 +217,23 @@ class AudioEncoder(nn.Module):
         self.feature_extractor = ConvFeatureExtractor(self.conv_layers, cfg.extractor_mode, cfg.conv_bias)
         conv_dim = self.conv_layers[-1][0]
         self.layer_norm = nn.LayerNorm(conv_dim, eps=cfg.layer_norm_eps)
-        self.post_extract_proj = nn.Linear(conv_dim, cfg.encoder_embed_dim)
+        self.post_extract_proj = nn.Linear(conv_dim, cfg.embed_dim)
         self.dropout_input = nn.Dropout(cfg.dropout_input)
-        self.mask_emb = nn.Parameter(torch.empty(cfg.encoder_embed_dim).uniform_())
+        self.mask_emb = nn.Parameter(torch.empty(cfg.embed_dim).uniform_())
         self.context_encoder = AudioContextEncoder(cfg)
 
     @property
+    def local_encoder(self) -> nn.Module:
+        """The CNN, under data2vec 2.0's name for the modality's local encoder."""
+        return self.feature_extractor
+
+    @property
     def embed_dim(self) -> int:
-        return self.cfg.encoder_embed_dim
+        return self.cfg.embed_dim
 
     @property
     def num_layers(self) -> int:
-        return self.cfg.encoder_layers
+        return self.cfg.depth
 
     def frame_lengths(self, num_samples):
         """Frames produced for ``num_samples`` input samples (numpy array, tensor or int)."""
@@ -241,7 +251,7 @@ class AudioEncoder(nn.Module):
         return lengths_to_padding_mask(lengths, num_frames)
 
     def local_features(self, source_BS: torch.Tensor, padding_mask_BS: torch.Tensor | None = None):
-        feats = run_with_grad_mult(self.feature_extractor, self.cfg.feature_grad_mult, source_BS)
+        feats = run_with_grad_mult(self.feature_extractor, self.cfg.local_grad_mult, source_BS)
         x = self.post_extract_proj(self.layer_norm(feats.transpose(1, 2)))
         return x, self.frame_padding_mask(padding_mask_BS, x.size(1))
 

@@ -15,6 +15,7 @@ LayerNorm are copied instead of averaged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -24,25 +25,29 @@ from data2vec.layers.transformer import ContextOutput, Embedded, PostLNBlock, in
 
 @dataclass(kw_only=True)
 class TextEncoderConfig:
+    # data2vec 1.0 (fairseq) names of these fields, still read from config files, --set and checkpoints
+    RENAMED: ClassVar[dict[str, str]] = {
+        "encoder_embed_dim": "embed_dim", "encoder_layers": "depth", "encoder_attention_heads": "num_heads",
+        "encoder_ffn_embed_dim": "ffn_embed_dim", "encoder_layerdrop": "layerdrop"}
     vocab_size: int = 0  # 0 = take it from the data's tokenizer at build time
     pad: int = 1  # padding id (fairseq/RoBERTa: <s>=0, <pad>=1, </s>=2, <unk>=3)
     max_positions: int = 512
-    encoder_embed_dim: int = 768
-    encoder_layers: int = 12
-    encoder_ffn_embed_dim: int = 3072
-    encoder_attention_heads: int = 12
+    embed_dim: int = 768
+    depth: int = 12
+    ffn_embed_dim: int = 3072
+    num_heads: int = 12
     dropout: float = 0.1
     attention_dropout: float = 0.1
     activation_dropout: float = 0.0
-    encoder_layerdrop: float = 0.0
+    layerdrop: float = 0.0
     layernorm_embedding: bool = True
     no_scale_embedding: bool = True  # fairseq: embeddings are multiplied by sqrt(C) unless this is set
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self):
-        if self.encoder_embed_dim % self.encoder_attention_heads:
-            raise ValueError(f"encoder_embed_dim={self.encoder_embed_dim} must be divisible by "
-                             f"encoder_attention_heads={self.encoder_attention_heads}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim={self.embed_dim} must be divisible by "
+                             f"num_heads={self.num_heads}")
 
 
 def make_positions(tokens_BT: torch.Tensor, pad: int) -> torch.Tensor:
@@ -54,12 +59,12 @@ def make_positions(tokens_BT: torch.Tensor, pad: int) -> torch.Tensor:
 class TextContextEncoder(nn.Module):
     def __init__(self, cfg: TextEncoderConfig):
         super().__init__()
-        self.layerdrop = cfg.encoder_layerdrop
+        self.layerdrop = cfg.layerdrop
         self.layers = nn.ModuleList(
-            PostLNBlock(cfg.encoder_embed_dim, cfg.encoder_ffn_embed_dim, cfg.encoder_attention_heads,
+            PostLNBlock(cfg.embed_dim, cfg.ffn_embed_dim, cfg.num_heads,
                         dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
                         activation_dropout=cfg.activation_dropout, layer_norm_eps=cfg.layer_norm_eps)
-            for _ in range(cfg.encoder_layers))
+            for _ in range(cfg.depth))
 
     def forward(self, x_BTC: torch.Tensor, padding_mask_BT: torch.Tensor | None = None) -> ContextOutput:
         return ContextOutput(*run_layers(self.layers, x_BTC, padding_mask_BT, self.layerdrop, self.training))
@@ -75,7 +80,7 @@ class TextEncoder(nn.Module):
         if cfg.vocab_size <= 0:
             raise ValueError("encoder.vocab_size is not set: it comes from the tokenizer (data.path) or set it")
         self.cfg = cfg
-        C = cfg.encoder_embed_dim
+        C = cfg.embed_dim
         self.embed_tokens = nn.Embedding(cfg.vocab_size, C, padding_idx=cfg.pad)
         self.embed_positions = nn.Embedding(cfg.max_positions + cfg.pad + 1, C, padding_idx=cfg.pad)
         self.layernorm_embedding = nn.LayerNorm(C, eps=cfg.layer_norm_eps) if cfg.layernorm_embedding else None
@@ -86,11 +91,11 @@ class TextEncoder(nn.Module):
 
     @property
     def embed_dim(self) -> int:
-        return self.cfg.encoder_embed_dim
+        return self.cfg.embed_dim
 
     @property
     def num_layers(self) -> int:
-        return self.cfg.encoder_layers
+        return self.cfg.depth
 
     def ema_copy_keys(self, transformer_only: bool) -> set[str]:
         """Copied, not averaged, under ``ema_layers_only`` (fairseq ``ema_transformer_layers_only``)."""
