@@ -199,7 +199,7 @@ def micro_batch_shape(cfg, budget: float, length: int | None = None, masked: flo
     length = length or example_length(cfg)
     cnn = []
     if cfg.modality == "audio":
-        spec = getattr(cfg.encoder, "conv_feature_layers", None) or cfg.encoder.feature_encoder_spec
+        spec = cfg.encoder.conv_feature_layers
         L = length
         for _, k, s in parse_conv_layers(spec):
             L = (L - k) // s + 1
@@ -317,7 +317,7 @@ def activation_bytes(cfg, counts: dict, shape: Shape) -> dict:
     a = {"blocks": 38 * s * rows * h * counts["num_blocks"]}
     stem = 0.0
     if cfg.modality == "audio":
-        spec = getattr(e, "conv_feature_layers", None) or e.feature_encoder_spec
+        spec = e.conv_feature_layers
         dims = [c for c, _, _ in parse_conv_layers(spec)]
         stem += 8 * B * sum(L * c for L, c in zip(shape.cnn_lengths, dims)) + 2 * B * shape.samples
         stem += B * T * dims[-1] * (4 + 2)  # feature LayerNorm (fp32 input) + projection input (bf16)

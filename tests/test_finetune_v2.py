@@ -123,7 +123,7 @@ def tones(tmp_path_factory):
     return _tone_corpus(tmp_path_factory.mktemp("tones") / "data", n_train=96)
 
 
-V2_AUDIO_TINY = ["encoder.feature_encoder_spec=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2",
+V2_AUDIO_TINY = ["encoder.conv_feature_layers=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2",
                  "encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2", "encoder.conv_pos_width=16",
                  "encoder.conv_pos_groups=4", "encoder.conv_pos_depth=2", "encoder.layerdrop=0.0",
                  "data.num_workers=0", "train.threads=1", "data.max_tokens=400000"]

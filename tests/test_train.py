@@ -166,7 +166,7 @@ def test_trainer_runs_any_task_and_scales_group_lrs():
 
 
 MICRO_V2 = [
-    "encoder.feature_encoder_spec=[(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2", "encoder.embed_dim=32",
+    "encoder.conv_feature_layers=[(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2", "encoder.embed_dim=32",
     "encoder.depth=2", "encoder.num_heads=2", "encoder.conv_pos_width=16", "encoder.conv_pos_groups=4",
     "encoder.conv_pos_depth=2", "model.targets.average_top_k_layers=2", "model.decoder.decoder_dim=16",
     "model.decoder.decoder_groups=4", "model.decoder.decoder_layers=2", "masking.clone_batch=2",

@@ -204,7 +204,7 @@ def audio_base_v2() -> PretrainConfig:
             embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, norm_eps=1e-5, encoder_dropout=0.1,
             attention_dropout=0.1, activation_dropout=0.0, post_mlp_drop=0.1, layerdrop=0.05, prenet_depth=0,
             prenet_layerdrop=0.05, prenet_dropout=0.1, use_alibi_encoder=True, learned_alibi_scale=True,
-            learned_alibi_scale_per_head=True, feature_encoder_spec="[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2",
+            learned_alibi_scale_per_head=True, conv_feature_layers="[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2",
             extractor_mode="layer_norm", conv_pos_width=95, conv_pos_groups=16, conv_pos_depth=5),
         masking=BlockMaskV2Config(mask_prob=0.5, mask_prob_adjust=0.05, mask_length=5, inverse_mask=False,
                                   mask_dropout=0.0, clone_batch=8),
@@ -241,7 +241,7 @@ def audio_tiny_v2() -> PretrainConfig:
     cfg.preset = "audio-tiny-v2"
     cfg.encoder = replace(cfg.encoder, embed_dim=128, depth=4, num_heads=4, mlp_ratio=4.0, encoder_dropout=0.0,
                           attention_dropout=0.0, post_mlp_drop=0.0, layerdrop=0.0, prenet_layerdrop=0.0, prenet_dropout=0.0,
-                          feature_encoder_spec="[(64, 10, 5)] + [(64, 3, 2)] * 4 + [(64, 2, 2)] * 2")
+                          conv_feature_layers="[(64, 10, 5)] + [(64, 3, 2)] * 4 + [(64, 2, 2)] * 2")
     cfg.masking = replace(cfg.masking, clone_batch=4)
     cfg.data = AudioDataConfig(max_sample_size=48000, min_sample_size=8000, max_tokens=4 * 48000,
                                enable_padding=False, num_workers=1)

@@ -139,7 +139,7 @@ def _block_mask(m: dict, c: dict, task_cfg: dict):
 def _encoder_and_mask(mod: str, m: dict, c: dict, common: dict, task_cfg: dict, vocab_size: int | None):
     """The modality's encoder config (``common``: the fields every modality shares) and mask config."""
     if mod == "AUDIO":
-        enc = AudioEncoderV2Config(**common, feature_encoder_spec=m.get("feature_encoder_spec"),
+        enc = AudioEncoderV2Config(**common, conv_feature_layers=m.get("feature_encoder_spec"),
                                    extractor_mode=m.get("extractor_mode", "layer_norm"),
                                    conv_pos_width=m.get("conv_pos_width", 95), conv_pos_groups=m.get("conv_pos_groups", 16),
                                    conv_pos_depth=m.get("conv_pos_depth", 5))

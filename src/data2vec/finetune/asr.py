@@ -117,7 +117,7 @@ RECIPES = tuple(BASE_RECIPES) + ("tiny",)
 
 def conv_spec(enc_cfg) -> str:
     """The CNN's (dim, kernel, stride) spec of an audio encoder config of either version."""
-    return enc_cfg.feature_encoder_spec if is_v2(enc_cfg) else enc_cfg.conv_feature_layers
+    return enc_cfg.conv_feature_layers
 
 
 def finetune_encoder_config(enc, layerdrop: float):

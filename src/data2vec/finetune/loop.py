@@ -17,16 +17,8 @@ v2 output layout: extra tokens first, ``num_extra`` of them). Validation every
 ``RunHooks`` (validation and the best checkpoint; ``data2vec.train.task``). SIGTERM/SIGINT save and raise
 ``TrainingInterrupted`` as in pretraining.
 
-A *fine-tuning task* (``data2vec.finetune.image.TASK``, ``.asr.TASK``, ``.text.TASK``) tells the loop:
-- ``config_cls``: its dataclass (fields ``task``, ``init``, ``encoder``, ``head``, ``data``, ``optim``,
-  ``train``, ``eval_interval``, plus its own);
-- ``modality``, ``metric`` and ``higher_is_better``: what "best" means;
-- ``default_config(src, init)``: the recipe, given the pretraining config of the encoder;
-- ``build_data(cfg, dist, seed)``: an object with ``train``, ``make_loader(epoch, start_batch)``,
-  ``sets`` (name -> dataset; "valid"/"test" when present), ``eval_loader(name)`` and ``describe()``;
-- ``complete_config(cfg, data)``: data-dependent fields (number of classes, vocabulary);
-- ``build_model(cfg, encoder, data)``: a ``TrainingTask`` for ``Trainer`` (``data2vec.train.task``);
-- ``evaluate(model, loader, device, cfg)``: a dict of metrics including ``metric``.
+A *fine-tuning task* (``data2vec.finetune.image.TASK``, ``.asr.TASK``, ``.text.TASK``) is a ``FinetuneTask``
+(below); ``TASKS`` names the module that holds each.
 """
 
 from __future__ import annotations
@@ -36,6 +28,7 @@ import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -55,7 +48,7 @@ from data2vec.train.config import check_model_size
 from data2vec.train.distributed import cleanup, init_distributed
 from data2vec.train.loop import Trainer, seed_everything
 from data2vec.train.run_log import RunLog
-from data2vec.train.task import RunHooks
+from data2vec.train.task import RunHooks, TrainingTask
 
 TASKS = {"image-classification": "data2vec.finetune.image", "asr": "data2vec.finetune.asr",
          "text-classification": "data2vec.finetune.text"}
@@ -129,7 +122,33 @@ def layer_decay_param_groups(model: torch.nn.Module, weight_decay: float, no_dec
     return list(groups.values())
 
 
-def get_task(name: str):
+class FinetuneTask(Protocol):
+    """What ``finetune`` needs to know about a task (a module-level ``TASK`` object)."""
+
+    name: str
+    modality: str  # the ModalitySpec whose encoder it fine-tunes
+    config_cls: type  # a FinetuneBase dataclass with task, init, encoder, head, data, optim, train, eval_interval
+    metric: str  # the validation metric that picks checkpoint_best.pt
+    higher_is_better: bool
+
+    def default_config(self, src, init: str):
+        """The recipe for an encoder whose pretraining config is ``src``."""
+
+    def build_data(self, cfg, dist, seed: int):
+        """An object with ``train``, ``make_loader(epoch, start_batch)``, ``sets`` (name -> dataset; "valid" and
+        "test" when present), ``eval_loader(name)`` and ``describe()``."""
+
+    def complete_config(self, cfg, data):
+        """``cfg`` with its data-dependent fields filled in (number of classes, vocabulary)."""
+
+    def build_model(self, cfg, encoder, data) -> TrainingTask:
+        """The task model on ``encoder``: a ``TrainingTask`` for the shared ``Trainer``."""
+
+    def evaluate(self, model, loader, device, cfg) -> dict:
+        """Metrics on ``loader``, ``metric`` among them."""
+
+
+def get_task(name: str) -> FinetuneTask:
     if name not in TASKS:
         raise Data2VecError(f"unknown fine-tuning task {name!r}; available: {', '.join(TASKS)}")
     return importlib.import_module(TASKS[name]).TASK

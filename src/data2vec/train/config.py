@@ -118,7 +118,7 @@ def estimate_parameters(enc, model: Data2VecConfig | None = None) -> tuple[int, 
     ffn = get("ffn_embed_dim", default=0) or int(d * float(get("mlp_ratio", default=4.0)))
     n = layers * (4 * d * d + 2 * d * ffn + 9 * d + ffn)  # attention, MLP, norms and biases
     blocks = layers
-    spec = get("conv_feature_layers", "feature_encoder_spec", default="")
+    spec = get("conv_feature_layers", default="")
     if spec:
         from data2vec.modalities.audio.encoder import parse_conv_layers
 

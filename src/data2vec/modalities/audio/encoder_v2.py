@@ -11,7 +11,7 @@ Shapes: B batch, S samples, T frames, C channels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -23,7 +23,8 @@ from data2vec.modalities.base_v2 import V2ContextEncoder, V2Encoder, V2EncoderCo
 
 @dataclass(kw_only=True)
 class AudioEncoderV2Config(V2EncoderConfig):
-    feature_encoder_spec: str = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2"  # (dim, kernel, stride)
+    RENAMED: ClassVar[dict[str, str]] = {"feature_encoder_spec": "conv_feature_layers"}  # fairseq's v2 name
+    conv_feature_layers: str = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2"  # (dim, kernel, stride)
     extractor_mode: Literal["layer_norm", "group_norm"] = "layer_norm"
     conv_pos_width: int = 95  # total width of the positional conv stack
     conv_pos_groups: int = 16
@@ -31,7 +32,7 @@ class AudioEncoderV2Config(V2EncoderConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        parse_conv_layers(self.feature_encoder_spec)
+        parse_conv_layers(self.conv_feature_layers)
         if self.embed_dim % self.conv_pos_groups:
             raise ValueError(f"embed_dim={self.embed_dim} must be divisible by conv_pos_groups={self.conv_pos_groups}")
         if self.conv_pos_depth < 1:
@@ -63,7 +64,7 @@ class RelativePositionalConv(nn.Sequential):
 class AudioEncoderV2(V2Encoder):
     def __init__(self, cfg: AudioEncoderV2Config):
         super().__init__(cfg)
-        self.conv_layers = parse_conv_layers(cfg.feature_encoder_spec)
+        self.conv_layers = parse_conv_layers(cfg.conv_feature_layers)
         conv_dim = self.conv_layers[-1][0]
         self.local_encoder = ConvFeatureExtractor(self.conv_layers, cfg.extractor_mode, bias=False)
         self.project_features = FeatureProjection(conv_dim, cfg.embed_dim)
