@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from data2vec.convert.fairseq_audio import config_from_fairseq, state_dict_from_fairseq
-from data2vec.convert.keys import load_into
+from data2vec.keys import load_into
 from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
 from data2vec.core.data2vec import Data2Vec
 from data2vec.core.schedules import ema_decay

@@ -14,7 +14,7 @@ import torch
 
 from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
 from data2vec.convert import fairseq_v2
-from data2vec.convert.keys import load_into
+from data2vec.keys import load_into
 from data2vec.core.data2vec import Data2Vec
 from data2vec.core.loss import regression_loss_sum
 from data2vec.layers.mask_info import make_mask_info

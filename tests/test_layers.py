@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # lowest first; a module belongs to the first entry that is it or a package above it
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("data2vec.errors", "data2vec.config", "data2vec.safe_load", "data2vec.asr"),  # foundation
+    ("data2vec.errors", "data2vec.config", "data2vec.safe_load", "data2vec.keys", "data2vec.asr"),  # foundation
     ("data2vec.layers",),  # generic blocks: Transformer, AltBlock, the v2 decoder, kept-token bookkeeping
     ("data2vec.core",),  # the method: student/teacher, EMA, targets, loss
     ("data2vec.data",),  # corpora, tokenizer, samplers, shards, v2 mask drawing

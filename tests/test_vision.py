@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 import numpy as np
-
 import pytest
 import torch
 
-from data2vec.modalities.vision.encoder import HF_KEYS, VisionEncoder, VisionEncoderConfig, relative_position_index
+from data2vec.modalities.vision.encoder import VisionEncoder, VisionEncoderConfig, relative_position_index
+from data2vec.modalities.vision.hf import KEYS as HF_KEYS
 
 
 def _hf_to_ours(hf_sd: dict) -> dict:
@@ -139,9 +139,9 @@ def test_image_pretrain_loss_falls(tmp_path, capsys):
     import json
     import statistics
 
+    from conftest import set_args
     from PIL import Image
 
-    from conftest import set_args
     from data2vec.cli import main
 
     rng = np.random.default_rng(0)

@@ -24,10 +24,10 @@ from data2vec.config import merge, to_dict
 from data2vec.convert import beit
 from data2vec.convert import fairseq_finetuned as ff
 from data2vec.convert.fairseq_pickle import fairseq_plain
-from data2vec.convert.hf import BASE_PRESET, encoder_config_from_hf, encoder_state_from_hf, read_hf_dir
-from data2vec.convert.keys import load_into
+from data2vec.convert.hf import encoder_config_from_hf, encoder_state_from_hf, hf_mapping, read_hf_dir
 from data2vec.core.data2vec import Data2Vec
 from data2vec.errors import Data2VecError
+from data2vec.keys import load_into
 from data2vec.presets import get_preset
 from data2vec.safe_load import read_json, read_safetensors, safe_torch_load
 from data2vec.train import dcp
@@ -43,13 +43,12 @@ def _sync_teacher(model: Data2Vec) -> None:
 def _from_hf(path: Path) -> tuple[PretrainConfig, Data2Vec]:
     hf_cfg, sd = read_hf_dir(path)
     modality, enc_cfg = encoder_config_from_hf(hf_cfg)
-    cfg = get_preset(BASE_PRESET[modality])
+    mapping = hf_mapping(modality)
+    cfg = get_preset(mapping.BASE_PRESET)
     k = min(cfg.model.targets.average_top_k_layers, enc_cfg.depth)  # the recipe's K, capped for smaller models
     cfg = merge(cfg, {"preset": f"{cfg.preset} (imported from {path.name})", "encoder": to_dict(enc_cfg),
                       "model": {"targets": {"average_top_k_layers": k}}})
-    if modality == "vision":
-        cfg.data.augment.image_size = enc_cfg.image_size
-        cfg.model.loss.loss_scale = 1 / enc_cfg.embed_dim
+    cfg = merge(cfg, mapping.preset_overrides(enc_cfg))
     model = build_model(cfg)
     enc_sd = encoder_state_from_hf(modality, sd)
     own = model.student.encoder.state_dict()

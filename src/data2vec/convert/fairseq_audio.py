@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from data2vec.convert.fairseq_common import ema_from_fairseq, loss_from_fairseq, targets_from_fairseq
-from data2vec.convert.keys import map_keys
 from data2vec.core.data2vec import Data2VecConfig
+from data2vec.keys import map_keys
 from data2vec.modalities.audio.encoder import AudioEncoderConfig, parse_conv_layers
 from data2vec.modalities.audio.masking import SpanMaskConfig
 

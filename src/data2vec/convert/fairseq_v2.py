@@ -21,10 +21,10 @@ import re
 import torch
 
 from data2vec.convert.fairseq_common import ema_from_fairseq, loss_from_fairseq, targets_from_fairseq
-from data2vec.convert.keys import map_keys
 from data2vec.core.data2vec import Data2VecConfig
 from data2vec.core.monitors import CollapseConfig
 from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config
+from data2vec.keys import map_keys
 from data2vec.layers.decoder import DecoderConfig
 from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2Config
 from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config

@@ -23,13 +23,14 @@ import torch
 from safetensors.torch import save_file
 
 from data2vec.asr.dictionary import LetterDictionary
-from data2vec.convert.hf import V2_NOT_IN_HF, hf_config_from_encoder, hf_state_from_encoder
+from data2vec.convert.hf import V2_NOT_IN_HF, hf_config_from_encoder, hf_mapping, hf_state_from_encoder
 from data2vec.modalities.base_v2 import is_v2
 from data2vec.safe_load import read_json
 
 ARCHS = {"Data2VecAudioForCTC": "asr", "Data2VecVisionForImageClassification": "image-classification",
          "Data2VecTextForSequenceClassification": "text-classification"}
 TASK_ARCH = {v: k for k, v in ARCHS.items()}
+TASK_MODALITY = {"asr": "audio", "image-classification": "vision", "text-classification": "text"}
 
 def refuse_v2(encoder_or_cfg, what: str) -> None:
     """ValueError with ``V2_NOT_IN_HF`` when ``encoder_or_cfg`` (an encoder or a config) is data2vec 2.0."""
@@ -54,7 +55,7 @@ def refuse_unsupported_head(path: str | Path) -> None:
 def head_from_hf(path: Path, hf_cfg: dict, sd: dict, task_name: str) -> tuple[dict, dict]:
     """(fine-tuning config overrides for ``head``, head state in our keys) of a HF task model's config and state
     dict (the encoder's keys are left out here; any other key is named in the error)."""
-    sd = {k: v for k, v in sd.items() if not k.startswith(("data2vec_audio.", "data2vec_vision.", "data2vec_text."))}
+    sd = {k: v for k, v in sd.items() if not k.startswith(hf_mapping(TASK_MODALITY[task_name]).PREFIX)}
     if task_name == "asr":
         if hf_cfg.get("pad_token_id", 0) != 0:
             raise ValueError(f"{path}: the CTC blank (pad_token_id) must be 0, got {hf_cfg.get('pad_token_id')}")
@@ -85,8 +86,8 @@ def head_from_hf(path: Path, hf_cfg: dict, sd: dict, task_name: str) -> tuple[di
 def export_finetuned_hf(cfg, model, out_dir: str | Path) -> Path:
     """Write the HF task model (config.json + model.safetensors [+ vocab.json for CTC])."""
     refuse_v2(model.encoder, f"{cfg.task} model")
-    modality = {"asr": "audio", "image-classification": "vision", "text-classification": "text"}[cfg.task]
-    prefix = {"audio": "data2vec_audio.", "vision": "data2vec_vision.", "text": "data2vec_text."}[modality]
+    modality = TASK_MODALITY[cfg.task]
+    prefix = hf_mapping(modality).PREFIX
     enc_cfg, enc_sd = cfg.encoder, model.encoder.state_dict()
     head: dict[str, torch.Tensor] = {}
     extra: dict = {}

@@ -33,7 +33,7 @@ from typing import Protocol
 import torch
 
 from data2vec.config import from_dict, merge, to_dict
-from data2vec.convert.keys import load_into
+from data2vec.keys import load_into
 from data2vec.errors import Data2VecError
 from data2vec.modalities import get_modality
 from data2vec.modalities.base_v2 import is_v2

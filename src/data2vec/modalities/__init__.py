@@ -14,14 +14,17 @@ from typing import Any, Callable
 from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config
 from data2vec.modalities import audio, text, vision
 from data2vec.modalities.audio import extract as audio_extract
+from data2vec.modalities.audio import hf as audio_hf
 from data2vec.modalities.audio import shards as audio_shards
 from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2, AudioEncoderV2Config
 from data2vec.modalities.text import data as text_data
 from data2vec.modalities.text import extract as text_extract
+from data2vec.modalities.text import hf as text_hf
 from data2vec.modalities.text import shards as text_shards
 from data2vec.modalities.text.encoder_v2 import TextEncoderV2, TextEncoderV2Config
 from data2vec.modalities.vision import data as vision_data
 from data2vec.modalities.vision import extract as vision_extract
+from data2vec.modalities.vision import hf as vision_hf
 from data2vec.modalities.vision import shards as vision_shards
 from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2, ImageEncoderV2Config
 
@@ -37,6 +40,7 @@ class ModalitySpec:
     shard_source: Callable[..., Any]  # (cfg, out, seed) -> (samples, meta, skipped) for data2vec.data.shards
     extract_batches: Callable[..., Any]  # (cfg, encoder, inputs, batch_size, tokenizer) -> (indices, x, pad) batches
     extract_input: str  # what `data2vec extract` reads: "files" (paths) or "lines" (of --text-file)
+    hf: Any = None  # modalities/<m>/hf.py: the HF transformers mapping (None: HF has no such model)
     resolve_config: Callable[[Any], Any] = lambda cfg: cfg  # fill data-dependent fields (e.g. vocab size)
     encoder_config_v2: type | None = None  # data2vec 2.0 encoder dataclass
     mask_config_v2: type | None = None  # data2vec 2.0 masker dataclass
@@ -67,6 +71,7 @@ def _audio() -> ModalitySpec:
         shard_source=audio_shards.shard_source,
         extract_batches=audio_extract.extract_batches,
         extract_input=audio_extract.INPUT,
+        hf=audio_hf,
         encoder_config_v2=AudioEncoderV2Config,
         mask_config_v2=BlockMaskV2Config,
     )
@@ -83,6 +88,7 @@ def _text() -> ModalitySpec:
         shard_source=text_shards.shard_source,
         extract_batches=text_extract.extract_batches,
         extract_input=text_extract.INPUT,
+        hf=text_hf,
         resolve_config=text_data.resolve_config,
         encoder_config_v2=TextEncoderV2Config,
         mask_config_v2=RandomMaskV2Config,
@@ -100,6 +106,7 @@ def _vision() -> ModalitySpec:
         shard_source=vision_shards.shard_source,
         extract_batches=vision_extract.extract_batches,
         extract_input=vision_extract.INPUT,
+        hf=vision_hf,
         encoder_config_v2=ImageEncoderV2Config,
         mask_config_v2=BlockMaskV2Config,
     )

@@ -448,7 +448,7 @@ def _build_model(cfg: PretrainConfig, spec, dist_info: DistInfo, init: bool) -> 
     encoder = spec.build_encoder(cfg.encoder)
     model = Data2Vec(encoder, cfg.model).to(dist_info.device)
     if cfg.train.init_from and init:
-        from data2vec.convert.keys import load_into
+        from data2vec.keys import load_into
         from data2vec.pretrained import load_pretrained
 
         load_into(model, load_pretrained(cfg.train.init_from)[1].state_dict())

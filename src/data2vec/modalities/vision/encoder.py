@@ -7,7 +7,7 @@ scale and drop path, q/v bias without k bias, one relative position bias table s
 only (CLS dropped), so masks are over patches, as HF's ``bool_masked_pos``.
 
 Parameters match HF ``Data2VecVisionModel`` one to one (``tests/test_vision.py`` loads random HF weights
-through ``HF_KEYS`` and compares every layer): so official checkpoints can be imported.
+through ``data2vec.modalities.vision.hf.KEYS`` and compares every layer): so official checkpoints can be imported.
 Targets are end-of-block outputs (``TargetConfig.layer_results = "end"``).
 """
 
@@ -214,25 +214,3 @@ class VisionEncoder(nn.Module):
 
 
 # HF Data2VecVisionModel key -> ours ({i} = layer). Tested in tests/test_vision.py.
-HF_KEYS = {
-    "embeddings.cls_token": "context_encoder.cls_token",
-    "embeddings.mask_token": "mask_token",
-    "embeddings.patch_embeddings.projection.weight": "patch_embed.weight",
-    "embeddings.patch_embeddings.projection.bias": "patch_embed.bias",
-    "encoder.relative_position_bias.relative_position_bias_table": "context_encoder.rel_pos_bias",
-    "layernorm.weight": "context_encoder.norm.weight",
-    "layernorm.bias": "context_encoder.norm.bias",
-    "pooler.layernorm.weight": "context_encoder.fc_norm.weight",
-    "pooler.layernorm.bias": "context_encoder.fc_norm.bias",
-    **{f"encoder.layer.{{i}}.{hf}": f"context_encoder.layers.{{i}}.{ours}" for hf, ours in {
-        "attention.attention.query.weight": "attn.q.weight", "attention.attention.query.bias": "attn.q.bias",
-        "attention.attention.key.weight": "attn.k.weight",
-        "attention.attention.value.weight": "attn.v.weight", "attention.attention.value.bias": "attn.v.bias",
-        "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
-        "intermediate.dense.weight": "fc1.weight", "intermediate.dense.bias": "fc1.bias",
-        "output.dense.weight": "fc2.weight", "output.dense.bias": "fc2.bias",
-        "layernorm_before.weight": "norm1.weight", "layernorm_before.bias": "norm1.bias",
-        "layernorm_after.weight": "norm2.weight", "layernorm_after.bias": "norm2.bias",
-        "lambda_1": "lambda_1", "lambda_2": "lambda_2",
-        "attention.attention.relative_position_bias.relative_position_bias_table": "rel_pos_bias"}.items()},
-}
