@@ -22,7 +22,10 @@ import torch
 
 from data2vec.config import merge, to_dict
 from data2vec.convert import beit
+from data2vec.convert import fairseq_audio as fa
 from data2vec.convert import fairseq_finetuned as ff
+from data2vec.convert import fairseq_text as ft
+from data2vec.convert import fairseq_v2 as f2
 from data2vec.convert.fairseq_pickle import fairseq_plain
 from data2vec.convert.hf import encoder_config_from_hf, encoder_state_from_hf, hf_mapping, read_hf_dir
 from data2vec.core.data2vec import Data2Vec
@@ -72,21 +75,15 @@ def fairseq_pretraining_parts(path: Path, model_cfg: dict, task_cfg: dict, sd: d
     (``data2vec_audio``, ``data2vec_text`` or ``data2vec_multi``)."""
     name = model_cfg.get("_name")
     if name == "data2vec_audio":
-        from data2vec.convert import fairseq_audio as fa
-
         enc, d2v, mask = fa.config_from_fairseq(model_cfg)
         cfg = get_preset("audio-base-v1")
         state = fa.state_dict_from_fairseq(sd)
     elif name == "data2vec_text":
-        from data2vec.convert import fairseq_text as ft
-
         vocab = sd["encoder.sentence_encoder.embed_tokens.weight"].shape[0]
         enc, d2v, mask = ft.config_from_fairseq(model_cfg, task_cfg, vocab)
         cfg = get_preset("text-base-v1")
         state = ft.state_dict_from_fairseq(sd)
     elif name == "data2vec_multi":
-        from data2vec.convert import fairseq_v2 as f2
-
         mod = str(model_cfg.get("supported_modality") or "")
         key = f"modality_encoders.{mod}.local_encoder.embed_tokens.weight"
         vocab = sd[key].shape[0] if key in sd else None

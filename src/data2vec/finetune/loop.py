@@ -33,8 +33,8 @@ from typing import Protocol
 import torch
 
 from data2vec.config import from_dict, merge, to_dict
-from data2vec.keys import load_into
 from data2vec.errors import Data2VecError
+from data2vec.keys import load_into
 from data2vec.modalities import get_modality
 from data2vec.modalities.base_v2 import is_v2
 from data2vec.pretrained import load_pretrained
@@ -47,6 +47,7 @@ from data2vec.train.checkpoint import (
 from data2vec.train.config import check_model_size
 from data2vec.train.distributed import cleanup, init_distributed
 from data2vec.train.loop import Trainer, seed_everything
+from data2vec.train.optim import layer_decay_groups
 from data2vec.train.run_log import RunLog
 from data2vec.train.task import RunHooks, TrainingTask
 
@@ -100,8 +101,6 @@ def layer_decay_param_groups(model: torch.nn.Module, weight_decay: float, no_dec
     1-D parameters, biases, ALiBi scales and names containing one of ``no_wd_keys``.
     """
     if not is_v2(model.encoder):
-        from data2vec.train.optim import layer_decay_groups
-
         return layer_decay_groups(model, weight_decay, no_decay_1d, layer_decay, head_keys=head_keys,
                                   no_wd_keys=no_wd_keys)
     ce = model.encoder.context_encoder

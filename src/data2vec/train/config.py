@@ -15,6 +15,7 @@ from data2vec.config import from_dict
 from data2vec.core.data2vec import Data2Vec, Data2VecConfig
 from data2vec.errors import Data2VecError
 from data2vec.modalities import get_modality
+from data2vec.modalities.audio.encoder import parse_conv_layers
 from data2vec.train.optim import OptimConfig
 
 
@@ -120,8 +121,6 @@ def estimate_parameters(enc, model: Data2VecConfig | None = None) -> tuple[int, 
     blocks = layers
     spec = get("conv_feature_layers", default="")
     if spec:
-        from data2vec.modalities.audio.encoder import parse_conv_layers
-
         c_in = 1
         for dim, k, _ in parse_conv_layers(spec):
             n += c_in * dim * k + 2 * dim

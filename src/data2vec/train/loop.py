@@ -46,7 +46,9 @@ from data2vec.core.monitors import check_collapse
 from data2vec.data.shards import is_shard_dir
 from data2vec.data.skips import SkipLog
 from data2vec.errors import Data2VecError
+from data2vec.keys import load_into
 from data2vec.modalities import get_modality
+from data2vec.pretrained import load_pretrained
 from data2vec.train import dcp, fsdp
 from data2vec.train.checkpoint import (
     RunLock,
@@ -287,7 +289,7 @@ class Trainer:
                 if stop_now or self.step % t_cfg.save_interval_updates == 0 or last:
                     hooks.before_save()
                     self.save(ckpt_path, hooks.checkpoint_extra())
-                    if (main and getattr(t_cfg, "keep_interval_checkpoints", False) and self.parallel == "ddp"
+                    if (main and t_cfg.keep_interval_checkpoints and self.parallel == "ddp"
                             and self.step % t_cfg.save_interval_updates == 0):  # fsdp keeps its step directories
                         copy_checkpoint(ckpt_path, ckpt_path.parent / f"checkpoint_{self.step}.pt")
                     if main and self.step % (t_cfg.log_interval * 10) == 0:
@@ -448,9 +450,6 @@ def _build_model(cfg: PretrainConfig, spec, dist_info: DistInfo, init: bool) -> 
     encoder = spec.build_encoder(cfg.encoder)
     model = Data2Vec(encoder, cfg.model).to(dist_info.device)
     if cfg.train.init_from and init:
-        from data2vec.keys import load_into
-        from data2vec.pretrained import load_pretrained
-
         load_into(model, load_pretrained(cfg.train.init_from)[1].state_dict())
         if dist_info.is_main:
             print(f"initialised student and teacher from {cfg.train.init_from}")
@@ -522,7 +521,11 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
     log = RunLog(run_dir, cfg.train.max_update, trainer.step, enabled=main)
     skips = SkipLog(run_dir, data.report, dist_info, resume=resume)  # files the data readers skipped
 
-    hooks = RunHooks(on_batches=lambda micro, epoch: [skips.take(b, epoch) for b in micro],
+    def take_skips(micro: list[dict], epoch: int) -> None:
+        for b in micro:
+            skips.take(b, epoch)
+
+    hooks = RunHooks(on_batches=take_skips,
                      on_update=lambda r: check_collapse(trainer.step, r["target_var"], r["pred_var"],
                                                         cfg.model.collapse),
                      before_save=skips.save)

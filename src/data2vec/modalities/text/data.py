@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from data2vec.config import merge
 from data2vec.data.sampler import BucketBatchSampler, PretrainData, build_loader
 from data2vec.data.shards import build_shard_data, check_meta, is_shard_dir, load_index
 from data2vec.data.skips import CollateWithSkips
@@ -44,9 +45,6 @@ def _require_dir(d: TextDataConfig) -> Path:
 def resolve_config(cfg):
     """Take the vocabulary size from the data's tokenizer when the config leaves it at 0."""
     if cfg.encoder.vocab_size == 0:
-        from data2vec.config import merge
-        from data2vec.data.text import Tokenizer
-
         return merge(cfg, {"encoder": {"vocab_size": Tokenizer(_require_dir(cfg.data)).vocab_size}})
     return cfg
 
