@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from data2vec.convert.fairseq_audio import config_from_fairseq, state_dict_from_fairseq
-from data2vec.keys import load_into
 from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
 from data2vec.core.data2vec import Data2Vec
 from data2vec.core.schedules import ema_decay
+from data2vec.keys import load_into
 from data2vec.modalities.audio.encoder import AudioEncoder
+from data2vec.modalities.audio.fairseq import config_from_fairseq, state_dict_from_fairseq
 from data2vec.modalities.audio.masking import compute_span_mask
 
 FIX = Path(__file__).parent / "fixtures" / "fairseq" / "d2v1_audio"

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from data2vec.keys import load_into
 from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
-from data2vec.convert.fairseq_text import config_from_fairseq, state_dict_from_fairseq
 from data2vec.core.data2vec import Data2Vec
+from data2vec.keys import load_into
 from data2vec.modalities.text import TextEncoder, make_positions, mask_tokens
+from data2vec.modalities.text.fairseq import config_from_fairseq, state_dict_from_fairseq
 
 FIX = Path(__file__).parent / "fixtures" / "fairseq" / "d2v1_text"
 ATOL = 2e-5

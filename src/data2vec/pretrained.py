@@ -21,16 +21,15 @@ from pathlib import Path
 import torch
 
 from data2vec.config import merge, to_dict
-from data2vec.convert import beit
-from data2vec.convert import fairseq_audio as fa
 from data2vec.convert import fairseq_finetuned as ff
-from data2vec.convert import fairseq_text as ft
 from data2vec.convert import fairseq_v2 as f2
+from data2vec.convert.fairseq import v1_mapping, v2_mapping
 from data2vec.convert.fairseq_pickle import fairseq_plain
 from data2vec.convert.hf import encoder_config_from_hf, encoder_state_from_hf, hf_mapping, read_hf_dir
 from data2vec.core.data2vec import Data2Vec
 from data2vec.errors import Data2VecError
 from data2vec.keys import load_into
+from data2vec.modalities.vision import beit
 from data2vec.presets import get_preset
 from data2vec.safe_load import read_json, read_safetensors, safe_torch_load
 from data2vec.train import dcp
@@ -74,21 +73,16 @@ def fairseq_pretraining_parts(path: Path, model_cfg: dict, task_cfg: dict, sd: d
     """(our config, our ``Data2Vec`` state dict) of a fairseq pretraining model config + state dict
     (``data2vec_audio``, ``data2vec_text`` or ``data2vec_multi``)."""
     name = model_cfg.get("_name")
-    if name == "data2vec_audio":
-        enc, d2v, mask = fa.config_from_fairseq(model_cfg)
-        cfg = get_preset("audio-base-v1")
-        state = fa.state_dict_from_fairseq(sd)
-    elif name == "data2vec_text":
-        vocab = sd["encoder.sentence_encoder.embed_tokens.weight"].shape[0]
-        enc, d2v, mask = ft.config_from_fairseq(model_cfg, task_cfg, vocab)
-        cfg = get_preset("text-base-v1")
-        state = ft.state_dict_from_fairseq(sd)
+    fs = v1_mapping(name)
+    if fs is not None:  # data2vec 1.0: one fairseq model per modality
+        enc, d2v, mask, state = fs.pretraining_parts(model_cfg, task_cfg, sd)
+        cfg = get_preset(fs.V1_PRESET)
     elif name == "data2vec_multi":
         mod = str(model_cfg.get("supported_modality") or "")
         key = f"modality_encoders.{mod}.local_encoder.embed_tokens.weight"
         vocab = sd[key].shape[0] if key in sd else None
         mod, enc, d2v, mask, ema = f2.config_from_fairseq(model_cfg, task_cfg or {}, vocab)
-        cfg = get_preset({"AUDIO": "audio-base-v2", "TEXT": "text-base-v2", "IMAGE": "image-base-v2"}[mod])
+        cfg = get_preset(v2_mapping(mod).V2_PRESET)
         state = f2.state_dict_from_fairseq(sd, mod, **ema)
     else:
         raise ValueError(f"{path}: fairseq model {name!r} is not supported (data2vec_audio, data2vec_text and "

@@ -1,12 +1,13 @@
 """fairseq data2vec 2.0 checkpoints (``data2vec_multi``) -> our ``Data2Vec`` with a v2 encoder.
 
-One modality per checkpoint (``supported_modality`` AUDIO, TEXT or IMAGE). fairseq keys the modality parts
+One modality per checkpoint (``supported_modality`` AUDIO, TEXT or IMAGE); what differs per modality (the local
+encoder's keys, the encoder and mask config) is in that modality's mapping (``modalities/<m>/fairseq.py``, found
+through ``ModalitySpec.fairseq``), the rest is here. fairseq keys the modality parts
 under ``modality_encoders.<MOD>.`` and the shared blocks under ``blocks.``; the EMA teacher (``_ema``) is
 keyed like the student (``ema_encoder_only: false``: every part except the local encoder when it is shared,
 and the decoder) or relative to ``blocks`` (``ema_encoder_only: true``, text). Our names follow fairseq's
-inside blocks and decoders, so the table is short; the positional conv stack is shifted by one
-(fairseq's index 0 is a transpose). Accounting is strict (``map_keys``, ``load_into``): every source key is
-used or explicitly dropped, every target key produced, shapes checked.
+inside blocks and decoders, so the table is short. Accounting is strict (``map_keys``, ``load_into``): every
+source key is used or explicitly dropped, every target key produced, shapes checked.
 
 ``config_from_fairseq`` maps ``cfg.model`` (plus the task's mask settings) to our dataclasses. What our v2
 path does not build is refused with a message: pre-LN blocks (``layer_norm_first``), 2-D ALiBi, a shared
@@ -15,42 +16,20 @@ or Transformer decoder, MAE reconstruction loss.
 
 from __future__ import annotations
 
-import math
-import re
-
 import torch
 
-from data2vec.convert.fairseq_common import ema_from_fairseq, loss_from_fairseq, targets_from_fairseq
+from data2vec.convert.fairseq import v2_mapping, v2_modalities
 from data2vec.core.data2vec import Data2VecConfig
 from data2vec.core.monitors import CollapseConfig
-from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config
 from data2vec.keys import map_keys
 from data2vec.layers.decoder import DecoderConfig
-from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2Config
-from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
-from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2Config, sincos_2d
+from data2vec.modalities.fairseq_common import ema_from_fairseq, loss_from_fairseq, targets_from_fairseq
 
 _BLOCK = {f"{m}.{p}": f"{m}.{p}" for m in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
           for p in ("weight", "bias")}
-# fairseq key relative to modality_encoders.<MOD>. -> ours relative to the encoder
+# fairseq key relative to modality_encoders.<MOD>. -> ours relative to the encoder: what every modality has (the
+# local encoder's keys are the modality mapping's V2_KEYS)
 _MOD = {
-    "local_encoder.conv_layers.{i}.0.weight": "local_encoder.conv_layers.{i}.conv.weight",
-    "local_encoder.conv_layers.{i}.2.1.weight": "local_encoder.conv_layers.{i}.norm.weight",
-    "local_encoder.conv_layers.{i}.2.1.bias": "local_encoder.conv_layers.{i}.norm.bias",
-    "local_encoder.conv_layers.{i}.2.weight": "local_encoder.conv_layers.{i}.norm.weight",
-    "local_encoder.conv_layers.{i}.2.bias": "local_encoder.conv_layers.{i}.norm.bias",
-    "project_features.1.weight": "project_features.layer_norm.weight",
-    "project_features.1.bias": "project_features.layer_norm.bias",
-    "project_features.2.weight": "project_features.proj.weight",
-    "project_features.2.bias": "project_features.proj.bias",
-    "local_encoder.embed_tokens.weight": "local_encoder.embed_tokens.weight",
-    "local_encoder.embed_positions.weight": "local_encoder.embed_positions.weight",
-    "local_encoder.layernorm_embedding.weight": "local_encoder.layernorm_embedding.weight",
-    "local_encoder.layernorm_embedding.bias": "local_encoder.layernorm_embedding.bias",
-    "local_encoder.proj.weight": "local_encoder.proj.weight",
-    "local_encoder.proj.bias": "local_encoder.proj.bias",
-    "relative_positional_encoder.{j}.0.weight": "context_encoder.relative_positional_encoder.{j}.conv.weight",
-    "relative_positional_encoder.{j}.0.bias": "context_encoder.relative_positional_encoder.{j}.conv.bias",
     "alibi_scale": "context_encoder.alibi_scale",
     "extra_tokens": "context_encoder.extra_tokens",
     "context_encoder.norm.weight": "context_encoder.prenet_norm.weight",
@@ -61,37 +40,22 @@ _MOD = {
         "proj.{j}.weight", "proj.{j}.bias")},
 }
 _SHARED = {f"blocks.{{i}}.{k}": f"context_encoder.blocks.{{i}}.{v}" for k, v in _BLOCK.items()}
-_POSITIONS = "fixed_positional_encoder.positions"  # fixed sin-cos table: ours is rebuilt (and compared)
 
 
-def _shift_pos_conv(key: str) -> str:
-    """fairseq's positional conv stack starts with a transpose (index 0): conv j is our j - 1."""
-    m = re.search(r"relative_positional_encoder\.(\d+)\.0\.", key)
-    if not m:
-        return key
-    return key[: m.start(1)] + str(int(m.group(1)) - 1) + key[m.end(1):]
+def _mapping(mod: str):
+    fs = v2_mapping(mod)
+    if fs is None:
+        raise ValueError(f"supported_modality={mod!r}: only single-modality checkpoints "
+                         f"({', '.join(v2_modalities())}) load")
+    return fs
 
 
 def _encoder_keys(sd: dict[str, torch.Tensor], mod: str) -> dict[str, torch.Tensor]:
     """fairseq student/teacher keys -> ours relative to the encoder (decoder keys under DECODER.)."""
+    fs = _mapping(mod)
     prefix = f"modality_encoders.{mod}."
-    table = {prefix + k: v for k, v in _MOD.items()} | _SHARED
-    kept = {}
-    for k, v in sd.items():
-        if k == prefix + _POSITIONS:
-            _check_fixed_positions(k, v)
-            continue
-        kept[_shift_pos_conv(k)] = v
-    return map_keys(kept, table)
-
-
-def _check_fixed_positions(key: str, table: torch.Tensor) -> None:
-    """fairseq's stored [1, T, C] table must be the 2-D sin-cos table our image encoder rebuilds."""
-    T, C = table.shape[-2:] if table.dim() == 3 else (0, 0)
-    grid = math.isqrt(T)
-    if not T or grid * grid != T or C % 4 or not torch.allclose(sincos_2d(C, grid), table[0].float(), rtol=0,
-                                                                  atol=1e-5):
-        raise ValueError(f"{key} {tuple(table.shape)} differs from the 2-D sin-cos table the image encoder builds")
+    table = {prefix + k: v for k, v in (_MOD | fs.V2_KEYS).items()} | _SHARED
+    return map_keys(fs.prepare_v2_keys(sd, prefix), table)
 
 
 def state_dict_from_fairseq(fs_sd: dict[str, torch.Tensor], mod: str, *, ema_encoder_only: bool,
@@ -121,50 +85,6 @@ def state_dict_from_fairseq(fs_sd: dict[str, torch.Tensor], mod: str, *, ema_enc
     return out
 
 
-def _block_mask(m: dict, c: dict, task_cfg: dict):
-    """Block-mask settings (speech, images). fairseq draws the masks in the dataset from the task's
-    ``precompute_mask_config`` (the recipes' ``{}`` resolves to the modality's values; ``expand_adjacent`` and
-    ``non_overlapping`` exist only there); without it the model draws them from the modality config."""
-    pre = task_cfg.get("precompute_mask_config") or {}
-    return BlockMaskV2Config(mask_prob=pre.get("mask_prob", m.get("mask_prob", 0.7)),
-                             mask_prob_adjust=pre.get("mask_prob_adjust", m.get("mask_prob_adjust", 0.0)),
-                             mask_length=pre.get("mask_length", m.get("mask_length", 5)),
-                             inverse_mask=pre.get("inverse_mask", m.get("inverse_mask", False)),
-                             mask_dropout=pre.get("mask_dropout", m.get("mask_dropout", 0.0)),
-                             expand_adjacent=bool(pre.get("expand_adjacent", False)),
-                             non_overlapping=bool(pre.get("non_overlapping", False)),
-                             clone_batch=c.get("clone_batch", 1))  # what the model repeats samples by
-
-
-def _encoder_and_mask(mod: str, m: dict, c: dict, common: dict, task_cfg: dict, vocab_size: int | None):
-    """The modality's encoder config (``common``: the fields every modality shares) and mask config."""
-    if mod == "AUDIO":
-        enc = AudioEncoderV2Config(**common, conv_feature_layers=m.get("feature_encoder_spec"),
-                                   extractor_mode=m.get("extractor_mode", "layer_norm"),
-                                   conv_pos_width=m.get("conv_pos_width", 95), conv_pos_groups=m.get("conv_pos_groups", 16),
-                                   conv_pos_depth=m.get("conv_pos_depth", 5))
-        if m.get("conv_pos_pre_ln"):
-            raise ValueError("conv_pos_pre_ln is not supported")
-        mask = _block_mask(m, c, task_cfg)
-    elif mod == "TEXT":
-        if vocab_size is None:
-            raise ValueError("text: the vocabulary size comes from the checkpoint's embedding")
-        enc = TextEncoderV2Config(**common, vocab_size=vocab_size, pad=1,
-                                  max_positions=m.get("max_source_positions", 512), dropout=m.get("dropout", 0.1),
-                                  layernorm_embedding=m.get("layernorm_embedding", True),
-                                  no_scale_embedding=m.get("no_scale_embedding", True))
-        if m.get("mask_length", 5) != 1:
-            raise ValueError("text: only random (MAE-style, mask_length 1) masking is supported")
-        mask = RandomMaskV2Config(mask_prob=m.get("mask_prob", 0.7), clone_batch=c.get("clone_batch", 1))
-    else:
-        if m.get("embed_dim", common["embed_dim"]) != common["embed_dim"]:
-            raise ValueError("image: a patch embedding width different from embed_dim is not supported")
-        enc = ImageEncoderV2Config(**common, image_size=m.get("input_size", 224), patch_size=m.get("patch_size", 16),
-                                   in_chans=m.get("in_chans", 3), fixed_positions=m.get("fixed_positions", True))
-        mask = _block_mask(m, c, task_cfg)
-    return enc, mask
-
-
 def config_from_fairseq(model_cfg: dict, task_cfg: dict, vocab_size: int | None = None):
     """fairseq ``cfg.model`` / ``cfg.task`` of a ``data2vec_multi`` checkpoint -> (modality, encoder config,
     Data2VecConfig, mask config)."""
@@ -172,8 +92,7 @@ def config_from_fairseq(model_cfg: dict, task_cfg: dict, vocab_size: int | None 
     if c.get("_name") != "data2vec_multi":
         raise ValueError(f"not a data2vec 2.0 checkpoint (model._name={c.get('_name')!r})")
     mod = str(c.get("supported_modality") or "")
-    if mod not in ("AUDIO", "TEXT", "IMAGE"):
-        raise ValueError(f"supported_modality={mod!r}: only single-modality checkpoints (AUDIO, TEXT, IMAGE) load")
+    fs = _mapping(mod)
     for key, bad in (("layer_norm_first", True), ("shared_decoder", "set"), ("recon_loss", "set")):
         v = c.get(key)
         if v and (bad == "set" or v == bad):
@@ -198,7 +117,7 @@ def config_from_fairseq(model_cfg: dict, task_cfg: dict, vocab_size: int | None 
     )
     if m.get("use_alibi_encoder") and m.get("num_alibi_heads", common["num_heads"]) != common["num_heads"]:
         raise ValueError("num_alibi_heads different from num_heads is not supported")
-    enc, mask = _encoder_and_mask(mod, m, c, common, task_cfg, vocab_size)
+    enc, mask = fs.v2_encoder_and_mask(m, c, common, task_cfg, vocab_size)
     dec = m.get("decoder") or {}
     decoder = DecoderConfig(
         decoder_dim=dec.get("decoder_dim", 384), decoder_groups=dec.get("decoder_groups", 16),

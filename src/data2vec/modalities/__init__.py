@@ -14,16 +14,19 @@ from typing import Any, Callable
 from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config
 from data2vec.modalities import audio, text, vision
 from data2vec.modalities.audio import extract as audio_extract
+from data2vec.modalities.audio import fairseq as audio_fairseq
 from data2vec.modalities.audio import hf as audio_hf
 from data2vec.modalities.audio import shards as audio_shards
 from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2, AudioEncoderV2Config
 from data2vec.modalities.text import data as text_data
 from data2vec.modalities.text import extract as text_extract
+from data2vec.modalities.text import fairseq as text_fairseq
 from data2vec.modalities.text import hf as text_hf
 from data2vec.modalities.text import shards as text_shards
 from data2vec.modalities.text.encoder_v2 import TextEncoderV2, TextEncoderV2Config
 from data2vec.modalities.vision import data as vision_data
 from data2vec.modalities.vision import extract as vision_extract
+from data2vec.modalities.vision import fairseq as vision_fairseq
 from data2vec.modalities.vision import hf as vision_hf
 from data2vec.modalities.vision import shards as vision_shards
 from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2, ImageEncoderV2Config
@@ -41,6 +44,7 @@ class ModalitySpec:
     extract_batches: Callable[..., Any]  # (cfg, encoder, inputs, batch_size, tokenizer) -> (indices, x, pad) batches
     extract_input: str  # what `data2vec extract` reads: "files" (paths) or "lines" (of --text-file)
     hf: Any = None  # modalities/<m>/hf.py: the HF transformers mapping (None: HF has no such model)
+    fairseq: Any = None  # modalities/<m>/fairseq.py: the fairseq data2vec 1.0/2.0 mapping (None: none is read)
     resolve_config: Callable[[Any], Any] = lambda cfg: cfg  # fill data-dependent fields (e.g. vocab size)
     encoder_config_v2: type | None = None  # data2vec 2.0 encoder dataclass
     mask_config_v2: type | None = None  # data2vec 2.0 masker dataclass
@@ -72,6 +76,7 @@ def _audio() -> ModalitySpec:
         extract_batches=audio_extract.extract_batches,
         extract_input=audio_extract.INPUT,
         hf=audio_hf,
+        fairseq=audio_fairseq,
         encoder_config_v2=AudioEncoderV2Config,
         mask_config_v2=BlockMaskV2Config,
     )
@@ -89,6 +94,7 @@ def _text() -> ModalitySpec:
         extract_batches=text_extract.extract_batches,
         extract_input=text_extract.INPUT,
         hf=text_hf,
+        fairseq=text_fairseq,
         resolve_config=text_data.resolve_config,
         encoder_config_v2=TextEncoderV2Config,
         mask_config_v2=RandomMaskV2Config,
@@ -107,6 +113,7 @@ def _vision() -> ModalitySpec:
         extract_batches=vision_extract.extract_batches,
         extract_input=vision_extract.INPUT,
         hf=vision_hf,
+        fairseq=vision_fairseq,
         encoder_config_v2=ImageEncoderV2Config,
         mask_config_v2=BlockMaskV2Config,
     )

@@ -1,20 +1,30 @@
-"""fairseq data2vec 1.0 text checkpoints (``data2vec_text``) -> our ``Data2Vec`` model with a ``TextEncoder``.
+"""fairseq data2vec text checkpoints -> our ``Data2Vec`` model: 1.0 (``data2vec_text``, with a ``TextEncoder``) and
+the text parts of 2.0 (``data2vec_multi`` with ``supported_modality`` TEXT; the generic part is
+``data2vec.convert.fairseq_v2``). Found through ``ModalitySpec.fairseq``.
 
 fairseq keeps the student under ``encoder.sentence_encoder.*`` (a ``TransformerEncoder``) and the head under
 ``encoder.regression_head.{0,2}``; the EMA teacher (``encoder._ema``) is keyed relative to
 ``sentence_encoder``. Our module names follow fairseq's inside the encoder, so the table is short;
 accounting is strict as for speech (``map_keys``, ``load_into``).
+
+data2vec 2.0: the local encoder's keys (``V2_KEYS``) and the encoder and mask config (``v2_encoder_and_mask``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from data2vec.convert.fairseq_common import ema_from_fairseq, loss_from_fairseq, targets_from_fairseq
 from data2vec.core.data2vec import Data2VecConfig
+from data2vec.data.masks_v2 import RandomMaskV2Config
 from data2vec.keys import map_keys
+from data2vec.modalities.fairseq_common import ema_from_fairseq, loss_from_fairseq, targets_from_fairseq
 from data2vec.modalities.text.encoder import TextEncoderConfig
+from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
 from data2vec.modalities.text.masking import TokenMaskConfig
+
+V1_MODEL = "data2vec_text"  # fairseq's cfg.model._name of a data2vec 1.0 text checkpoint
+V2_MODALITY = "TEXT"  # fairseq's supported_modality of a data2vec 2.0 (data2vec_multi) text checkpoint
+V1_PRESET, V2_PRESET = "text-base-v1", "text-base-v2"  # the recipes an imported checkpoint continues with
 
 _LAYER = {f"layers.{{i}}.{m}.{p}": f"context_encoder.layers.{{i}}.{m}.{p}"
           for m in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
@@ -70,3 +80,36 @@ def state_dict_from_fairseq(fs_model_sd: dict[str, torch.Tensor]) -> dict[str, t
     ema = {k: v for k, v in ema.items() if not k.endswith("version")}
     out.update(map_keys(ema, _ENCODER, prefix_out="teacher.module."))
     return out
+
+
+def pretraining_parts(model_cfg: dict, task_cfg: dict, sd: dict[str, torch.Tensor]):
+    """(encoder config, Data2VecConfig, mask config, our state dict) of a ``data2vec_text`` checkpoint; the
+    vocabulary size comes from its embedding."""
+    vocab = sd["encoder.sentence_encoder.embed_tokens.weight"].shape[0]
+    enc, d2v, mask = config_from_fairseq(model_cfg, task_cfg, vocab)
+    return enc, d2v, mask, state_dict_from_fairseq(sd)
+
+
+# data2vec 2.0: fairseq key relative to modality_encoders.TEXT. -> ours relative to the encoder
+V2_KEYS = {f"local_encoder.{k}": f"local_encoder.{k}" for k in (
+    "embed_tokens.weight", "embed_positions.weight", "layernorm_embedding.weight", "layernorm_embedding.bias")}
+
+
+def prepare_v2_keys(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """fairseq's data2vec 2.0 text keys need no rewriting before ``V2_KEYS``."""
+    return sd
+
+
+def v2_encoder_and_mask(m: dict, c: dict, common: dict, task_cfg: dict,
+                        vocab_size: int | None) -> tuple[TextEncoderV2Config, RandomMaskV2Config]:
+    """fairseq ``cfg.model.modalities.text`` (``m``) -> our encoder config (``common``: the fields every
+    modality shares) and mask config."""
+    if vocab_size is None:
+        raise ValueError("text: the vocabulary size comes from the checkpoint's embedding")
+    enc = TextEncoderV2Config(**common, vocab_size=vocab_size, pad=1,
+                              max_positions=m.get("max_source_positions", 512), dropout=m.get("dropout", 0.1),
+                              layernorm_embedding=m.get("layernorm_embedding", True),
+                              no_scale_embedding=m.get("no_scale_embedding", True))
+    if m.get("mask_length", 5) != 1:
+        raise ValueError("text: only random (MAE-style, mask_length 1) masking is supported")
+    return enc, RandomMaskV2Config(mask_prob=m.get("mask_prob", 0.7), clone_batch=c.get("clone_batch", 1))

@@ -1,4 +1,6 @@
-"""fairseq data2vec 1.0 speech checkpoints (``data2vec_audio``) -> our ``Data2Vec`` model.
+"""fairseq data2vec speech checkpoints -> our ``Data2Vec`` model: 1.0 (``data2vec_audio``) and the speech parts of
+2.0 (``data2vec_multi`` with ``supported_modality`` AUDIO; the generic part is ``data2vec.convert.fairseq_v2``).
+Found through ``ModalitySpec.fairseq``.
 
 Key table from fairseq ``examples/data2vec/models/data2vec_audio.py`` + ``fairseq/models/wav2vec/wav2vec2.py``
 module names (SPEC E.1) to ours, with strict accounting: every source key is consumed, every target
@@ -8,17 +10,33 @@ to fairseq's ``encoder``) becomes ``teacher.module.*``.
 ``config_from_fairseq`` maps ``cfg.model`` to our dataclasses (fairseq spelling is kept, so most fields
 copy over). Only what data2vec 1.0 speech uses is accepted; e.g. ``layer_norm_first=True`` or a
 single weight-normed positional conv (``pos_conv_depth=1``, wav2vec 2.0) are refused with a message.
+
+data2vec 2.0: the local encoder's keys (``V2_KEYS``), the positional conv stack's index shift
+(``prepare_v2_keys``) and the encoder and mask config (``v2_encoder_and_mask``).
 """
 
 from __future__ import annotations
 
+import re
+
 import torch
 
-from data2vec.convert.fairseq_common import ema_from_fairseq, loss_from_fairseq, targets_from_fairseq
 from data2vec.core.data2vec import Data2VecConfig
+from data2vec.data.masks_v2 import BlockMaskV2Config
 from data2vec.keys import map_keys
 from data2vec.modalities.audio.encoder import AudioEncoderConfig, parse_conv_layers
+from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2Config
 from data2vec.modalities.audio.masking import SpanMaskConfig
+from data2vec.modalities.fairseq_common import (
+    block_mask_from_fairseq,
+    ema_from_fairseq,
+    loss_from_fairseq,
+    targets_from_fairseq,
+)
+
+V1_MODEL = "data2vec_audio"  # fairseq's cfg.model._name of a data2vec 1.0 speech checkpoint
+V2_MODALITY = "AUDIO"  # fairseq's supported_modality of a data2vec 2.0 (data2vec_multi) speech checkpoint
+V1_PRESET, V2_PRESET = "audio-base-v1", "audio-base-v2"  # the recipes an imported checkpoint continues with
 
 # fairseq key template (with {i}/{j} slots) -> our key template. ENC = the context encoder.
 _S = "student.encoder."
@@ -101,3 +119,51 @@ def state_dict_from_fairseq(fs_model_sd: dict[str, torch.Tensor]) -> dict[str, t
     ema = {k: v for k, v in ema.items() if not k.endswith("version")}
     out.update(map_keys(ema, _ENC_TABLE, prefix_out="teacher.module."))
     return out
+
+
+def pretraining_parts(model_cfg: dict, task_cfg: dict, sd: dict[str, torch.Tensor]):
+    """(encoder config, Data2VecConfig, mask config, our state dict) of a ``data2vec_audio`` checkpoint."""
+    enc, d2v, mask = config_from_fairseq(model_cfg)
+    return enc, d2v, mask, state_dict_from_fairseq(sd)
+
+
+# data2vec 2.0: fairseq key relative to modality_encoders.AUDIO. -> ours relative to the encoder
+V2_KEYS = {
+    "local_encoder.conv_layers.{i}.0.weight": "local_encoder.conv_layers.{i}.conv.weight",
+    "local_encoder.conv_layers.{i}.2.1.weight": "local_encoder.conv_layers.{i}.norm.weight",
+    "local_encoder.conv_layers.{i}.2.1.bias": "local_encoder.conv_layers.{i}.norm.bias",
+    "local_encoder.conv_layers.{i}.2.weight": "local_encoder.conv_layers.{i}.norm.weight",
+    "local_encoder.conv_layers.{i}.2.bias": "local_encoder.conv_layers.{i}.norm.bias",
+    "project_features.1.weight": "project_features.layer_norm.weight",
+    "project_features.1.bias": "project_features.layer_norm.bias",
+    "project_features.2.weight": "project_features.proj.weight",
+    "project_features.2.bias": "project_features.proj.bias",
+    "relative_positional_encoder.{j}.0.weight": "context_encoder.relative_positional_encoder.{j}.conv.weight",
+    "relative_positional_encoder.{j}.0.bias": "context_encoder.relative_positional_encoder.{j}.conv.bias",
+}
+
+
+def _shift_pos_conv(key: str) -> str:
+    """fairseq's positional conv stack starts with a transpose (index 0): conv j is our j - 1."""
+    m = re.search(r"relative_positional_encoder\.(\d+)\.0\.", key)
+    if not m:
+        return key
+    return key[: m.start(1)] + str(int(m.group(1)) - 1) + key[m.end(1):]
+
+
+def prepare_v2_keys(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """fairseq's data2vec 2.0 keys as ``V2_KEYS`` reads them: the positional convs shifted by one."""
+    return {_shift_pos_conv(k): v for k, v in sd.items()}
+
+
+def v2_encoder_and_mask(m: dict, c: dict, common: dict, task_cfg: dict,
+                        vocab_size: int | None) -> tuple[AudioEncoderV2Config, BlockMaskV2Config]:
+    """fairseq ``cfg.model.modalities.audio`` (``m``) -> our encoder config (``common``: the fields every
+    modality shares) and mask config."""
+    enc = AudioEncoderV2Config(**common, conv_feature_layers=m.get("feature_encoder_spec"),
+                               extractor_mode=m.get("extractor_mode", "layer_norm"),
+                               conv_pos_width=m.get("conv_pos_width", 95), conv_pos_groups=m.get("conv_pos_groups", 16),
+                               conv_pos_depth=m.get("conv_pos_depth", 5))
+    if m.get("conv_pos_pre_ln"):
+        raise ValueError("conv_pos_pre_ln is not supported")
+    return enc, block_mask_from_fairseq(m, c, task_cfg)
