@@ -55,16 +55,20 @@ def peak_rss_mb() -> float:
 def make_batch(cfg, encoder, batch: int, length: int, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     if cfg.version == 2:
-        from data2vec.data.masks_v2 import draw_v2_masks
-
         if cfg.modality == "text":
+            from data2vec.modalities.text.masking_v2 import draw_v2_masks
+
             source = torch.randint(5, cfg.encoder.vocab_size, (batch, length), generator=g)
             source[:, 0], source[:, -1] = 0, 2
             positions = length
         elif cfg.modality == "vision":
+            from data2vec.modalities.vision.masking_v2 import draw_v2_masks
+
             source = torch.randn(batch, cfg.encoder.in_chans, length, length, generator=g)
             positions = (cfg.encoder.grid, cfg.encoder.grid)
         else:
+            from data2vec.modalities.audio.masking_v2 import draw_v2_masks
+
             source = torch.randn(batch, length, generator=g)
             positions = int(conv_frame_lengths(torch.tensor([length]), encoder.conv_layers)[0])
         mask = draw_v2_masks(cfg.masking, positions, seed=seed, epoch=1, indices=list(range(batch)))

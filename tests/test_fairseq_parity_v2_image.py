@@ -35,10 +35,11 @@ import torch.nn.functional as F
 from data2vec.convert import fairseq_v2
 from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
 from data2vec.core.loss import regression_loss_sum
-from data2vec.layers.mask_info import make_mask_info
 from data2vec.core.monitors import compute_var
 from data2vec.core.schedules import ema_decay
-from data2vec.data.masks_v2 import compute_block_mask_2d, draw_v2_masks
+from data2vec.data.masks_v2 import compute_block_mask_2d
+from data2vec.layers.mask_info import make_mask_info
+from data2vec.modalities.vision.masking_v2 import draw_v2_masks
 from data2vec.pretrained import load_pretrained
 
 FIX = Path(__file__).parent / "fixtures" / "fairseq" / "d2v2_image"

@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data2vec.errors", "data2vec.config", "data2vec.safe_load", "data2vec.keys", "data2vec.asr"),  # foundation
     ("data2vec.layers",),  # generic blocks: Transformer, AltBlock, the v2 decoder, kept-token bookkeeping
     ("data2vec.core",),  # the method: student/teacher, EMA, targets, loss
-    ("data2vec.data",),  # corpora, tokenizer, samplers, shards, v2 mask drawing
+    ("data2vec.data",),  # corpora, tokenizer, samplers, shards, v2 block masks
     ("data2vec.modalities",),  # per modality: encoders, masks, datasets and collators, the ModalitySpec
     ("data2vec.convert",),  # key tables and pure config/state mapping to and from HF, fairseq, BEiT
     ("data2vec.train", "data2vec.presets", "data2vec.pretrained"),  # run configs, checkpoints, loading, Trainer

@@ -1,4 +1,5 @@
-"""data2vec 2.0 masks (data2vec.data.masks_v2) and the v2 branch of the audio, text and image collators:
+"""data2vec 2.0 masks (data2vec.data.masks_v2, modalities/<m>/masking_v2.py) and the v2 branch of the audio, text
+and image collators:
 exact masked counts, block structure, fairseq's draws, per-sample seeding of the M clones, batch layout."""
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ import pytest
 import torch
 
 from data2vec.core.rng import sample_seed
+from data2vec.data.masks_v2 import BlockMaskV2Config, compute_block_mask_1d, compute_block_mask_2d
 from data2vec.modalities.audio.dataset import AudioCollator
-from data2vec.modalities.vision.dataset import ImageCollator
-from data2vec.data.masks_v2 import (BlockMaskV2Config, RandomMaskV2Config, compute_block_mask_1d,
-                                    compute_block_mask_2d, draw_v2_masks, random_mask)
-from data2vec.modalities.text.collator import TextCollator
 from data2vec.modalities.audio.encoder import conv_frame_lengths
 from data2vec.modalities.audio.masking import SpanMaskConfig, compute_span_mask
+from data2vec.modalities.audio.masking_v2 import draw_v2_masks as audio_masks
+from data2vec.modalities.text.collator import TextCollator
 from data2vec.modalities.text.masking import TokenMaskConfig
+from data2vec.modalities.text.masking_v2 import RandomMaskV2Config, random_mask
+from data2vec.modalities.text.masking_v2 import draw_v2_masks as text_masks
+from data2vec.modalities.vision.dataset import ImageCollator
 from data2vec.modalities.vision.masking import BlockMaskConfig, block_mask
+from data2vec.modalities.vision.masking_v2 import draw_v2_masks as image_masks
 
 
 def _g(seed: int = 0) -> torch.Generator:
@@ -175,46 +179,50 @@ def test_same_draws_as_fairseq():
 # ---- per-sample drawing -----------------------------------------------------------------------------
 def test_draw_v2_masks_seeding_and_layout():
     cfg = BlockMaskV2Config(mask_prob=0.65, mask_length=5, clone_batch=4)
-    m = draw_v2_masks(cfg, 200, seed=3, epoch=2, indices=[7, 11, 5])
+    m = audio_masks(cfg, 200, seed=3, epoch=2, indices=[7, 11, 5])
     assert m.shape == (12, 200) and m.dtype == torch.bool
     assert m.sum(1).tolist() == [130] * 12
     assert len({tuple(r.tolist()) for r in m}) == 12  # clones of one sample differ, samples differ
     for b, i in enumerate([7, 11, 5]):  # sample-major: rows b*M .. b*M+M-1 are sample b's, drawn alone
-        alone = draw_v2_masks(cfg, 200, seed=3, epoch=2, indices=[i])
+        alone = audio_masks(cfg, 200, seed=3, epoch=2, indices=[i])
         assert torch.equal(m[b * 4:(b + 1) * 4], alone)
         direct = compute_block_mask_1d((4, 200), 0.65, 5, generator=_g(sample_seed(3, 2, i)))
         assert torch.equal(alone, direct)
-    assert torch.equal(draw_v2_masks(cfg, 200, seed=3, epoch=2, indices=torch.tensor([11])), m[4:8])
-    assert not torch.equal(draw_v2_masks(cfg, 200, seed=3, epoch=3, indices=[7]), m[:4])
-    assert not torch.equal(draw_v2_masks(cfg, 200, seed=4, epoch=2, indices=[7]), m[:4])
-    assert draw_v2_masks(cfg, 200, seed=3, epoch=2, indices=[]).shape == (0, 200)
+    assert torch.equal(audio_masks(cfg, 200, seed=3, epoch=2, indices=torch.tensor([11])), m[4:8])
+    assert not torch.equal(audio_masks(cfg, 200, seed=3, epoch=3, indices=[7]), m[:4])
+    assert not torch.equal(audio_masks(cfg, 200, seed=4, epoch=2, indices=[7]), m[:4])
+    assert audio_masks(cfg, 200, seed=3, epoch=2, indices=[]).shape == (0, 200)
 
 
 def test_draw_v2_masks_grid_and_random():
     cfg = BlockMaskV2Config(mask_prob=0.8, mask_prob_adjust=0.07, mask_length=3, inverse_mask=True, clone_batch=3)
-    m = draw_v2_masks(cfg, (14, 14), seed=0, epoch=1, indices=[2, 9])
+    m = image_masks(cfg, (14, 14), seed=0, epoch=1, indices=[2, 9])
     assert m.shape == (6, 196) and m.sum(1).tolist() == [196 - int(196 * 0.2)] * 6
     direct = compute_block_mask_2d((3, 196), 0.8, 3, 0.07, inverse_mask=True, generator=_g(sample_seed(0, 1, 9)))
     assert torch.equal(m[3:], direct)
     # mask_length 1 on a grid: 1-D over the patches, as fairseq's MaeImageDataset
     one = BlockMaskV2Config(mask_prob=0.6, mask_length=1, clone_batch=2)
-    assert torch.equal(draw_v2_masks(one, (4, 6), seed=0, epoch=1, indices=[1]),
+    assert torch.equal(image_masks(one, (4, 6), seed=0, epoch=1, indices=[1]),
                        compute_block_mask_1d((2, 24), 0.6, 1, generator=_g(sample_seed(0, 1, 1))))
     rnd = RandomMaskV2Config(mask_prob=0.48, clone_batch=5)
-    r = draw_v2_masks(rnd, 50, seed=1, epoch=1, indices=[0, 1])
+    r = text_masks(rnd, 50, seed=1, epoch=1, indices=[0, 1])
     assert r.shape == (10, 50) and r.sum(1).tolist() == [50 - int(50 * 0.52)] * 10
     assert torch.equal(r[5:], random_mask((5, 50), 0.48, generator=_g(sample_seed(1, 1, 1))))
 
 
 def test_errors_say_what_to_fix():
     with pytest.raises(ValueError, match="square patch grid, got 14 x 12"):
-        draw_v2_masks(BlockMaskV2Config(mask_length=3), (14, 12), seed=0, epoch=1, indices=[0])
+        image_masks(BlockMaskV2Config(mask_length=3), (14, 12), seed=0, epoch=1, indices=[0])
     with pytest.raises(ValueError, match="not a square number"):
         compute_block_mask_2d((1, 50), 0.5, 3)
     with pytest.raises(ValueError, match="mask_length >= 2"):
         compute_block_mask_2d((1, 49), 0.5, 1)
-    with pytest.raises(TypeError, match="BlockMaskV2Config or RandomMaskV2Config"):
-        draw_v2_masks(SpanMaskConfig(), 100, seed=0, epoch=1, indices=[0])
+    with pytest.raises(TypeError, match="need a BlockMaskV2Config"):
+        audio_masks(SpanMaskConfig(), 100, seed=0, epoch=1, indices=[0])
+    with pytest.raises(TypeError, match="need a RandomMaskV2Config"):
+        text_masks(BlockMaskV2Config(), 100, seed=0, epoch=1, indices=[0])
+    with pytest.raises(ValueError, match="at least one position"):
+        image_masks(BlockMaskV2Config(mask_length=3), (0, 0), seed=0, epoch=1, indices=[0])
     for kw, msg in [(dict(mask_prob=1.0), "mask_prob"), (dict(mask_prob=-0.1), "mask_prob"),
                     (dict(mask_length=0), "mask_length"), (dict(mask_dropout=1.0), "mask_dropout"),
                     (dict(mask_prob_adjust=-0.1), "mask_prob_adjust"), (dict(clone_batch=0), "clone_batch")]:
@@ -250,7 +258,7 @@ def test_audio_collator_v2_crops_to_shortest_and_draws_m_masks():
     assert b["num_masked"] == int(b["mask"].sum()) == 9 * int(F_ * 0.65)
     assert b["indices"].tolist() == [4, 8, 2]
     for k, i in enumerate([4, 8, 2]):
-        assert torch.equal(b["mask"][3 * k:3 * k + 3], draw_v2_masks(cfg, F_, seed=1, epoch=1, indices=[i]))
+        assert torch.equal(b["mask"][3 * k:3 * k + 3], audio_masks(cfg, F_, seed=1, epoch=1, indices=[i]))
     # the same sample in another batch with the same frame count (another worker, another batch): same masks
     other = col(_audio_samples([4000, 9000], [2, 99]))
     assert torch.equal(other["mask"][:3], b["mask"][6:9])
@@ -299,7 +307,7 @@ def test_text_collator_v2_clean_tokens_and_masks():
     expected = int((b["mask"] & ~pad.repeat_interleave(4, 0)).sum())
     assert b["num_masked"] == expected < int(b["mask"].sum())  # masked padding is not counted
     for k, s in enumerate(samples):
-        assert torch.equal(b["mask"][4 * k:4 * k + 4], draw_v2_masks(cfg, T, seed=0, epoch=1, indices=[s["id"]]))
+        assert torch.equal(b["mask"][4 * k:4 * k + 4], text_masks(cfg, T, seed=0, epoch=1, indices=[s["id"]]))
     one = col(_text_samples([20], [3]))
     assert one["padding_mask"] is None and one["num_masked"] == int(one["mask"].sum())
     with pytest.raises(ValueError, match="RandomMaskV2Config"):
@@ -326,7 +334,7 @@ def test_image_collator_v2_block_masks():
     assert b["mask"].shape == (6, 196) and b["labels"].tolist() == [0, 1, 1] and b["indices"].tolist() == [0, 3, 9]
     assert b["num_masked"] == int(b["mask"].sum()) == 6 * (196 - int(196 * 0.2))
     for k, i in enumerate([0, 3, 9]):
-        assert torch.equal(b["mask"][2 * k:2 * k + 2], draw_v2_masks(cfg, (14, 14), seed=5, epoch=1, indices=[i]))
+        assert torch.equal(b["mask"][2 * k:2 * k + 2], image_masks(cfg, (14, 14), seed=5, epoch=1, indices=[i]))
     with pytest.raises(ValueError, match="square patch grid"):
         ImageCollator(cfg, (14, 12), 5)
     with pytest.raises(ValueError, match="BlockMaskV2Config"):

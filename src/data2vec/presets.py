@@ -18,17 +18,18 @@ from data2vec.core.data2vec import Data2VecConfig, EMAConfig
 from data2vec.core.loss import LossConfig
 from data2vec.core.monitors import CollapseConfig
 from data2vec.core.targets import TargetConfig
-from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config
+from data2vec.data.masks_v2 import BlockMaskV2Config
 from data2vec.layers.decoder import DecoderConfig
 from data2vec.modalities.audio import AudioDataConfig, AudioEncoderConfig, SpanMaskConfig
 from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2Config
-from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
-from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2Config
 from data2vec.modalities.text import TextEncoderConfig, TokenMaskConfig
 from data2vec.modalities.text.data import TextDataConfig
-from data2vec.modalities.vision.dataset import AugmentConfig
+from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
+from data2vec.modalities.text.masking_v2 import RandomMaskV2Config
 from data2vec.modalities.vision import BlockMaskConfig, VisionEncoderConfig
 from data2vec.modalities.vision.data import ImageDataConfig
+from data2vec.modalities.vision.dataset import AugmentConfig
+from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2Config
 from data2vec.train.config import PretrainConfig, TrainConfig
 from data2vec.train.optim import OptimConfig
 

@@ -1,10 +1,11 @@
-"""data2vec 2.0 masks, drawn in the collator: ``clone_batch`` (M) masks per sample.
+"""What the data2vec 2.0 masks of every modality share: the block masks of speech (1-D) and images (2-D, or 1-D
+over the patches), their config, and the per-sample seeding. Each modality draws its masks in its own
+``modalities/<m>/masking_v2.py`` (``draw_v2_masks``, called by its collator): ``clone_batch`` (M) masks per
+sample; text's random masks live there too.
 
-Block masks (speech 1-D, images 2-D) follow fairseq ``fairseq/data/data_utils.py``
-(``compute_block_mask_1d`` / ``compute_block_mask_2d``); random masks (text) follow
-``examples/data2vec/models/modalities/base.py::random_masking`` (MAE-style: sort uniform noise, keep the
-``int(L * (1 - p))`` positions with the smallest noise). The algorithms and the order of their random draws
-are fairseq's: with the same generator state both give the same mask.
+Block masks follow fairseq ``fairseq/data/data_utils.py`` (``compute_block_mask_1d`` /
+``compute_block_mask_2d``). The algorithms and the order of their random draws are fairseq's: with the same
+generator state both give the same mask.
 
 Block masks in brief. ``inverse_mask`` first turns ``p`` into ``1 - p``. Then either
 
@@ -25,7 +26,7 @@ Deviations, only where fairseq would fail: more non-overlapping tiles than exist
 tiles (fairseq's ``multinomial`` raises), zero tiles draw nothing (same), and an ``expand_adjacent`` row with
 nothing masked to grow from goes straight to the random top-up (fairseq asserts).
 
-Seeding (``draw_v2_masks``): sample ``index`` of ``epoch`` draws its M masks from a ``torch.Generator``
+Seeding (``draw_per_sample``): sample ``index`` of ``epoch`` draws its M masks from a ``torch.Generator``
 seeded with ``data2vec.core.rng.sample_seed(seed, epoch, index)``, so given the number of positions a
 sample's masks do not depend on the worker, the rank, the batch it lands in or a resume. Rows are
 sample-major: row ``b * M + c`` is clone ``c`` of sample ``b`` (fairseq concatenates each sample's
@@ -37,25 +38,24 @@ Polarity: True = masked.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from data2vec.core.rng import sample_seed
 
-__all__ = ["BlockMaskV2Config", "RandomMaskV2Config", "compute_block_mask_1d", "compute_block_mask_2d",
-           "draw_v2_masks", "random_mask"]
+__all__ = ["BlockMaskV2Config", "check_clone_batch", "check_prob", "check_shape", "compute_block_mask_1d",
+           "compute_block_mask_2d", "draw_per_sample"]
 
 
-def _check_prob(name: str, value: float) -> None:
+def check_prob(name: str, value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value}")
 
 
-def _check_clone_batch(value: int) -> None:
+def check_clone_batch(value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"clone_batch must be an integer >= 1 (masks per sample), got {value!r}")
 
@@ -74,29 +74,17 @@ class BlockMaskV2Config:
     clone_batch: int = 1  # M: masks (student copies) per sample
 
     def __post_init__(self):
-        _check_prob("mask_prob", self.mask_prob)
+        check_prob("mask_prob", self.mask_prob)
         if not 0.0 <= self.mask_prob_adjust < 1.0:
             raise ValueError(f"mask_prob_adjust must be in [0, 1), got {self.mask_prob_adjust}")
         if isinstance(self.mask_length, bool) or not isinstance(self.mask_length, int) or self.mask_length < 1:
             raise ValueError(f"mask_length must be an integer >= 1, got {self.mask_length!r}")
-        _check_prob("mask_dropout", self.mask_dropout)
-        _check_clone_batch(self.clone_batch)
-
-
-@dataclass(kw_only=True)
-class RandomMaskV2Config:
-    """MAE-style random masking of data2vec 2.0 text: each row masks exactly L - int(L * (1 - mask_prob))."""
-
-    mask_prob: float = 0.48  # fraction of positions masked (padding included, as in fairseq)
-    clone_batch: int = 1  # M: masks (student copies) per sample
-
-    def __post_init__(self):
-        _check_prob("mask_prob", self.mask_prob)
-        _check_clone_batch(self.clone_batch)
+        check_prob("mask_dropout", self.mask_dropout)
+        check_clone_batch(self.clone_batch)
 
 
 # ---- block masks ----------------------------------------------------------------------------------------
-def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
+def check_shape(shape: Sequence[int]) -> tuple[int, int]:
     if len(shape) != 2:
         raise ValueError(f"shape must be (B, L), got {tuple(shape)}")
     B, L = (int(s) for s in shape)
@@ -151,7 +139,7 @@ def compute_block_mask_1d(shape: tuple[int, int], mask_prob: float, mask_length:
         [B, L] bool, True = masked; with ``require_same_masks`` exactly ``int(L * mask_prob)`` masked per row
         (``L - int(L * (1 - mask_prob))`` with ``inverse_mask``).
     """
-    B, L = _check_shape(shape)
+    B, L = check_shape(shape)
     if mask_length < 1:
         raise ValueError(f"mask_length must be >= 1, got {mask_length}")
     if inverse_mask:
@@ -200,7 +188,7 @@ def compute_block_mask_2d(shape: tuple[int, int], mask_prob: float, mask_length:
     Returns:
         [B, L] bool, True = masked; counts as in ``compute_block_mask_1d``.
     """
-    B, L = _check_shape(shape)
+    B, L = check_shape(shape)
     d = math.isqrt(L)
     if d * d != L:
         raise ValueError(f"2-D block masks need a square grid: L={L} is not a square number")
@@ -244,77 +232,26 @@ def compute_block_mask_2d(shape: tuple[int, int], mask_prob: float, mask_length:
     return mask.bool()
 
 
-# ---- random masks ---------------------------------------------------------------------------------------
-def random_mask(shape: tuple[int, int], mask_prob: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """MAE-style random mask (fairseq ``random_masking``): per row, sort uniform noise and keep the
-    ``int(L * (1 - mask_prob))`` positions with the smallest noise.
-
-    Returns:
-        [B, L] bool, True = masked, exactly ``L - int(L * (1 - mask_prob))`` per row.
-    """
-    B, L = _check_shape(shape)
-    len_keep = int(L * (1 - mask_prob))
-    noise = torch.rand(B, L, generator=generator)
-    ids_shuffle = noise.argsort(dim=1)  # ascending: the first len_keep are kept
-    mask = torch.ones(B, L, dtype=torch.bool)
-    mask.scatter_(1, ids_shuffle[:, :len_keep], False)
-    return mask
-
-
 # ---- per-sample drawing ---------------------------------------------------------------------------------
-def _sample_masks(cfg, positions: int | tuple[int, int], generator: torch.Generator) -> torch.Tensor:
-    """One sample's [M, L] masks."""
-    M = cfg.clone_batch
-    if isinstance(cfg, RandomMaskV2Config):
-        L = positions if isinstance(positions, int) else positions[0] * positions[1]
-        return random_mask((M, L), cfg.mask_prob, generator)
-    kw = dict(mask_prob=cfg.mask_prob, mask_length=cfg.mask_length, mask_prob_adjust=cfg.mask_prob_adjust,
-              inverse_mask=cfg.inverse_mask, require_same_masks=True, generator=generator)
-    if isinstance(positions, int):
-        return compute_block_mask_1d((M, positions), expand_adjacent=cfg.expand_adjacent,
-                                     mask_dropout=cfg.mask_dropout, non_overlapping=cfg.non_overlapping, **kw)
-    h, w = positions
-    if cfg.mask_length == 1:  # fairseq MaeImageDataset: 1-D over the patches, without the 2-D-only options
-        return compute_block_mask_1d((M, h * w), **kw)
-    return compute_block_mask_2d((M, h * w), expand_adjacent=cfg.expand_adjacent, mask_dropout=cfg.mask_dropout,
-                                 non_overlapping=cfg.non_overlapping, **kw)
-
-
-def draw_v2_masks(cfg: BlockMaskV2Config | RandomMaskV2Config, num_positions_or_grid: int | Sequence[int], *,
-                  seed: int, epoch: int, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
-    """The batch's data2vec 2.0 masks: ``cfg.clone_batch`` (M) per sample, sample-major.
+def draw_per_sample(draw: Callable[[torch.Generator], torch.Tensor], num_positions: int, *, seed: int, epoch: int,
+                    indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """The batch's masks, sample by sample: ``draw(generator)`` gives one sample's [M, L] masks.
 
     Args:
-        cfg: block (1-D for an int length, 2-D for an (h, w) grid) or random masking.
-        num_positions_or_grid: L positions (frames, tokens), or the (h, w) patch grid of square images.
+        num_positions: L, the positions of each mask (frames, tokens, patches).
         seed, epoch, indices: run seed, epoch and each sample's dataset index; sample ``indices[b]`` draws
             its M masks from ``torch.Generator().manual_seed(sample_seed(seed, epoch, indices[b]))``.
 
     Returns:
         [B * M, L] bool, True = masked; row ``b * M + c`` is clone ``c`` of sample ``b``.
     """
-    if not isinstance(cfg, (BlockMaskV2Config, RandomMaskV2Config)):
-        raise TypeError(f"draw_v2_masks needs a BlockMaskV2Config or RandomMaskV2Config, got {type(cfg).__name__}")
-    if isinstance(num_positions_or_grid, numbers.Integral) or (
-            isinstance(num_positions_or_grid, torch.Tensor) and num_positions_or_grid.dim() == 0):
-        positions: int | tuple[int, int] = int(num_positions_or_grid)
-        L = positions
-    else:
-        grid = tuple(int(x) for x in num_positions_or_grid)
-        if len(grid) != 2:
-            raise ValueError(f"num_positions_or_grid must be a length or an (h, w) grid, got {num_positions_or_grid!r}")
-        h, w = grid
-        if isinstance(cfg, BlockMaskV2Config) and cfg.mask_length > 1 and h != w:
-            raise ValueError(f"2-D block masks need a square patch grid, got {h} x {w}: use square images "
-                             "(image_size divisible by patch_size, same height and width)")
-        positions, L = (h, w), h * w
-    if L < 1:
-        raise ValueError(f"need at least one position to mask, got {num_positions_or_grid!r}")
+    if num_positions < 1:
+        raise ValueError(f"need at least one position to mask, got {num_positions!r}")
     indices = [int(i) for i in (indices.tolist() if isinstance(indices, torch.Tensor) else indices)]
     if not indices:
-        return torch.zeros(0, L, dtype=torch.bool)
+        return torch.zeros(0, num_positions, dtype=torch.bool)
     out = []
     for index in indices:
         g = torch.Generator().manual_seed(sample_seed(seed, epoch, index))
-        out.append(_sample_masks(cfg, positions, g))
+        out.append(draw(g))
     return torch.cat(out, 0)

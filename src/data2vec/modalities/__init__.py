@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config
+from data2vec.data.masks_v2 import BlockMaskV2Config
 from data2vec.modalities import audio, text, vision
 from data2vec.modalities.audio import extract as audio_extract
 from data2vec.modalities.audio import fairseq as audio_fairseq
@@ -24,6 +24,7 @@ from data2vec.modalities.text import fairseq as text_fairseq
 from data2vec.modalities.text import hf as text_hf
 from data2vec.modalities.text import shards as text_shards
 from data2vec.modalities.text.encoder_v2 import TextEncoderV2, TextEncoderV2Config
+from data2vec.modalities.text.masking_v2 import RandomMaskV2Config
 from data2vec.modalities.vision import data as vision_data
 from data2vec.modalities.vision import extract as vision_extract
 from data2vec.modalities.vision import fairseq as vision_fairseq

@@ -31,12 +31,13 @@ import soxr
 import torch
 import torch.nn.functional as F
 
-from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config, draw_v2_masks
+from data2vec.data.masks_v2 import BlockMaskV2Config
 from data2vec.data.sampler import BucketBatchSampler, build_loader, rng
 from data2vec.data.skips import UnreadableSample, substitute
 from data2vec.errors import Data2VecError
 from data2vec.layers.padding import lengths_to_padding_mask
 from data2vec.modalities.audio.masking import SpanMaskConfig, compute_span_mask
+from data2vec.modalities.audio.masking_v2 import draw_v2_masks
 
 __all__ = ["AudioCollator", "AudioDataset", "BucketBatchSampler", "DataReport", "Manifest", "build_audio_loader",
            "read_manifest", "validate_manifest"]
@@ -325,14 +326,14 @@ class AudioCollator:
 
     With a ``BlockMaskV2Config`` (data2vec 2.0) the batch is always cropped to its shortest clip (the fairseq
     v2 speech recipe; ``pad`` is ignored) and each sample gets ``clone_batch`` (M) 1-D block masks over the
-    frames of that length, sample-major (``data2vec.data.masks_v2.draw_v2_masks``).
+    frames of that length, sample-major (``data2vec.modalities.audio.masking_v2.draw_v2_masks``).
     """
 
     def __init__(self, *, frame_lengths_fn: Callable, mask_cfg: SpanMaskConfig | BlockMaskV2Config, seed: int,
                  pad: bool, max_sample_size: int):
-        if isinstance(mask_cfg, RandomMaskV2Config):
+        if not isinstance(mask_cfg, (SpanMaskConfig, BlockMaskV2Config)):
             raise ValueError("data2vec 2.0 speech uses block masks: set masking to a BlockMaskV2Config "
-                             "(mask_prob, mask_length, ...), not a RandomMaskV2Config")
+                             f"(mask_prob, mask_length, ...), not a {type(mask_cfg).__name__}")
         self.frame_lengths_fn, self.mask_cfg, self.seed = frame_lengths_fn, mask_cfg, seed
         self.pad, self.max_sample_size = pad, max_sample_size
         self.v2 = isinstance(mask_cfg, BlockMaskV2Config)

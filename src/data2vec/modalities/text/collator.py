@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config, draw_v2_masks
+from data2vec.data.masks_v2 import BlockMaskV2Config
 from data2vec.modalities.text.masking import TokenMaskConfig, mask_tokens
+from data2vec.modalities.text.masking_v2 import RandomMaskV2Config, draw_v2_masks
 
 
 @dataclass

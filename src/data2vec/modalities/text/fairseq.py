@@ -15,12 +15,12 @@ from __future__ import annotations
 import torch
 
 from data2vec.core.data2vec import Data2VecConfig
-from data2vec.data.masks_v2 import RandomMaskV2Config
 from data2vec.keys import map_keys
 from data2vec.modalities.fairseq_common import ema_from_fairseq, loss_from_fairseq, targets_from_fairseq
 from data2vec.modalities.text.encoder import TextEncoderConfig
 from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
 from data2vec.modalities.text.masking import TokenMaskConfig
+from data2vec.modalities.text.masking_v2 import RandomMaskV2Config
 
 V1_MODEL = "data2vec_text"  # fairseq's cfg.model._name of a data2vec 1.0 text checkpoint
 V2_MODALITY = "TEXT"  # fairseq's supported_modality of a data2vec 2.0 (data2vec_multi) text checkpoint

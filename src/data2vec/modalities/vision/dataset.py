@@ -25,11 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data2vec.data.masks_v2 import BlockMaskV2Config, RandomMaskV2Config, draw_v2_masks
+from data2vec.data.masks_v2 import BlockMaskV2Config
 from data2vec.data.sampler import rng as _rng
 from data2vec.data.skips import UnreadableSample, substitute
 from data2vec.errors import Data2VecError
 from data2vec.modalities.vision.masking import BlockMaskConfig, block_mask
+from data2vec.modalities.vision.masking_v2 import draw_v2_masks
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 # Largest image decoded, in pixels (width x height): PIL's own default bomb limit (about 9459 x 9459, 256 MiB
@@ -267,9 +268,9 @@ class ImageCollator:
     seed: int
 
     def __post_init__(self):
-        if isinstance(self.mask_cfg, RandomMaskV2Config):
+        if not isinstance(self.mask_cfg, (BlockMaskConfig, BlockMaskV2Config)):
             raise ValueError("data2vec 2.0 images use block masks: set masking to a BlockMaskV2Config "
-                             "(mask_prob, mask_length, inverse_mask, ...), not a RandomMaskV2Config")
+                             f"(mask_prob, mask_length, inverse_mask, ...), not a {type(self.mask_cfg).__name__}")
         if isinstance(self.mask_cfg, BlockMaskV2Config) and self.mask_cfg.mask_length > 1 \
                 and self.grid[0] != self.grid[1]:
             raise ValueError(f"2-D block masks need a square patch grid, got {self.grid[0]} x {self.grid[1]}: "
