@@ -16,17 +16,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import MICRO_OVERRIDES, cli_cmd, kill9_when_logged, run_cli, set_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import MICRO_OVERRIDES, cli_cmd, kill9_when_logged, run_cli, set_args
 from data2vec.cli import main
-from data2vec.modalities.audio.dataset import AudioDataset, read_manifest, validate_manifest
-from data2vec.modalities.vision.dataset import ImageFolder, load_image, validate_images
-from data2vec.data.skips import (MAX_CONSECUTIVE_UNREADABLE, CollateWithSkips, SkipLog, UnreadableSample,
-                                 substitute)
+from data2vec.data.skips import MAX_CONSECUTIVE_UNREADABLE, CollateWithSkips, SkipLog, UnreadableSample, substitute
 from data2vec.data.text import load_corpus, read_text_file
 from data2vec.errors import Data2VecError
+from data2vec.modalities.audio.dataset import AudioDataset, read_manifest, validate_manifest
+from data2vec.modalities.vision.dataset import ImageFolder, load_image, validate_images
 from data2vec.train.checkpoint import load_checkpoint
 from data2vec.train.distributed import DistInfo
 
@@ -395,7 +394,7 @@ def test_image_finetuning_names_the_images_it_leaves_out(tmp_path):
 
     from PIL import Image
 
-    from data2vec.finetune.image import ImageFinetuneConfig, ImageFinetuneData
+    from data2vec.modalities.vision.finetune import ImageFinetuneConfig, ImageFinetuneData
 
     for split in ("train", "valid", "test"):
         for c in ("a", "b"):

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def _asr():
-    from data2vec.finetune.asr import AsrFinetuneConfig, CtcHeadConfig, CtcModel
     from data2vec.modalities.audio import AudioEncoder, AudioEncoderConfig
+    from data2vec.modalities.audio.finetune import AsrFinetuneConfig, CtcHeadConfig, CtcModel
 
     enc_cfg = AudioEncoderConfig(conv_feature_layers="[(16, 10, 5)] + [(16, 3, 2)] * 2", embed_dim=32,
                                  ffn_embed_dim=64, depth=2, num_heads=2, conv_pos=16,
@@ -57,8 +57,8 @@ def test_image_classifier_round_trips_through_hf(tmp_path, mean_pooling_encoder)
     """Pretrained-layout encoder (own fc_norm, final LayerNorm dropped) or fine-tuned layout (encoder's fc_norm)."""
     from transformers import Data2VecVisionForImageClassification
 
-    from data2vec.finetune.image import ImageClassifier, ImageFinetuneConfig, ImageHeadConfig
     from data2vec.modalities.vision import VisionEncoder, VisionEncoderConfig
+    from data2vec.modalities.vision.finetune import ImageClassifier, ImageFinetuneConfig, ImageHeadConfig
 
     torch.manual_seed(0)
     enc_cfg = VisionEncoderConfig(image_size=16, patch_size=4, in_chans=3, embed_dim=32, depth=2, num_heads=2,
@@ -84,10 +84,10 @@ def test_image_classifier_round_trips_through_hf(tmp_path, mean_pooling_encoder)
 
 
 def test_base_model_directory_is_not_a_task_model(tmp_path):
-    from data2vec.convert.hf import export_hf
-    from data2vec.pretrained import build_model
-    from data2vec.presets import get_preset
     from data2vec.config import merge
+    from data2vec.convert.hf import export_hf
+    from data2vec.presets import get_preset
+    from data2vec.pretrained import build_model
 
     cfg = merge(get_preset("image-tiny-v1"), {"encoder": {"embed_dim": 32, "depth": 2, "num_heads": 2},
                                               "model": {"targets": {"average_top_k_layers": 2}}})
@@ -99,8 +99,8 @@ def test_base_model_directory_is_not_a_task_model(tmp_path):
 def test_text_classifier_round_trips_through_hf_with_label_names(tmp_path):
     from transformers import Data2VecTextForSequenceClassification
 
-    from data2vec.finetune.text import TextClassifier, TextFinetuneConfig, TextHeadConfig
     from data2vec.modalities.text import TextEncoder, TextEncoderConfig
+    from data2vec.modalities.text.finetune import TextClassifier, TextFinetuneConfig, TextHeadConfig
 
     torch.manual_seed(0)
     enc_cfg = TextEncoderConfig(vocab_size=40, max_positions=32, embed_dim=32, depth=2,

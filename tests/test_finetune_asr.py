@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import set_args
+
 from data2vec.asr.dictionary import LetterDictionary, words_to_letters
 from data2vec.cli import main
 
@@ -78,7 +78,7 @@ def test_letter_dictionary_fairseq_and_hf_layouts(tmp_path):
 
 # ---- recipes ------------------------------------------------------------------------------------
 def test_base_recipes_follow_the_published_table():
-    from data2vec.finetune.asr import recipe_config
+    from data2vec.modalities.audio.finetune import recipe_config
     from data2vec.presets import get_preset
 
     src = get_preset("audio-base-v1")
@@ -99,8 +99,8 @@ def test_base_recipes_follow_the_published_table():
 
 # ---- the CTC head ---------------------------------------------------------------------------------
 def _ctc_model(freeze=0, mask_prob=0.65, symbols=("|", "A", "B", "C")):
-    from data2vec.finetune.asr import CtcHeadConfig, CtcModel
     from data2vec.modalities.audio import AudioEncoder, AudioEncoderConfig
+    from data2vec.modalities.audio.finetune import CtcHeadConfig, CtcModel
 
     enc = AudioEncoder(AudioEncoderConfig(
         conv_feature_layers="[(16, 10, 5)] + [(16, 3, 2)] * 2", embed_dim=32, ffn_embed_dim=64,
@@ -114,7 +114,7 @@ def test_ctc_head_equals_hf_data2vec_audio_for_ctc():
     from transformers import Data2VecAudioConfig, Data2VecAudioForCTC
 
     from data2vec.convert.hf import hf_config_from_encoder, hf_state_from_encoder
-    from data2vec.finetune.asr import ctc_loss
+    from data2vec.modalities.audio.finetune import ctc_loss
 
     torch.manual_seed(0)
     ours = _ctc_model().eval()
@@ -143,7 +143,7 @@ def test_ctc_head_equals_hf_data2vec_audio_for_ctc():
 
 
 def test_freeze_finetune_updates_trains_only_the_projection():
-    from data2vec.finetune.asr import ctc_loss
+    from data2vec.modalities.audio.finetune import ctc_loss
 
     model = _ctc_model(freeze=2, mask_prob=0.0).train()
     x = torch.randn(2, 4000)
@@ -164,8 +164,8 @@ def test_freeze_finetune_updates_trains_only_the_projection():
 
 
 def test_collator_masks_time_and_channels_in_training_only():
-    from data2vec.finetune.asr import AsrCollator, CtcHeadConfig
     from data2vec.modalities.audio.encoder import conv_frame_lengths
+    from data2vec.modalities.audio.finetune import AsrCollator, CtcHeadConfig
 
     conv = [(16, 10, 5), (16, 3, 2), (16, 3, 2)]
     head = CtcHeadConfig(symbols=("|", "A"), mask_prob=0.5, mask_length=3, mask_channel_prob=0.5,
@@ -207,7 +207,7 @@ def test_labels_must_match_the_manifest(tmp_path):
 
 
 def test_label_hours_subset_is_seeded_and_nested():
-    from data2vec.finetune.asr import hours_subset
+    from data2vec.modalities.audio.finetune import hours_subset
 
     sizes = np.full(100, 16000 * 36)  # 100 x 36 s = 1 h
     small, large = hours_subset(sizes, 16000, 0.1, 1), hours_subset(sizes, 16000, 0.5, 1)
@@ -294,8 +294,8 @@ def test_transcribe_matches_evaluate_and_export_to_hf(tone_run, tmp_path, capsys
 
 
 def test_prepare_real_speech_writes_a_fairseq_test_set(tmp_path):
-    from data2vec.modalities.audio.dataset import read_manifest
     from data2vec.data.prepare_real_speech import ROOT, prepare_real_speech
+    from data2vec.modalities.audio.dataset import read_manifest
 
     if not (ROOT / "librivox" / "transcription").is_file():
         pytest.skip("Debian pocketsphinx-testdata is not installed")
@@ -321,6 +321,7 @@ def test_ddp_finetune_with_frozen_encoder_equals_one_process(tmp_path):
     import sys
 
     from conftest import ROOT
+
     from data2vec.train.checkpoint import load_checkpoint
 
     root = _tone_corpus(tmp_path / "tones", n_train=24)

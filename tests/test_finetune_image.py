@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import set_args
+
 from data2vec.cli import main
-from data2vec.finetune.image import ImageClassifier, ImageHeadConfig
 from data2vec.modalities.vision import VisionEncoder, VisionEncoderConfig
+from data2vec.modalities.vision.finetune import ImageClassifier, ImageHeadConfig
 
 
 def _encoder():
@@ -76,8 +76,8 @@ def test_finetune_from_scratch_learns_and_reports(tmp_path, capsys):
 
 def test_finetune_from_pretrained_with_few_labels(tmp_path):
     from data2vec.config import merge
-    from data2vec.pretrained import build_model, save_pretrained
     from data2vec.presets import get_preset
+    from data2vec.pretrained import build_model, save_pretrained
 
     _image_folders(tmp_path / "img")
     cfg = merge(get_preset("image-tiny-v1"), {"encoder": {"embed_dim": 32, "depth": 2, "num_heads": 2},
@@ -112,7 +112,7 @@ def test_finetune_resume_continues(tmp_path):
 
 
 def test_soft_targets_match_cross_entropy_label_smoothing():
-    from data2vec.finetune.image import soft_targets
+    from data2vec.modalities.vision.finetune import soft_targets
 
     logits, y = torch.randn(5, 4), torch.tensor([0, 3, 1, 1, 2])
     t = soft_targets(y, 4, 0.1)
@@ -123,7 +123,7 @@ def test_soft_targets_match_cross_entropy_label_smoothing():
 
 @pytest.mark.parametrize("mixup, cutmix", [(0.8, 0.0), (0.0, 1.0)])
 def test_mixup_and_cutmix(mixup, cutmix):
-    from data2vec.finetune.image import mix_batch, soft_targets
+    from data2vec.modalities.vision.finetune import mix_batch, soft_targets
 
     torch.manual_seed(0)
     x = torch.stack([torch.full((1, 8, 8), float(i)) for i in range(4)])

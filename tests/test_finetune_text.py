@@ -10,13 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import set_args
+
 from data2vec.cli import main
 from data2vec.data import glue
 from data2vec.finetune import metrics as M
-from data2vec.finetune.text import (TextClassifier, TextHeadConfig, _train_subset, encode_example, truncate_pair)
 from data2vec.modalities.text import TextEncoder, TextEncoderConfig
+from data2vec.modalities.text.finetune import (
+    TextClassifier,
+    TextHeadConfig,
+    _train_subset,
+    encode_example,
+    truncate_pair,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
 
@@ -137,7 +143,7 @@ def test_pair_layout_and_truncation():
 
 def test_pair_encoding_with_a_real_tokenizer(tmp_path):
     from data2vec.data.text import Tokenizer
-    from data2vec.finetune.text import encode_file
+    from data2vec.modalities.text.finetune import encode_file
 
     tok = Tokenizer.train(_sentences(300, random.Random(0)), tmp_path, vocab_size=300)
     f = glue.read_tsv(FIXTURES / "rte" / "train.tsv", glue.get_format("rte"))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import set_args
+
 from data2vec.cli import main
 from data2vec.config import merge
 from data2vec.presets import get_preset
@@ -28,9 +28,9 @@ def _ref(name: str) -> dict:
 # ---- speech recognition ----------------------------------------------------------------------------
 def _fixture_ctc(symbols=("|", "A", "B", "C"), **head):
     """CtcModel on the fairseq d2v2_audio encoder, configured by the default (tiny) recipe."""
-    from data2vec.finetune.asr import CtcModel
     from data2vec.finetune.loop import default_config, load_encoder_weights
     from data2vec.modalities import get_modality
+    from data2vec.modalities.audio.finetune import CtcModel
     from data2vec.pretrained import load_pretrained
 
     cfg = default_config("asr", load_pretrained(D2V2_AUDIO)[0], str(D2V2_AUDIO))
@@ -42,9 +42,9 @@ def _fixture_ctc(symbols=("|", "A", "B", "C"), **head):
 
 def test_v2_recipe_maps_the_v1_knobs_and_configs_round_trip():
     from data2vec.config import to_dict
-    from data2vec.finetune.asr import recipe_config
     from data2vec.finetune.loop import finetune_config_from_dict
     from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2Config
+    from data2vec.modalities.audio.finetune import recipe_config
 
     cfg = recipe_config(get_preset("audio-base-v2"), "", "base-10h")
     e = cfg.encoder
@@ -95,7 +95,7 @@ def test_v2_time_masks_zero_frames_channel_masks_zero_channels_cnn_frozen():
     keep = ~mask[..., None] & ~chan[:, None, :]
     torch.testing.assert_close(seen["x"][keep.expand_as(seen["x"])], local[keep.expand_as(local)], atol=2e-5, rtol=1e-5)
 
-    from data2vec.finetune.asr import ctc_loss
+    from data2vec.modalities.audio.finetune import ctc_loss
 
     def grads():
         model.zero_grad(set_to_none=True)
@@ -194,7 +194,7 @@ def _v2_image_encoder(prenet_depth=1, depth=2):
 
 
 def test_v2_image_head_mean_pools_patches_and_decays_blocks_only():
-    from data2vec.finetune.image import ImageClassifier, ImageHeadConfig
+    from data2vec.modalities.vision.finetune import ImageClassifier, ImageHeadConfig
 
     torch.manual_seed(0)
     model = ImageClassifier(_v2_image_encoder(), ImageHeadConfig(num_classes=3, layer_decay=0.5)).eval()
@@ -256,7 +256,7 @@ def _v2_text_encoder():
 
 
 def test_v2_text_head_on_the_first_token_ignores_padding():
-    from data2vec.finetune.text import TextClassifier, TextHeadConfig
+    from data2vec.modalities.text.finetune import TextClassifier, TextHeadConfig
 
     torch.manual_seed(0)
     model = TextClassifier(_v2_text_encoder(), TextHeadConfig(num_classes=3, layer_decay=0.5)).eval()
@@ -280,8 +280,9 @@ def test_v2_text_head_on_the_first_token_ignores_padding():
 
 
 def test_tiny_v2_text_finetune_learns(tmp_path):
-    from data2vec.data.text import Tokenizer
     from test_finetune_text import _sentence, _sentences, _write
+
+    from data2vec.data.text import Tokenizer
 
     rng = random.Random(0)
     data = tmp_path / "polarity"

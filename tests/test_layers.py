@@ -14,7 +14,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# lowest first; a module belongs to the first entry that is it or a package above it
+# lowest first; a module belongs to the most specific entry that is it or a package above it (so a modality's
+# fine-tuning task, data2vec.modalities.<m>.finetune, is in the finetune layer, the rest of its package below)
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("data2vec.errors", "data2vec.config", "data2vec.safe_load", "data2vec.keys", "data2vec.asr"),  # foundation
     ("data2vec.layers",),  # generic blocks: Transformer, AltBlock, the v2 decoder, kept-token bookkeeping
@@ -23,7 +24,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data2vec.modalities",),  # per modality: encoders, masks, datasets and collators, the ModalitySpec
     ("data2vec.convert",),  # key tables and pure config/state mapping to and from HF, fairseq, BEiT
     ("data2vec.train", "data2vec.presets", "data2vec.pretrained"),  # run configs, checkpoints, loading, Trainer
-    ("data2vec.finetune",),  # tasks on the Trainer, fine-tuned models from other formats, evaluation
+    ("data2vec.finetune", "data2vec.modalities.audio.finetune", "data2vec.modalities.text.finetune",
+     "data2vec.modalities.vision.finetune"),  # tasks on the Trainer, fine-tuned models from other formats, evaluation
     ("data2vec.extract",),
     ("data2vec.cli",),
 )
@@ -70,10 +72,10 @@ def import_graph(src: Path = SRC) -> dict[str, set[str]]:
 
 
 def layer_of(module: str, layers=LAYERS) -> int | None:
-    for i, prefixes in enumerate(layers):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return i
-    return None
+    """The layer of the longest entry that is ``module`` or a package above it (None: no entry)."""
+    found = [(len(p), i) for i, prefixes in enumerate(layers) for p in prefixes
+             if module == p or module.startswith(p + ".")]
+    return max(found)[1] if found else None
 
 
 def upward_imports(graph: dict[str, set[str]], layers=LAYERS) -> list[str]:
@@ -151,3 +153,9 @@ def test_the_checks_catch_what_they_should(tmp_path):
                                     "data2vec.finetune.interop", "data2vec.train.loop"])
 def test_known_modules_are_found(module):
     assert module in import_graph()
+
+
+def test_the_most_specific_entry_decides():
+    assert layer_of("data2vec.modalities.vision.finetune") == layer_of("data2vec.finetune.loop")
+    assert layer_of("data2vec.modalities.vision.dataset") == layer_of("data2vec.modalities")
+    assert layer_of("data2vec.modalities") < layer_of("data2vec.finetune")

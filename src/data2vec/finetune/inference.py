@@ -20,11 +20,11 @@ from data2vec.asr.decode import BeamDecoder, greedy_decode
 from data2vec.convert.fairseq_finetuned import is_finetuned as fairseq_is_finetuned
 from data2vec.convert.fairseq_pickle import UnsafeCheckpointError, load_fairseq_checkpoint
 from data2vec.convert.hf_heads import ARCHS
-from data2vec.finetune.asr import evaluate as asr_evaluate
 from data2vec.finetune.interop import finetuned_from_fairseq, finetuned_from_hf
 from data2vec.finetune.loop import finetune_config_from_dict, get_task
 from data2vec.modalities import get_modality
 from data2vec.modalities.audio.dataset import audio_files
+from data2vec.modalities.audio.finetune import evaluate as asr_evaluate
 from data2vec.safe_load import read_json
 from data2vec.train.checkpoint import load_checkpoint
 

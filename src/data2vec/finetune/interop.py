@@ -15,8 +15,8 @@ from data2vec.convert.fairseq_finetuned import WRAPPERS, head_from_fairseq, is_f
 from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
 from data2vec.convert.hf import read_hf_dir
 from data2vec.convert.hf_heads import ARCHS, head_from_hf
-from data2vec.keys import load_into
 from data2vec.finetune.loop import default_config, get_task
+from data2vec.keys import load_into
 from data2vec.pretrained import encoder_from_fairseq_finetuned, load_pretrained
 
 

@@ -17,8 +17,10 @@ v2 output layout: extra tokens first, ``num_extra`` of them). Validation every
 ``RunHooks`` (validation and the best checkpoint; ``data2vec.train.task``). SIGTERM/SIGINT save and raise
 ``TrainingInterrupted`` as in pretraining.
 
-A *fine-tuning task* (``data2vec.finetune.image.TASK``, ``.asr.TASK``, ``.text.TASK``) is a ``FinetuneTask``
-(below); ``TASKS`` names the module that holds each.
+A *fine-tuning task* is a ``FinetuneTask`` (below); ``TASKS`` names the module that holds each (its ``TASK``). The
+built-in ones live with their modality: ``data2vec.modalities.vision.finetune`` (image classification),
+``.audio.finetune`` (speech recognition), ``.text.finetune`` (text classification); this package keeps what
+every task shares.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ from data2vec.train.optim import layer_decay_groups
 from data2vec.train.run_log import RunLog
 from data2vec.train.task import RunHooks, TrainingTask
 
-TASKS = {"image-classification": "data2vec.finetune.image", "asr": "data2vec.finetune.asr",
-         "text-classification": "data2vec.finetune.text"}
+TASKS = {"image-classification": "data2vec.modalities.vision.finetune", "asr": "data2vec.modalities.audio.finetune",
+         "text-classification": "data2vec.modalities.text.finetune"}
 
 
 @dataclass(kw_only=True)

@@ -23,7 +23,7 @@ V2_MODALITY = "IMAGE"  # fairseq's supported_modality of a data2vec 2.0 (data2ve
 V1_PRESET, V2_PRESET = "image-base-v1", "image-base-v2"  # the recipes an imported checkpoint continues with
 
 # data2vec 2.0: fairseq key relative to modality_encoders.IMAGE. -> ours relative to the encoder
-V2_KEYS = {"local_encoder.proj.weight": "local_encoder.proj.weight", "local_encoder.proj.bias": "local_encoder.proj.bias"}
+V2_KEYS = {f"local_encoder.proj.{p}": f"local_encoder.proj.{p}" for p in ("weight", "bias")}
 _POSITIONS = "fixed_positional_encoder.positions"  # fixed sin-cos table: ours is rebuilt (and compared)
 
 
