@@ -153,7 +153,8 @@ def cmd_export(args) -> int:
         out = export_finetuned_hf(cfg, model, args.out)
         print(f"{args.src}: exported the {cfg.task} model as HF transformers {TASK_ARCH[cfg.task]} -> {out}")
         return 0
-    from data2vec.convert.hf_heads import refuse_unsupported_head, refuse_v2
+    from data2vec.convert.hf import refuse_v2
+    from data2vec.convert.hf_heads import refuse_unsupported_head
 
     refuse_unsupported_head(args.src)
     cfg, model = load_pretrained(args.src)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -143,9 +144,8 @@ def fairseq_exact_config(cfg: PretrainConfig) -> PretrainConfig:
     padded frames enter the target instance norm, text masks may cover ``<s>``/``</s>``, and data2vec 2.0
     keeps masked positions on padding in the loss. Continued pretraining of a fairseq checkpoint with this
     config computes what fairseq computes."""
-    from dataclasses import replace
-
     model = replace(cfg.model, targets=replace(cfg.model.targets, include_padding_in_norm=True), loss_on_padding=True)
+    # a field of text 1.0's masking only (the other maskers already follow fairseq here)
     masking = replace(cfg.masking, mask_special_tokens=True) if hasattr(cfg.masking, "mask_special_tokens") else \
         cfg.masking
     return replace(cfg, model=model, masking=masking)

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import save_file
 
 from data2vec.modalities import MODALITIES, get_modality
+from data2vec.modalities.base_v2 import is_v2
 from data2vec.safe_load import read_json, read_safetensors, safe_torch_load
 
 # HF keys we do not import: task heads, pooler, non-persistent/derived buffers
@@ -30,6 +31,12 @@ V2_NOT_IN_HF = ("HF transformers has no data2vec 2.0 model classes (its Data2Vec
                 "data2vec 1.0 architectures), so a data2vec 2.0 {what} cannot be exported with --to hf; use it from "
                 "our checkpoint or run directory instead (data2vec evaluate / transcribe / extract, "
                 "data2vec.finetune.inference.load_finetuned, data2vec.pretrained.load_pretrained)")
+
+
+def refuse_v2(encoder_or_cfg, what: str) -> None:
+    """ValueError with ``V2_NOT_IN_HF`` when ``encoder_or_cfg`` (an encoder or a config) is data2vec 2.0."""
+    if is_v2(encoder_or_cfg):
+        raise ValueError(V2_NOT_IN_HF.format(what=what))
 
 
 def hf_mappings() -> dict[str, tuple[str, object]]:
@@ -106,8 +113,7 @@ def hf_state_from_encoder(modality: str, enc_sd: dict[str, torch.Tensor]) -> dic
 
 def export_hf(cfg, model, out_dir: str | Path) -> Path:
     """Write a HF ``transformers`` directory (config.json + model.safetensors) of the student encoder."""
-    if getattr(cfg, "version", 1) == 2:
-        raise ValueError(V2_NOT_IN_HF.format(what="model"))
+    refuse_v2(cfg, "model")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hf_cfg = hf_config_from_encoder(cfg.modality, cfg.encoder)

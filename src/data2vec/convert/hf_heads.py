@@ -23,20 +23,13 @@ import torch
 from safetensors.torch import save_file
 
 from data2vec.asr.dictionary import LetterDictionary
-from data2vec.convert.hf import V2_NOT_IN_HF, hf_config_from_encoder, hf_mapping, hf_state_from_encoder
-from data2vec.modalities.base_v2 import is_v2
+from data2vec.convert.hf import hf_config_from_encoder, hf_mapping, hf_state_from_encoder, refuse_v2
 from data2vec.safe_load import read_json
 
 ARCHS = {"Data2VecAudioForCTC": "asr", "Data2VecVisionForImageClassification": "image-classification",
          "Data2VecTextForSequenceClassification": "text-classification"}
 TASK_ARCH = {v: k for k, v in ARCHS.items()}
 TASK_MODALITY = {"asr": "audio", "image-classification": "vision", "text-classification": "text"}
-
-def refuse_v2(encoder_or_cfg, what: str) -> None:
-    """ValueError with ``V2_NOT_IN_HF`` when ``encoder_or_cfg`` (an encoder or a config) is data2vec 2.0."""
-    if is_v2(encoder_or_cfg):
-        raise ValueError(V2_NOT_IN_HF.format(what=what))
-
 
 def refuse_unsupported_head(path: str | Path) -> None:
     """A HF directory whose model carries a task head we have no task for (``...ForMaskedLM``,

@@ -102,7 +102,7 @@ def layer_decay_param_groups(model: torch.nn.Module, weight_decay: float, no_dec
     and every other parameter (local encoder, CLS token, prenet LayerNorm, the head) 1. No weight decay on
     1-D parameters, biases, ALiBi scales and names containing one of ``no_wd_keys``.
     """
-    if not is_v2(model.encoder):
+    if not is_v2(model.encoder):  # the two recipes number the layers differently (BEiT ids vs fairseq's blocks)
         return layer_decay_groups(model, weight_decay, no_decay_1d, layer_decay, head_keys=head_keys,
                                   no_wd_keys=no_wd_keys)
     ce = model.encoder.context_encoder

@@ -8,6 +8,7 @@ import torch
 
 from data2vec.layers.padding import lengths_to_padding_mask
 from data2vec.modalities.audio.dataset import audio_files
+from data2vec.modalities.base_v2 import is_v2
 
 INPUT = "files"
 BATCH_SIZE = 8
@@ -16,7 +17,7 @@ BATCH_SIZE = 8
 def batches_padded(encoder) -> bool:
     """Whether a padded batch gives every clip its unpadded output: data2vec 2.0 with the layer-norm CNN (its
     positional conv zeroes padded frames before every layer); v1's stacked positional conv sees the padding."""
-    return getattr(encoder, "version", 1) == 2 and encoder.cfg.extractor_mode == "layer_norm"
+    return is_v2(encoder) and encoder.cfg.extractor_mode == "layer_norm"
 
 
 def extract_batches(cfg, encoder, inputs: list[str], batch_size: int | None = None,

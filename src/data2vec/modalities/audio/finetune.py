@@ -124,7 +124,7 @@ def finetune_encoder_config(enc, layerdrop: float):
     """The pretraining encoder config with fairseq's fine-tuning overrides (``Wav2Vec2AsrConfig``: dropout 0,
     attention dropout 0, activation dropout 0.1, input dropout 0, frozen CNN, the recipe's layerdrop); for v2
     under the ``data2vec_multi`` names fairseq maps them to (``wav2vec2_asr.py`` ``arg_overrides``)."""
-    if is_v2(enc):
+    if is_v2(enc):  # v2 has more dropouts (fairseq's arg_overrides set each) and learns the ALiBi scale
         return replace(enc, local_grad_mult=0.0, encoder_dropout=0.0, post_mlp_drop=0.0, prenet_dropout=0.0,
                        attention_dropout=0.0, activation_dropout=0.1, dropout_input=0.0, layerdrop=layerdrop,
                        prenet_layerdrop=layerdrop, learned_alibi_scale=enc.use_alibi_encoder)
@@ -182,7 +182,7 @@ class CtcModel(FinetuneModel):
         nn.init.xavier_uniform_(self.proj.weight)  # fairseq Linear()
         nn.init.zeros_(self.proj.bias)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))  # for the freeze, saved with the model
-        self.v2 = is_v2(encoder)
+        self.v2 = is_v2(encoder)  # masked frames: v1 takes the learned mask embedding, v2 (which has none) zeroes
         if encoder.cfg.local_grad_mult == 0:  # frozen CNN: no grads, no optimizer state, DDP-safe
             encoder.local_encoder.requires_grad_(False)
 
@@ -210,7 +210,7 @@ class CtcModel(FinetuneModel):
             if train and channel_mask_BC is not None:
                 x = x.masked_fill(channel_mask_BC[:, None, :], 0.0)
             out = enc.context_encoder(x, pad)
-            x = out.x[:, out.num_extra:] if self.v2 else out.layer_outputs[-1]
+            x = out.x[:, out.num_extra:]
         return self.proj(self.final_dropout(x)), pad
 
     # ---- training-task interface (the rest: FinetuneModel) ---------------------------------
@@ -396,7 +396,7 @@ class AsrData:
             self.sets[name] = LabelledAudio(path, d.labels, self.dictionary, d, self.frame_lengths, seed)
         self.sampler = BucketBatchSampler(self.train.sizes, max_tokens=d.max_tokens, seed=seed,
                                           num_replicas=dist.world_size, rank=dist.rank)
-        C, m = cfg.encoder.embed_dim, 1 if is_v2(cfg.encoder) else 2
+        C, m = cfg.encoder.embed_dim, 1 if is_v2(cfg.encoder) else 2  # least time-mask spans: fairseq v2 1, v1 2
         self.train_collate = AsrCollator(frame_lengths=self.frame_lengths, head=cfg.head, channels=C, seed=seed,
                                          train=True, min_masks=m)
         self.eval_collate = AsrCollator(frame_lengths=self.frame_lengths, head=cfg.head, channels=C, seed=seed,

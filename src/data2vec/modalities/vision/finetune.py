@@ -86,6 +86,7 @@ class ImageClassifier(FinetuneModel):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         out = self.encoder(images)
         norm = self.fc_norm if self.fc_norm is not None else self.encoder.context_encoder.fc_norm
+        # v1 (BEiT's fine-tuning layout) pools the last block before the pretraining final norm, v2 its final output
         patches = out.x[:, out.num_extra:] if self.v2 else out.layer_outputs[-1]
         return self.head(norm(patches.mean(1)))
 
@@ -250,6 +251,7 @@ class _ImageTask:
 
     @staticmethod
     def default_config(src, init: str) -> ImageFinetuneConfig:
+        # fairseq's v2 recipe zeroes the pretraining dropouts and sets drop path; v1 (BEiT) keeps the encoder's
         enc = finetune_encoder_v2(src.encoder) if is_v2(src.encoder) else src.encoder
         return ImageFinetuneConfig(init=init, encoder=enc, data=ImageFinetuneDataConfig(augment=src.data.augment))
 
