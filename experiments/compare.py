@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+SPLIT = re.compile(r",(?![^()\[\]]*[)\]])")  # commas between overrides, not inside a tuple like (0.8, 1.0)
 METRIC = {"image-classification": ("top1", "test top-1", True), "asr": ("wer", "test WER", False),
           "text-classification": ("score", "test score", True)}
 
@@ -123,7 +125,7 @@ def main(argv=None) -> int:
         name, _, sets = spec.partition("=")
         for seed in args.seeds:
             for arm in arms:
-                rows.append(run_one(args, arm, name, [s for s in sets.split(",") if s], seed))
+                rows.append(run_one(args, arm, name, [s for s in SPLIT.split(sets) if s], seed))
     out = Path(args.out)
     (out / "results.json").write_text(json.dumps({"args": vars(args), "runs": rows}, indent=2) + "\n")
     table = summarise(rows, args.task)

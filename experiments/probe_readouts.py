@@ -1,0 +1,138 @@
+"""Which frozen-feature readout of a pretrained image encoder makes the best linear probe (issue 15, vision).
+
+    python experiments/probe_readouts.py --ckpt runs/v15-img-A/checkpoint_1500.pt --data data/images \\
+        --label-fraction 0.1 --seeds 1 2 3 --out runs/v15-img-A/readouts.json
+    python experiments/probe_readouts.py --ckpt ... --readouts last4/pool2x2 --seeds 1 2 3 --test   # once, at the end
+
+Readouts (all linear in the frozen encoder's outputs, no fine-tuning):
+- ``lastK/mean``: the patch tokens of each of the top K blocks, averaged over positions, concatenated;
+- ``lastK/pool2x2``: the same averaged over each quarter of the patch grid (layout kept at 2 x 2);
+- ``lastK/flat``: every patch token of the top K blocks concatenated (the layout a pixel probe keeps);
+- ``cls``: the extra (CLS) token of the final output, where the encoder has one;
+- ``random:<readout>``: the same readout of a randomly initialised encoder of the same config (same seed);
+- ``pixels``: the raw pixels (the baseline).
+Each is an L2 logistic regression on standardised features of a seeded ``--label-fraction`` of the training
+labels (seed s picks the subset), weight decay picked from a grid on ``--valid`` images of the validation split.
+Without ``--test`` only validation accuracy is computed: readouts are chosen on it. ``--test`` also scores the
+``--test`` images of the test split, to be used once for the chosen readout. Prints and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+READOUTS = ("last1/mean", "last2/mean", "last4/mean", "last1/pool2x2", "last2/pool2x2", "last4/pool2x2",
+            "last1/flat", "cls", "random:last1/mean", "random:last2/pool2x2", "pixels")
+
+
+def logreg(xtr, ytr, xva, yva, xte=None, yte=None, wds=(1e-4, 1e-3, 1e-2, 1e-1, 1.0)) -> dict:
+    """L2 multinomial logistic regression (L-BFGS); weight decay chosen on the validation accuracy."""
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+    xtr, xva = (xtr - mu) / sd, (xva - mu) / sd
+    n_cls = int(ytr.max()) + 1
+    best = None
+    for wd in wds:
+        w = torch.zeros(xtr.size(1), n_cls, requires_grad=True)
+        b = torch.zeros(n_cls, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], lr=1, max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(xtr @ w + b, ytr) + wd * (w ** 2).sum() / 2
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            va = ((xva @ w + b).argmax(1) == yva).float().mean().item()
+        if best is None or va > best["valid_top1"]:
+            best = {"weight_decay": wd, "valid_top1": va, "w": w.detach(), "b": b.detach()}
+    out = {"weight_decay": best["weight_decay"], "valid_top1": best["valid_top1"]}
+    if xte is not None:
+        with torch.no_grad():
+            out["test_top1"] = ((((xte - mu) / sd) @ best["w"] + best["b"]).argmax(1) == yte).float().mean().item()
+    return out
+
+
+@torch.no_grad()
+def readout(encoder, images: torch.Tensor, name: str, grid: int, batch: int = 500) -> torch.Tensor:
+    if name == "pixels":
+        return images.flatten(1)
+    encoder.eval()
+    out = []
+    for i in range(0, len(images), batch):
+        o = encoder(images[i:i + batch])
+        if name == "cls":
+            out.append(o.x[:, 0])
+            continue
+        top, how = name.split("/")
+        hs = o.layer_outputs[-int(top.removeprefix("last")):]
+        if how == "mean":
+            out.append(torch.cat([h.mean(1) for h in hs], 1))
+        elif how == "flat":
+            out.append(torch.cat([h.flatten(1) for h in hs], 1))
+        else:  # pool2x2: average each quarter of the patch grid
+            B, T, C = hs[0].shape
+            out.append(torch.cat([F.adaptive_avg_pool2d(h.transpose(1, 2).reshape(B, C, grid, grid), 2).flatten(1)
+                                  for h in hs], 1))
+    return torch.cat(out).float()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--label-fraction", type=float, default=0.1)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1])
+    p.add_argument("--readouts", nargs="+", default=list(READOUTS))
+    p.add_argument("--valid", type=int, default=2000)
+    p.add_argument("--test", action="store_true", help="also score the test split (once, for the chosen readout)")
+    p.add_argument("--n-test", type=int, default=10000)
+    p.add_argument("--out")
+    args = p.parse_args(argv)
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from v1_vs_v2 import probe_sets  # noqa: E402
+
+    from data2vec.pretrained import build_model, load_pretrained
+
+    cfg, model = load_pretrained(args.ckpt)
+    encoder = model.student.encoder
+    torch.manual_seed(1)
+    rand = build_model(cfg).student.encoder
+    grid = cfg.encoder.image_size // cfg.encoder.patch_size
+    results: dict = {"args": vars(args), "runs": []}
+    for seed in args.seeds:
+        sets = probe_sets(args.data, cfg, args.label_fraction, seed, args.valid, args.n_test if args.test else 1)
+        for name in args.readouts:
+            enc, rname = (rand, name.removeprefix("random:")) if name.startswith("random:") else (encoder, name)
+            f = {s: readout(enc, sets[s][0], rname, grid) for s in ("train", "valid", "test")}
+            r = logreg(f["train"], sets["train"][1], f["valid"], sets["valid"][1],
+                       *((f["test"], sets["test"][1]) if args.test else ()))
+            r.update(seed=seed, readout=name, dim=f["train"].shape[1])
+            results["runs"].append(r)
+            print(json.dumps(r), flush=True)
+    summary = {}
+    for name in args.readouts:
+        rs = [r for r in results["runs"] if r["readout"] == name]
+        for k in ("valid_top1", "test_top1"):
+            v = np.array([r[k] for r in rs if k in r])
+            if len(v):
+                summary.setdefault(name, {})[k] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1
+                                                   else None, "n": len(v)}
+    results["summary"] = summary
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
