@@ -134,9 +134,10 @@ def cmd_convert(args) -> int:
     from data2vec.pretrained import load_pretrained, save_pretrained
 
     cfg, model = load_pretrained(args.src, fairseq_exact=args.fairseq_exact)
-    out = save_pretrained(cfg, model, args.out)
+    out = save_pretrained(cfg, model, args.out, student_only=args.student_only)
     n = sum(p.numel() for p in model.student.parameters())
-    print(f"{args.src}: data2vec {cfg.modality} model, {n / 1e6:.2f} M student parameters (+ EMA teacher) -> "
+    teacher = "" if args.student_only else " (+ EMA teacher)"
+    print(f"{args.src}: data2vec {cfg.modality} model, {n / 1e6:.2f} M student parameters{teacher} -> "
           f"{out}/config.json + model.safetensors")
     return 0
 
@@ -401,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "train.parallel=fsdp run's DCP checkpoint (run directory or checkpoint_last.dcp)")
     cv.add_argument("--out", required=True, help="output directory")
     cv.add_argument("--fairseq-exact", action="store_true", help=FAIRSEQ_EXACT_HELP)
+    cv.add_argument("--student-only", action="store_true",
+                    help="leave the EMA teacher out (half the size): enough to fine-tune and extract; it loads "
+                         "with teacher = student, so continued pretraining starts its EMA afresh")
     cv.set_defaults(func=cmd_convert)
 
     ex = sub.add_parser("export", help="export a model to HF transformers (a pretrained encoder, or a fine-tuned "

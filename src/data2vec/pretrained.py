@@ -9,7 +9,9 @@ speech or text checkpoint (read with PyTorch's weights_only unpickler; its ``_em
 data2vec vision / BEiT ``.pth`` (pretrained or fine-tuned layout, ``model_ema`` as teacher); one of our
 training checkpoints (``checkpoint_last.pt``, or a ``train.parallel=fsdp`` run's DCP checkpoint: the run
 directory, ``checkpoint_last.dcp`` or a step directory); a directory written by ``save_pretrained`` /
-``data2vec convert`` (``config.json`` + ``model.safetensors``, no pickle at all).
+``data2vec convert`` (``config.json`` + ``model.safetensors``, no pickle at all). A directory saved with
+``student_only`` holds no ``teacher.*`` tensors: it loads with the teacher set to a copy of the student, as
+pretraining starts (an EMA teacher is only needed to continue pretraining with the same targets).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from data2vec.safe_load import read_json, read_safetensors, safe_torch_load
 from data2vec.train import dcp
 from data2vec.train.checkpoint import check_format_version
 from data2vec.train.config import PretrainConfig, build_model, pretrain_config_from_dict
+
+TEACHER = "teacher."  # the EMA teacher's keys in ``Data2Vec.state_dict()``
 
 
 def _sync_teacher(model: Data2Vec) -> None:
@@ -177,7 +181,12 @@ def _load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
         if "modality" in meta:  # ours
             cfg = pretrain_config_from_dict(meta)
             model = build_model(cfg)
-            load_into(model, read_safetensors(p / "model.safetensors"))
+            state = read_safetensors(p / "model.safetensors")
+            if not any(k.startswith(TEACHER) for k in state):  # saved with student_only: teacher := student
+                load_into(model, {**state, **_teacher_keys(model)})
+                _sync_teacher(model)
+            else:
+                load_into(model, state)
             return cfg, model.eval()
         return tuple(x.eval() if isinstance(x, torch.nn.Module) else x for x in _from_hf(p))
     if not p.is_file():
@@ -201,13 +210,19 @@ def _load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
     return cfg, model.eval()
 
 
-def save_pretrained(cfg: PretrainConfig, model: Data2Vec, out_dir: str | Path) -> Path:
-    """Our pickle-free format: ``config.json`` (the resolved config) + ``model.safetensors`` (student + teacher)."""
+def _teacher_keys(model: Data2Vec) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if k.startswith(TEACHER)}
+
+
+def save_pretrained(cfg: PretrainConfig, model: Data2Vec, out_dir: str | Path, student_only: bool = False) -> Path:
+    """Our pickle-free format: ``config.json`` (the resolved config) + ``model.safetensors`` (student + teacher;
+    ``student_only``: the student alone, about half the size, for fine-tuning and feature extraction)."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()
+             if not (student_only and k.startswith(TEACHER))}
     save_file(state, str(out / "model.safetensors"))
     return out
