@@ -19,7 +19,7 @@ from data2vec.modalities.text import TextEncoder, TextEncoderConfig
 from data2vec.modalities.text.finetune import (
     TextClassifier,
     TextHeadConfig,
-    _train_subset,
+    train_subset,
     encode_example,
     truncate_pair,
 )
@@ -218,11 +218,11 @@ def test_layer_decay_groups_and_regression_loss():
 
 def test_train_subset_is_seeded_per_class_and_capped():
     y = np.array([0] * 80 + [1] * 20)
-    keep = _train_subset(y, 1.0, 10, seed=3, regression=False)
+    keep = train_subset(y, 1.0, 10, seed=3, regression=False)
     assert len(keep) == 10 and np.bincount(y[keep]).tolist() == [8, 2]
-    assert keep == _train_subset(y, 1.0, 10, seed=3, regression=False)
-    assert len(_train_subset(y, 0.5, 0, seed=3, regression=False)) == 50
-    assert len(_train_subset(np.linspace(0, 5, 100), 1.0, 7, seed=3, regression=True)) == 7
+    assert keep == train_subset(y, 1.0, 10, seed=3, regression=False)
+    assert len(train_subset(y, 0.5, 0, seed=3, regression=False)) == 50
+    assert len(train_subset(np.linspace(0, 5, 100), 1.0, 7, seed=3, regression=True)) == 7
 
 
 # ---- tiny fine-tuning runs through the CLI -------------------------------------------------

@@ -345,7 +345,7 @@ class TextFinetuneData:
         self.labels = None if self.regression else (cfg.head.labels or label_vocabulary(e.label for e in train.examples))
         self.train = encode_file(train, tok, max_len, self.labels)
         self.n_available = len(self.train)
-        keep = _train_subset(self.train.targets, d.label_fraction, d.max_train_examples, seed, self.regression)
+        keep = train_subset(self.train.targets, d.label_fraction, d.max_train_examples, seed, self.regression)
         self.train = TextPairDataset([self.train.tokens[i] for i in keep], self.train.targets[keep])
         self.notes = [f.describe() for f in files.values()]
         self.sets = {}
@@ -382,7 +382,7 @@ def _eval_loader(ds: TextPairDataset, collate, batch_size: int, max_tokens: int,
                                        collate_fn=collate, num_workers=num_workers)
 
 
-def _train_subset(targets: np.ndarray, fraction: float, max_examples: int, seed: int, regression: bool) -> list[int]:
+def train_subset(targets: np.ndarray, fraction: float, max_examples: int, seed: int, regression: bool) -> list[int]:
     """Seeded subset: ``fraction`` of each class, at most ``max_examples`` in all (regression: of all)."""
     n = len(targets)
     if max_examples > 0:
