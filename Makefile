@@ -1,5 +1,5 @@
 # make demo: set up everything on a fresh Debian machine, build the built-in speech, text and image data, pretrain
-# the tiny speech, text and vision models (shortened schedules), fine-tune each pretrained and from scratch and
+# the tiny speech, text and image models (shortened schedules), fine-tune each pretrained and from scratch and
 # print one table (experiments/demo.py; about 30 minutes on 2 cores); rerunning resumes or reuses what is there.
 # make test: set up everything, run the test suite.
 # make data: also install the Debian packages of the large text corpus (`data2vec prepare text --corpus large`,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-TASKS = ("audio", "text", "vision")
+TASKS = ("audio", "text", "image")
 LETTERS = list("abcdefghijklmnopqrstuvwxyz'") + ["|"]
 
 
@@ -91,7 +91,7 @@ def ours_step(model_dir: Path, task: str, precision: str):
         # frozen as `data2vec finetune asr` does (feature_grad_mult 0; finetuned_from_hf reads the HF config's 1.0)
         model.cfg = merge(model.cfg, {"freeze_finetune_updates": 0})
         model.encoder.feature_extractor.requires_grad_(False)
-    elif task == "vision":
+    elif task == "image":
         model.cfg = merge(model.cfg, {"mixup": 0.0, "cutmix": 0.0})
     trainer = Trainer(cfg, model, DistInfo(0, 1, 0, torch.device("cpu")))
 
@@ -109,7 +109,7 @@ def hf_step(model_dir: Path, task: str, precision: str):
                               Data2VecVisionForImageClassification)
 
     cls = {"audio": Data2VecAudioForCTC, "text": Data2VecTextForSequenceClassification,
-           "vision": Data2VecVisionForImageClassification}[task]
+           "image": Data2VecVisionForImageClassification}[task]
     model = cls.from_pretrained(model_dir, attn_implementation="sdpa").train()
     if task == "audio":
         model.freeze_feature_encoder()
@@ -155,7 +155,7 @@ def main() -> None:
     p.add_argument("--task", choices=TASKS, required=True)
     p.add_argument("--model-dir")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--length", type=int, default=128, help="samples (audio), tokens (text) or image side (vision)")
+    p.add_argument("--length", type=int, default=128, help="samples (audio), tokens (text) or image side in pixels")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=2)

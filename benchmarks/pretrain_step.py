@@ -33,8 +33,8 @@ from data2vec.core.data2vec import Data2Vec
 from data2vec.modalities import get_modality
 from data2vec.modalities.audio.encoder import conv_frame_lengths, parse_conv_layers
 from data2vec.modalities.audio.masking import compute_span_mask
+from data2vec.modalities.image import block_mask
 from data2vec.modalities.text import mask_tokens
-from data2vec.modalities.vision import block_mask
 from data2vec.presets import get_preset
 from data2vec.train.distributed import DistInfo
 from data2vec.train.loop import Trainer, autocast_context
@@ -61,8 +61,8 @@ def make_batch(cfg, encoder, batch: int, length: int, seed: int = 0) -> dict:
             source = torch.randint(5, cfg.encoder.vocab_size, (batch, length), generator=g)
             source[:, 0], source[:, -1] = 0, 2
             positions = length
-        elif cfg.modality == "vision":
-            from data2vec.modalities.vision.masking_v2 import draw_v2_masks
+        elif cfg.modality == "image":
+            from data2vec.modalities.image.masking_v2 import draw_v2_masks
 
             source = torch.randn(batch, cfg.encoder.in_chans, length, length, generator=g)
             positions = (cfg.encoder.grid, cfg.encoder.grid)
@@ -83,7 +83,7 @@ def make_batch(cfg, encoder, batch: int, length: int, seed: int = 0) -> dict:
         mask = torch.from_numpy(np.stack([r[1] for r in rows]))
         return {"source": source, "teacher_source": clean, "padding_mask": None, "mask": mask,
                 "num_masked": int(mask.sum())}
-    if cfg.modality == "vision":
+    if cfg.modality == "image":
         images = torch.randn(batch, cfg.encoder.in_chans, length, length, generator=g)
         grid = (cfg.encoder.grid, cfg.encoder.grid)
         mask = torch.from_numpy(np.stack([block_mask(grid, cfg.masking, seed=seed, epoch=1, index=b) for b in range(batch)]))
@@ -139,8 +139,8 @@ def _hf_vision(cfg):
 
 def hf_reference(cfg, device):
     """HF Data2Vec{Audio,Text,Vision}Model student + teacher of the same shape, and a step function."""
-    text, vision = cfg.modality == "text", cfg.modality == "vision"
-    student = {"text": _hf_text, "vision": _hf_vision}.get(cfg.modality, _hf_audio)(cfg).to(device)
+    text, image = cfg.modality == "text", cfg.modality == "image"
+    student = {"text": _hf_text, "image": _hf_vision}.get(cfg.modality, _hf_audio)(cfg).to(device)
     C = student.config.hidden_size
     head = (torch.nn.Sequential(torch.nn.Linear(C, 2 * C), torch.nn.GELU(), torch.nn.Linear(2 * C, C)) if text
             else torch.nn.Linear(C, C)).to(device)
@@ -155,19 +155,19 @@ def hf_reference(cfg, device):
             with torch.no_grad():
                 t_in = batch.get("teacher_source", batch["source"]).to(device)
                 hs = teacher(t_in, output_hidden_states=True).hidden_states[-k:]
-                if vision:
+                if image:
                     y = sum(torch.nn.functional.layer_norm(h.float()[:, 1:], h.shape[-1:]) for h in hs) / k
                     y = torch.nn.functional.layer_norm(y, y.shape[-1:])
                 elif text:
                     y = sum(torch.nn.functional.layer_norm(h.float(), h.shape[-1:]) for h in hs) / k
                 else:
                     y = sum(torch.nn.functional.instance_norm(h.float().transpose(1, 2)).transpose(1, 2) for h in hs) / k
-            if vision:
+            if image:
                 x = student(src, bool_masked_pos=mask).last_hidden_state[:, 1:]
             else:
                 x = (student(src) if text else student(src, mask_time_indices=mask)).last_hidden_state
             pred = head(x[mask]).float()
-            if vision:
+            if image:
                 loss = torch.nn.functional.smooth_l1_loss(pred, y[mask], beta=2.0)
             elif text:
                 loss = torch.nn.functional.smooth_l1_loss(pred, y[mask], beta=4.0, reduction="sum")
@@ -253,7 +253,7 @@ def run(preset: str, impl: str, args) -> dict:
     out = {
         "preset": preset, "impl": impl, "device": str(device), "precision": args.precision,
         "threads": torch.get_num_threads(),
-        "batch": {"text": f"{b} x {s} tokens", "vision": f"{b} images {s}x{s}"}.get(
+        "batch": {"text": f"{b} x {s} tokens", "image": f"{b} images {s}x{s}"}.get(
             cfg.modality, f"{b} x {s} samples ({s / 16000:.1f} s)"),
         "params_M": round(n_params / 1e6, 2), "masked": batch["num_masked"],
         "student_rows": int(batch["mask"].size(0)),
@@ -262,7 +262,7 @@ def run(preset: str, impl: str, args) -> dict:
         "step_s_min": round(min(times), 4), "step_s_max": round(max(times), 4),
         "samples_per_s": round(b / mean, 2),
         **({"tokens_per_s": round(b * s / mean, 1)} if cfg.modality == "text" else
-           {} if cfg.modality == "vision" else {"audio_s_per_s": round(b * s / 16000 / mean, 2)}),
+           {} if cfg.modality == "image" else {"audio_s_per_s": round(b * s / 16000 / mean, 2)}),
         "gflop_per_step": round(flops / 1e9, 2), "achieved_gflop_s": round(flops / 1e9 / mean, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }

@@ -17,7 +17,7 @@ position it produces (a multiply-add = 2 FLOPs; biases, norms, activations, soft
 counted), and every attention block adds 4 x s^2 x d per row (QK^T and AV). The positions each module runs on:
 - conv feature encoder (audio): its own output length per layer; ``post_extract_proj`` / ``project_features``
   and the positional convs: T frames; patch embedding: N patches; text embeddings: 0 (lookups);
-- Transformer blocks: v1 all T positions (+ CLS for vision); v2 student: B x M rows of the K kept positions
+- Transformer blocks: v1 all T positions (+ CLS for images); v2 student: B x M rows of the K kept positions
   (+ extra tokens), v2 teacher: B rows of all T (+ extra); v2 audio's relative positional conv runs on the
   full length for every clone (masked frames zeroed);
 - v1 head: the masked positions; v2 decoder: all T positions of the B x M rows.
@@ -216,12 +216,12 @@ def micro_batch_shape(cfg, budget: float, length: int | None = None, masked: flo
         extra = getattr(cfg.encoder, "num_extra_tokens", 0)
         return Shape(B, T, masked if masked is not None else T - kept, mk.clone_batch, kept, extra, cnn, length)
     if masked is None:
-        if cfg.modality == "vision":
+        if cfg.modality == "image":
             masked = mk.num_mask_patches
         else:  # spans of length l started at rate p/l, overlaps merged: 1 - (1 - p/l)^l (an approximation)
             p, ln = mk.mask_prob, getattr(mk, "mask_length", None) or mk.mask_multiple_length
             masked = T * (1 - (1 - p / ln) ** ln)
-    return Shape(B, T, masked, 1, T, 1 if cfg.modality == "vision" else 0, cnn, length)
+    return Shape(B, T, masked, 1, T, 1 if cfg.modality == "image" else 0, cnn, length)
 
 
 # ---- FLOPs ---------------------------------------------------------------------------------------------
@@ -560,7 +560,7 @@ def markdown(results: list[dict], args, command: str, check: list[dict]) -> str:
                  f"{c['num_blocks']} | {_m(c['block_max'])} | {_m(c['root'])} |")
     L += ["", "Reading it: v1 speech and v2 speech/text teachers hold no local encoder (the student's CNN / "
           "embedding features are fed to them); the v2 text teacher is the 12 or 24 blocks only, so it is "
-          "the smallest relative to its student; v1 text, v1 and v2 vision teachers copy the whole encoder.", ""]
+          "the smallest relative to its student; v1 text, v1 and v2 image teachers copy the whole encoder.", ""]
     L += ["## FLOPs per update (per GPU micro-batch at the paper's per-GPU batch)", "",
           "Forward FLOPs = sum over every Linear/Conv of 2 x weight elements x output positions it computes "
           "(+ 4 s^2 d per attention block and row); backward = 2 x forward (1 x for the first input-stem layer); "

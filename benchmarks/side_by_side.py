@@ -45,13 +45,13 @@ FAIRSEQ_BENCH = ROOT.parent / "shared" / "bench" / "fairseq" / "bench_fairseq.py
 PRETRAIN = {"d2v1_audio": ("audio-base-v1", 2, 64000), "d2v1_text": ("text-base-v1", 4, 512),
             "d2v2_audio": ("audio-base-v2", 1, 64000), "d2v2_text": ("text-base-v2", 2, 512)}
 # modality -> (batch 1 shape, batched shape): audio samples, text tokens, image side
-EXTRACT = {"audio": ((1, 64000), (4, 64000)), "text": ((1, 512), (4, 510)), "vision": ((1, 224), (8, 224))}
-TINY_EXTRACT = {"audio": ((1, 16000), (4, 16000)), "text": ((1, 64), (4, 64)), "vision": ((1, 32), (4, 32))}
+EXTRACT = {"audio": ((1, 64000), (4, 64000)), "text": ((1, 512), (4, 510)), "image": ((1, 224), (8, 224))}
+TINY_EXTRACT = {"audio": ((1, 16000), (4, 16000)), "text": ((1, 64), (4, 64)), "image": ((1, 32), (4, 32))}
 # fine-tuning: task -> (batch, samples / tokens / image side); HF's task models at base size
-FINETUNE = {"audio": (2, 64000), "text": (16, 128), "vision": (8, 224)}
-TINY_FINETUNE = {"audio": (2, 16000), "text": (2, 64), "vision": (2, 32)}
+FINETUNE = {"audio": (2, 64000), "text": (16, 128), "image": (8, 224)}
+TINY_FINETUNE = {"audio": (2, 16000), "text": (2, 64), "image": (2, 32)}
 FINETUNE_NAMES = {"audio": "CTC (Data2VecAudioForCTC)", "text": "classification (Data2VecTextForSequenceClassification)",
-                  "vision": "classification (Data2VecVisionForImageClassification)"}
+                  "image": "classification (Data2VecVisionForImageClassification)"}
 
 
 def gemm_gflops(precision: str, n: int = 2048, reps: int = 5) -> float:
@@ -154,7 +154,7 @@ def extract_worker(args) -> None:
         model = AutoModel.from_pretrained(model_dir, attn_implementation="sdpa").eval()
 
         def forward(x):
-            return model(x).last_hidden_state[:, 1:] if args.modality == "vision" else model(x).last_hidden_state
+            return model(x).last_hidden_state[:, 1:] if args.modality == "image" else model(x).last_hidden_state
     else:
         from data2vec.extract import encode
         from data2vec.pretrained import load_pretrained

@@ -71,8 +71,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from pathlib import Path
 
-    from data2vec.modalities.vision.dataset import ImageFolder
     from data2vec.finetune.loop import label_subset
+    from data2vec.modalities.image.dataset import ImageFolder
     from data2vec.pretrained import build_model, load_pretrained
 
     torch.manual_seed(args.seed)

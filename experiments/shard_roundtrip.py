@@ -68,7 +68,7 @@ def roundtrip(preset: str, src: str, samples_per_shard: int, out_root: Path) -> 
     assert sum(len(b["indices"]) for b in head[:k] + rest) == len(seen)
 
     index, d = load_index(out), scfg.data
-    if cfg.modality == "vision":
+    if cfg.modality == "image":
         sizes, budget = np.ones(len(index), np.int64), d.batch_size
     else:
         sizes = np.minimum(index.sizes, d.max_sample_size) if cfg.modality == "audio" else index.sizes

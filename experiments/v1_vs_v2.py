@@ -107,8 +107,8 @@ def text_probe_sets(data: str, text_data: str, max_len: int = 128):
 
 
 def probe_sets(data: str, cfg, fraction: float, seed: int, n_valid: int, n_test: int):
-    from data2vec.modalities.vision.dataset import ImageFolder
     from data2vec.finetune.loop import label_subset
+    from data2vec.modalities.image.dataset import ImageFolder
 
     sets = {}
     for name in ("train", "valid", "test"):

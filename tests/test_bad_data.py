@@ -25,7 +25,7 @@ from data2vec.data.skips import MAX_CONSECUTIVE_UNREADABLE, CollateWithSkips, Sk
 from data2vec.data.text import load_corpus, read_text_file
 from data2vec.errors import Data2VecError
 from data2vec.modalities.audio.dataset import AudioDataset, read_manifest, validate_manifest
-from data2vec.modalities.vision.dataset import ImageFolder, load_image, validate_images
+from data2vec.modalities.image.dataset import ImageFolder, load_image, validate_images
 from data2vec.train.checkpoint import load_checkpoint
 from data2vec.train.distributed import DistInfo
 
@@ -255,7 +255,7 @@ def test_image_validation_and_pixel_limit(tmp_path):
 
 
 def test_training_image_folder_substitutes_the_next_image_deterministically(tmp_path):
-    from data2vec.modalities.vision.dataset import AugmentConfig
+    from data2vec.modalities.image.dataset import AugmentConfig
 
     image_corpus(tmp_path, n_good=4)
     aug = AugmentConfig(image_size=28, mean=(0.5,), std=(0.5,))
@@ -394,7 +394,7 @@ def test_image_finetuning_names_the_images_it_leaves_out(tmp_path):
 
     from PIL import Image
 
-    from data2vec.modalities.vision.finetune import ImageFinetuneConfig, ImageFinetuneData
+    from data2vec.modalities.image.finetune import ImageFinetuneConfig, ImageFinetuneData
 
     for split in ("train", "valid", "test"):
         for c in ("a", "b"):
@@ -404,9 +404,9 @@ def test_image_finetuning_names_the_images_it_leaves_out(tmp_path):
                 Image.new("L", (28, 28), color=40 * i).save(d / f"{i}.png")
     (tmp_path / "train" / "a" / "empty.png").write_bytes(b"")
     (tmp_path / "test" / "b" / "junk.png").write_bytes(b"not an image")
-    from data2vec.modalities.vision import VisionEncoderConfig
+    from data2vec.modalities.image import ImageEncoderConfig
 
-    cfg = ImageFinetuneConfig(encoder=VisionEncoderConfig(image_size=28, patch_size=4, in_chans=1))
+    cfg = ImageFinetuneConfig(encoder=ImageEncoderConfig(image_size=28, patch_size=4, in_chans=1))
     cfg.data.path = str(tmp_path)
     cfg.data.label_fraction = 1.0
     data = ImageFinetuneData(cfg, SimpleNamespace(world_size=1, rank=0), seed=1)

@@ -74,7 +74,7 @@ def _trainer(precision: str) -> tuple[Trainer, dict]:
     cfg = merge(get_preset("image-tiny-v2"), {"train": {"precision": precision, "max_update": 100},
                                               "optim": {"warmup_updates": 0}})
     torch.manual_seed(0)
-    model = Data2Vec(get_modality("vision").build_encoder(cfg.encoder), cfg.model)
+    model = Data2Vec(get_modality("image").build_encoder(cfg.encoder), cfg.model)
     w0 = {k: v.clone() for k, v in model.student.state_dict().items()}
     return Trainer(cfg, model, DistInfo(0, 1, 0, CPU)), w0
 

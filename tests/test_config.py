@@ -159,3 +159,41 @@ def test_old_field_names_still_read_from_files_overrides_and_checkpoints(preset,
     # and the command line reads the old names in --set
     assert main(["pretrain", "--preset", preset, "--set", "encoder.encoder_layers=3", "--out", str(tmp_path / "r"),
                  "--dry-run"]) == 0
+
+
+# ---- renamed modality: `vision` is now `image` -------------------------------------------------------------
+def test_modality_written_as_vision_loads_as_image(tmp_path):
+    import torch
+
+    from data2vec.modalities import MODALITY_ALIASES, get_modality, modality_name
+    from data2vec.pretrained import build_model, load_pretrained
+
+    assert MODALITY_ALIASES == {"vision": "image"} and modality_name("vision") == "image"
+    assert modality_name("audio") == "audio" and get_modality("vision").name == get_modality("image").name == "image"
+    cfg = get_preset("image-tiny-v1")
+    assert cfg.modality == "image"
+    d = to_dict(cfg) | {"modality": "vision"}  # a config written before the rename
+    assert pretrain_config_from_dict(d) == cfg
+    (tmp_path / "old.json").write_text(json.dumps(d))
+    assert pretrain_config_from_dict(load_file(tmp_path / "old.json")).modality == "image"
+    # a checkpoint whose config says `vision` loads with the same weights and says `image` from then on
+    model = build_model(cfg)
+    torch.save({"format_version": 1, "config": d, "model": model.state_dict(), "step": 0}, tmp_path / "old.pt")
+    cfg2, model2 = load_pretrained(tmp_path / "old.pt")
+    assert cfg2 == cfg and to_dict(cfg2)["modality"] == "image"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, model2.state_dict()[k]), k
+    from data2vec.train.loop import _check_resume_config
+
+    _check_resume_config(cfg, d)  # a run started as `vision` resumes under `image`
+
+
+@pytest.mark.parametrize("name", ["images", "Vision", 5])
+def test_unknown_modality_is_one_clear_line(name):
+    from data2vec.modalities import get_modality
+
+    with pytest.raises(ValueError, match="unknown modality") as e:
+        get_modality(name)
+    assert "\n" not in str(e.value) and "audio, text, image" in str(e.value)
+    with pytest.raises(ValueError, match="unknown modality"):
+        pretrain_config_from_dict(to_dict(get_preset("image-tiny-v1")) | {"modality": name})

@@ -42,11 +42,11 @@ def _text():
     return enc, cfg, {"source": source, "teacher_source": clean, "padding_mask": None, "mask": mask}
 
 
-def _vision():
-    from data2vec.modalities.vision import VisionEncoder, VisionEncoderConfig
+def _image():
+    from data2vec.modalities.image import ImageEncoder, ImageEncoderConfig
 
-    enc = VisionEncoder(VisionEncoderConfig(image_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=3, num_heads=2,
-                                            drop_path_rate=0.1, dropout=0.1))
+    enc = ImageEncoder(ImageEncoderConfig(image_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=3, num_heads=2,
+                                          drop_path_rate=0.1, dropout=0.1))
     images = torch.randn(B, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     mask = torch.zeros(B, 16, dtype=torch.bool)
     mask[:, 5:11] = True
@@ -56,7 +56,7 @@ def _vision():
     return enc, cfg, {"source": images, "padding_mask": None, "mask": mask}
 
 
-MODALITIES = {"audio": _audio, "text": _text, "vision": _vision}
+MODALITIES = {"audio": _audio, "text": _text, "image": _image}
 
 
 @pytest.fixture(params=list(MODALITIES))

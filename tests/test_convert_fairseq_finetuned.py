@@ -207,7 +207,7 @@ def test_mae_image_classification_v2(tmp_path):
     from test_fairseq_parity_v2 import _fairseq_image_layout
 
     from data2vec.core.data2vec import Data2Vec
-    from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2
+    from data2vec.modalities.image.encoder_v2 import ImageEncoderV2
     from data2vec.presets import get_preset
 
     pcfg = get_preset("image-tiny-v2")

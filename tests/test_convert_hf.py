@@ -43,7 +43,7 @@ def _hf_vision():
     return Data2VecVisionModel(cfg, add_pooling_layer=False), {"pixel_values": x}, x
 
 
-@pytest.mark.parametrize("make", [_hf_audio, _hf_text, _hf_vision], ids=["audio", "text", "vision"])
+@pytest.mark.parametrize("make", [_hf_audio, _hf_text, _hf_vision], ids=["audio", "text", "image"])
 def test_hf_directory_imports_with_identical_layers(make, tmp_path):
     torch.manual_seed(0)
     hf, inputs, ours_in = make()
@@ -57,7 +57,7 @@ def test_hf_directory_imports_with_identical_layers(make, tmp_path):
         ref = hf(**inputs, output_hidden_states=True)
         e = model.student.encoder.embed(ours_in, None, None)
         out = model.student.encoder.context_encoder(e.x, e.padding_mask)
-    strip = 1 if cfg.modality == "vision" else 0  # our vision outputs drop the CLS token
+    strip = 1 if cfg.modality == "image" else 0  # our image outputs drop the CLS token
     valid = ours_in.ne(1) if cfg.modality == "text" else None
     for got, want in zip(out.layer_outputs, ref.hidden_states[1:]):
         want = want[:, strip:]
@@ -123,7 +123,7 @@ def test_pretrain_init_from_converted_checkpoint(tmp_path, speech_corpus):
     torch.testing.assert_close(b["model"][key], decay * a[key] + (1 - decay) * a[s_key])
 
 
-@pytest.mark.parametrize("make", [_hf_audio, _hf_text, _hf_vision], ids=["audio", "text", "vision"])
+@pytest.mark.parametrize("make", [_hf_audio, _hf_text, _hf_vision], ids=["audio", "text", "image"])
 def test_export_to_hf_round_trip(make, tmp_path):
     """HF -> ours -> HF gives equal tensors, and transformers loads the export with identical outputs."""
     from data2vec.convert.hf import export_hf
@@ -148,7 +148,7 @@ def test_export_to_hf_round_trip(make, tmp_path):
         torch.testing.assert_close(again(**inputs).last_hidden_state, hf(**inputs).last_hidden_state)
 
 
-def test_vision_fine_tuned_layout_imports_and_exports(tmp_path):
+def test_hf_vision_fine_tuned_layout_imports_and_exports(tmp_path):
     """Per-layer relative position bias + mean pooling (HF pooler.layernorm = our fc_norm)."""
     from transformers import Data2VecVisionConfig, Data2VecVisionModel
 
@@ -201,7 +201,7 @@ def test_published_base_shapes_import_exactly(tmp_path):
         hf.eval().save_pretrained(tmp_path / str(i))
         cfg, model = load_pretrained(tmp_path / str(i))
         with torch.no_grad():
-            want = hf(x).last_hidden_state[:, strip:]  # vision: both after the final LayerNorm, CLS dropped
+            want = hf(x).last_hidden_state[:, strip:]  # image: both after the final LayerNorm, CLS dropped
             got = model.student.encoder(x).x
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
         del hf, model

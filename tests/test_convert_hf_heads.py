@@ -57,14 +57,14 @@ def test_image_classifier_round_trips_through_hf(tmp_path, mean_pooling_encoder)
     """Pretrained-layout encoder (own fc_norm, final LayerNorm dropped) or fine-tuned layout (encoder's fc_norm)."""
     from transformers import Data2VecVisionForImageClassification
 
-    from data2vec.modalities.vision import VisionEncoder, VisionEncoderConfig
-    from data2vec.modalities.vision.finetune import ImageClassifier, ImageFinetuneConfig, ImageHeadConfig
+    from data2vec.modalities.image import ImageEncoder, ImageEncoderConfig
+    from data2vec.modalities.image.finetune import ImageClassifier, ImageFinetuneConfig, ImageHeadConfig
 
     torch.manual_seed(0)
-    enc_cfg = VisionEncoderConfig(image_size=16, patch_size=4, in_chans=3, embed_dim=32, depth=2, num_heads=2,
-                                  drop_path_rate=0.0, use_mean_pooling=mean_pooling_encoder)
+    enc_cfg = ImageEncoderConfig(image_size=16, patch_size=4, in_chans=3, embed_dim=32, depth=2, num_heads=2,
+                                 drop_path_rate=0.0, use_mean_pooling=mean_pooling_encoder)
     cfg = ImageFinetuneConfig(encoder=enc_cfg, head=ImageHeadConfig(num_classes=4))
-    ours = ImageClassifier(VisionEncoder(enc_cfg), cfg.head)
+    ours = ImageClassifier(ImageEncoder(enc_cfg), cfg.head)
     with torch.no_grad():
         ours.head.weight.normal_()
         for p in ours.parameters():

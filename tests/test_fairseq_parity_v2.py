@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
 from data2vec.convert import fairseq_v2
-from data2vec.keys import load_into
+from data2vec.convert.fairseq_pickle import load_fairseq_checkpoint
 from data2vec.core.data2vec import Data2Vec
 from data2vec.core.loss import regression_loss_sum
-from data2vec.layers.mask_info import make_mask_info
 from data2vec.core.schedules import ema_decay
+from data2vec.keys import load_into
+from data2vec.layers.mask_info import make_mask_info
 from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2
 from data2vec.modalities.text.encoder_v2 import TextEncoderV2
 
@@ -198,7 +198,7 @@ def _fairseq_image_layout(model) -> dict:
 def test_image_v2_key_table_round_trip():
     """The key table maps the full fairseq image layout (prenet, CLS token, 2-D decoder, EMA patch embedding)
     onto our model, on a config other than the fixture's (numerical parity: test_fairseq_parity_v2_image.py)."""
-    from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2
+    from data2vec.modalities.image.encoder_v2 import ImageEncoderV2
     from data2vec.presets import get_preset
 
     cfg = get_preset("image-tiny-v2")

@@ -39,7 +39,7 @@ from data2vec.core.monitors import compute_var
 from data2vec.core.schedules import ema_decay
 from data2vec.data.masks_v2 import compute_block_mask_2d
 from data2vec.layers.mask_info import make_mask_info
-from data2vec.modalities.vision.masking_v2 import draw_v2_masks
+from data2vec.modalities.image.masking_v2 import draw_v2_masks
 from data2vec.pretrained import load_pretrained
 
 FIX = Path(__file__).parent / "fixtures" / "fairseq" / "d2v2_image"
@@ -97,7 +97,7 @@ def _by_patch(ours_ids_keep, ref_ids_keep):
 # ---- configuration and weights ----------------------------------------------------------------------------
 def test_config_read_from_checkpoint(loaded):
     cfg, model, ref = loaded
-    assert cfg.modality == "vision" and cfg.version == 2
+    assert cfg.modality == "image" and cfg.version == 2
     enc = model.student.encoder.cfg
     assert (enc.embed_dim, enc.depth, enc.num_heads, enc.mlp_ratio, enc.norm_eps) == (64, 3, 4, 2.0, 1e-6)
     assert (enc.image_size, enc.patch_size, enc.in_chans, enc.prenet_depth, enc.num_extra_tokens) == (40, 4, 3, 1, 1)

@@ -10,13 +10,13 @@ import torch
 from conftest import set_args
 
 from data2vec.cli import main
-from data2vec.modalities.vision import VisionEncoder, VisionEncoderConfig
-from data2vec.modalities.vision.finetune import ImageClassifier, ImageHeadConfig
+from data2vec.modalities.image import ImageEncoder, ImageEncoderConfig
+from data2vec.modalities.image.finetune import ImageClassifier, ImageHeadConfig
 
 
 def _encoder():
-    return VisionEncoder(VisionEncoderConfig(image_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=3,
-                                             num_heads=2, drop_path_rate=0.0))
+    return ImageEncoder(ImageEncoderConfig(image_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=3,
+                                           num_heads=2, drop_path_rate=0.0))
 
 
 def test_layer_decay_groups():
@@ -112,7 +112,7 @@ def test_finetune_resume_continues(tmp_path):
 
 
 def test_soft_targets_match_cross_entropy_label_smoothing():
-    from data2vec.modalities.vision.finetune import soft_targets
+    from data2vec.modalities.image.finetune import soft_targets
 
     logits, y = torch.randn(5, 4), torch.tensor([0, 3, 1, 1, 2])
     t = soft_targets(y, 4, 0.1)
@@ -123,7 +123,7 @@ def test_soft_targets_match_cross_entropy_label_smoothing():
 
 @pytest.mark.parametrize("mixup, cutmix", [(0.8, 0.0), (0.0, 1.0)])
 def test_mixup_and_cutmix(mixup, cutmix):
-    from data2vec.modalities.vision.finetune import mix_batch, soft_targets
+    from data2vec.modalities.image.finetune import mix_batch, soft_targets
 
     torch.manual_seed(0)
     x = torch.stack([torch.full((1, 8, 8), float(i)) for i in range(4)])

@@ -186,7 +186,7 @@ def test_finetune_and_evaluate_from_the_fairseq_v2_checkpoint(tones, tmp_path, c
 
 # ---- image classification ----------------------------------------------------------------------------
 def _v2_image_encoder(prenet_depth=1, depth=2):
-    from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2, ImageEncoderV2Config
+    from data2vec.modalities.image.encoder_v2 import ImageEncoderV2, ImageEncoderV2Config
 
     return ImageEncoderV2(ImageEncoderV2Config(image_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=depth,
                                                num_heads=2, prenet_depth=prenet_depth, num_extra_tokens=1,
@@ -194,7 +194,7 @@ def _v2_image_encoder(prenet_depth=1, depth=2):
 
 
 def test_v2_image_head_mean_pools_patches_and_decays_blocks_only():
-    from data2vec.modalities.vision.finetune import ImageClassifier, ImageHeadConfig
+    from data2vec.modalities.image.finetune import ImageClassifier, ImageHeadConfig
 
     torch.manual_seed(0)
     model = ImageClassifier(_v2_image_encoder(), ImageHeadConfig(num_classes=3, layer_decay=0.5)).eval()

@@ -68,7 +68,7 @@ def _batch(cfg, encoder) -> dict:
             samples.append({"id": i, "epoch": 1, "tokens": np.concatenate([[0], body, [2]]).astype(np.int64)})
         collate = TextCollator(cfg.masking, cfg.train.seed, 1, VOCAB - 1, frozenset({0, 1, 2, 3, VOCAB - 1}), VOCAB)
     else:
-        from data2vec.modalities.vision.dataset import ImageCollator
+        from data2vec.modalities.image.dataset import ImageCollator
 
         size = cfg.data.augment.image_size
         samples = [{"id": i, "epoch": 1, "label": i % 10,

@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data2vec.convert",),  # key tables and pure config/state mapping to and from HF, fairseq, BEiT
     ("data2vec.train", "data2vec.presets", "data2vec.pretrained"),  # run configs, checkpoints, loading, Trainer
     ("data2vec.finetune", "data2vec.modalities.audio.finetune", "data2vec.modalities.text.finetune",
-     "data2vec.modalities.vision.finetune"),  # tasks on the Trainer, fine-tuned models from other formats, evaluation
+     "data2vec.modalities.image.finetune"),  # tasks on the Trainer, fine-tuned models from other formats, evaluation
     ("data2vec.extract",),
     ("data2vec.cli",),
 )
@@ -156,6 +156,6 @@ def test_known_modules_are_found(module):
 
 
 def test_the_most_specific_entry_decides():
-    assert layer_of("data2vec.modalities.vision.finetune") == layer_of("data2vec.finetune.loop")
-    assert layer_of("data2vec.modalities.vision.dataset") == layer_of("data2vec.modalities")
+    assert layer_of("data2vec.modalities.image.finetune") == layer_of("data2vec.finetune.loop")
+    assert layer_of("data2vec.modalities.image.dataset") == layer_of("data2vec.modalities")
     assert layer_of("data2vec.modalities") < layer_of("data2vec.finetune")

@@ -16,13 +16,13 @@ from data2vec.modalities.audio.dataset import AudioCollator
 from data2vec.modalities.audio.encoder import conv_frame_lengths
 from data2vec.modalities.audio.masking import SpanMaskConfig, compute_span_mask
 from data2vec.modalities.audio.masking_v2 import draw_v2_masks as audio_masks
+from data2vec.modalities.image.dataset import ImageCollator
+from data2vec.modalities.image.masking import BlockMaskConfig, block_mask
+from data2vec.modalities.image.masking_v2 import draw_v2_masks as image_masks
 from data2vec.modalities.text.collator import TextCollator
 from data2vec.modalities.text.masking import TokenMaskConfig
 from data2vec.modalities.text.masking_v2 import RandomMaskV2Config, random_mask
 from data2vec.modalities.text.masking_v2 import draw_v2_masks as text_masks
-from data2vec.modalities.vision.dataset import ImageCollator
-from data2vec.modalities.vision.masking import BlockMaskConfig, block_mask
-from data2vec.modalities.vision.masking_v2 import draw_v2_masks as image_masks
 
 
 def _g(seed: int = 0) -> torch.Generator:

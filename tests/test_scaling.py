@@ -26,7 +26,7 @@ def _tiny(name: str):
                               **({"prenet_depth": 1} if cfg.encoder.prenet_depth else {}),
                               **({"vocab_size": 50} if cfg.modality == "text" else {}),
                               **({"max_positions": 16} if cfg.modality == "text" else {}),
-                              **({"image_size": 32, "patch_size": 8} if cfg.modality == "vision" else {}))
+                              **({"image_size": 32, "patch_size": 8} if cfg.modality == "image" else {}))
         cfg.model.decoder = replace(cfg.model.decoder, decoder_dim=32, decoder_layers=2)
     elif cfg.modality == "audio":
         cfg.encoder = replace(cfg.encoder, conv_feature_layers="[(16, 10, 5)] + [(16, 3, 2)] * 2", embed_dim=32,

@@ -29,7 +29,7 @@ IMAGES = ["encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2", "dat
 TEXT = ["encoder.embed_dim=32", "encoder.ffn_embed_dim=64", "encoder.depth=2",
         "encoder.num_heads=2", "encoder.max_positions=32", "data.tokens_per_sample=32",
         "data.max_tokens=256"]
-CORPORA = {"audio": ("audio-tiny-v1", AUDIO), "vision": ("image-tiny-v1", IMAGES), "text": ("text-tiny-v1", TEXT)}
+CORPORA = {"audio": ("audio-tiny-v1", AUDIO), "image": ("image-tiny-v1", IMAGES), "text": ("text-tiny-v1", TEXT)}
 
 
 def _cfg(modality: str, data: Path, extra: list[str] = ()):
@@ -82,14 +82,14 @@ def corpora(tmp_path_factory) -> dict[str, Path]:
     docs.write_text("\n\n".join(paras) + "\n")
     prepare_text(text, inputs=[str(docs)], vocab_size=300, valid_fraction=0.1)
     shards = {}
-    for modality, src in (("audio", speech), ("vision", images), ("text", text)):
+    for modality, src in (("audio", speech), ("image", images), ("text", text)):
         shards[modality] = root / f"{modality}-shards"
         shard_dataset(_cfg(modality, src), shards[modality], source=get_modality(modality).shard_source,
                       samples_per_shard=5, shuffle_buffer=7)
-    even = root / "vision-shards-even"  # 4 shards of 6 images: 2 ranks x 2 workers get equal shares
-    shard_dataset(_cfg("vision", images), even, source=get_modality("vision").shard_source, samples_per_shard=6,
+    even = root / "image-shards-even"  # 4 shards of 6 images: 2 ranks x 2 workers get equal shares
+    shard_dataset(_cfg("image", images), even, source=get_modality("image").shard_source, samples_per_shard=6,
                   shuffle_buffer=6)
-    return {"audio": speech, "vision": images, "text": text, "vision-shards-even": even,
+    return {"audio": speech, "image": images, "text": text, "image-shards-even": even,
             **{f"{m}-shards": p for m, p in shards.items()}}
 
 
@@ -104,7 +104,7 @@ def _same_batch(a: dict, b: dict) -> None:
             assert a[k] == b[k], k
 
 
-@pytest.mark.parametrize("modality", ["audio", "vision", "text"])
+@pytest.mark.parametrize("modality", ["audio", "image", "text"])
 def test_shards_round_trip_the_map_style_samples(corpora, modality):
     """One rank, in process: every sample once in an epoch, and each batch is exactly what the map-style
     dataset and collator give for the same indices (same clips/images/blocks, crops and masks)."""
@@ -128,7 +128,7 @@ def test_shards_round_trip_the_map_style_samples(corpora, modality):
 def test_webdataset_reads_our_shards(corpora):
     import webdataset as wds
 
-    index = load_index(corpora["vision-shards"])
+    index = load_index(corpora["image-shards"])
     urls = [str(index.root / f) for f in index.files]
     samples = list(wds.WebDataset(urls, shardshuffle=False))
     assert [int(s["__key__"]) for s in samples] == index.ids.tolist()  # written in a shuffled order
@@ -142,11 +142,11 @@ def _epoch(cfg_modality, path, rank, epoch, start=0, workers=2, world_size=2):
     return list(data.make_loader(epoch, start))
 
 
-@pytest.mark.parametrize("modality", ["text", "vision"])
+@pytest.mark.parametrize("modality", ["text", "image"])
 def test_two_ranks_two_workers_see_every_sample_once(corpora, modality):
     """2 ranks x 2 real loader workers: the ranks' batches are disjoint, every sample is read once per epoch
     (but those the plan drops to give both ranks the same batch count: none when the shares are equal)."""
-    path = corpora["vision-shards-even" if modality == "vision" else "text-shards"]
+    path = corpora["image-shards-even" if modality == "image" else "text-shards"]
     index = load_index(path)
     n = len(index)
     for epoch in (1, 2):
@@ -156,11 +156,11 @@ def test_two_ranks_two_workers_see_every_sample_once(corpora, modality):
         assert len(seen) == len(set(seen))
         sizes = index.sizes if modality == "text" else np.ones(n, np.int64)
         cfg = _cfg(modality, path)
-        budget = cfg.data.batch_size if modality == "vision" else cfg.data.max_tokens
+        budget = cfg.data.batch_size if modality == "image" else cfg.data.max_tokens
         dropped = sum(plan_epoch(index, sizes, seed=3, epoch=epoch, rank=r, world_size=2, num_workers=2,
                                  max_tokens=budget).dropped for r in (0, 1))
         assert len(seen) + dropped == n
-        if modality == "vision":
+        if modality == "image":
             assert dropped == 0 and sorted(seen) == list(range(n))
     # one rank, two workers: nothing dropped, every sample exactly once
     seen = [i for b in _epoch(modality, path, 0, 1, world_size=1) for i in b["indices"].tolist()]
@@ -183,8 +183,8 @@ def test_resume_mid_epoch_continues_exactly(corpora):
             _same_batch(a, b)
     assert _epoch("text", path, 1, 3, start=len(full)) == []
     # in-process (num_workers=0) resume too
-    full0 = _epoch("vision", corpora["vision-shards"], 0, 1, workers=0, world_size=1)
-    rest0 = _epoch("vision", corpora["vision-shards"], 0, 1, start=2, workers=0, world_size=1)
+    full0 = _epoch("image", corpora["image-shards"], 0, 1, workers=0, world_size=1)
+    rest0 = _epoch("image", corpora["image-shards"], 0, 1, start=2, workers=0, world_size=1)
     for a, b in zip(rest0, full0[2:], strict=True):
         _same_batch(a, b)
 
@@ -193,17 +193,32 @@ def test_damaged_shard_samples_are_substituted(corpora, tmp_path):
     import shutil
 
     bad = tmp_path / "bad"
-    shutil.copytree(corpora["vision-shards"], bad)
+    shutil.copytree(corpora["image-shards"], bad)
     index = load_index(bad)
     victim = bad / index.files[1]
     victim.write_bytes(victim.read_bytes()[: 2000])  # truncated mid-sample
-    batches = _epoch("vision", bad, 0, 1, workers=0, world_size=1)
+    batches = _epoch("image", bad, 0, 1, workers=0, world_size=1)
     skipped = [s for b in batches for s in b["skipped"]]
     lost = set(index.ids[index.offsets[1]:index.offsets[2]].tolist())
     assert skipped and all("shard" in reason for _, reason in skipped)
     ids = sorted(i for b in batches for i in b["indices"].tolist())
     assert ids == list(range(len(index)))  # every slot filled; the lost images replaced by readable ones
     assert {int(p.rsplit(" ", 1)[1]) for p, _ in skipped} <= lost  # files named once per slot they failed for
+
+
+def test_shard_index_written_as_vision_reads_as_image(corpora, tmp_path):
+    """Indexes written before the modality was renamed say `vision`: they load (MODALITY_ALIASES) as `image`."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(corpora["image-shards"], old)
+    info = json.loads((old / INDEX).read_text())
+    assert info["modality"] == "image"
+    (old / INDEX).write_text(json.dumps({**info, "modality": "vision"}))
+    assert load_index(old).modality == "image"
+    assert load_index(old, "image").modality == load_index(old, "vision").modality == "image"
+    ids = sorted(i for b in _epoch("image", old, 0, 1, workers=0, world_size=1) for i in b["indices"].tolist())
+    assert ids == list(range(len(load_index(old))))
 
 
 def test_shard_metadata_must_match_the_run(corpora):

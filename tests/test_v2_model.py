@@ -9,10 +9,10 @@ import torch
 
 from data2vec.core.data2vec import Data2Vec
 from data2vec.core.loss import regression_loss_sum
-from data2vec.layers.mask_info import gather_positions, make_mask_info
 from data2vec.layers.alt import alibi_bias_1d, alibi_slopes
+from data2vec.layers.mask_info import gather_positions, make_mask_info
 from data2vec.modalities import get_modality
-from data2vec.modalities.vision.encoder_v2 import sincos_2d
+from data2vec.modalities.image.encoder_v2 import sincos_2d
 from data2vec.presets import get_preset
 from data2vec.train.optim import param_groups
 
@@ -110,7 +110,7 @@ def test_v2_errors_name_the_fix():
     b["mask"] = b["mask"][:7]
     with pytest.raises(ValueError, match="clone_batch masks per sample"):
         model(b)
-    enc = get_modality("vision").build_encoder(cfg.encoder)
+    enc = get_modality("image").build_encoder(cfg.encoder)
     cfg.model.decoder = None
     with pytest.raises(ValueError, match="needs model.decoder"):
         Data2Vec(enc, cfg.model)

@@ -21,6 +21,15 @@ from typing import Any, Union
 
 from data2vec.errors import Data2VecError
 
+# Old modality names that still load (configs, checkpoints and shard indexes written before the rename) -> the name
+MODALITY_ALIASES = {"vision": "image"}
+
+
+def modality_name(name: Any) -> Any:
+    """The current name of modality ``name`` (``vision`` -> ``image``); any other value is returned as it is, for
+    ``get_modality`` to accept or refuse."""
+    return MODALITY_ALIASES.get(name, name) if isinstance(name, str) else name
+
 
 def to_dict(cfg: Any) -> Any:
     """Dataclass (nested) -> plain dict of JSON types (tuples become lists)."""

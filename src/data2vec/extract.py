@@ -4,7 +4,7 @@
     data2vec extract models/tiny a.wav b.flac --layer all --out feats.safetensors
     data2vec extract models/text --text-file lines.txt --layer 4 --pool mean --out feats.npy
 
-Layers: ``final`` (the encoder output, after the vision final LayerNorm), ``N`` (end of block N,
+Layers: ``final`` (the encoder output, after the image encoder's final LayerNorm), ``N`` (end of block N,
 1-based) or ``all`` (every block, stacked). Per-frame/per-token outputs by default; ``--pool mean``
 averages over valid positions. ``.safetensors`` holds one tensor per input (``0``, ``1``, ...; variable
 lengths allowed); ``.npy`` needs equal shapes (pooled features, or images).

@@ -22,14 +22,14 @@ from data2vec.data.masks_v2 import BlockMaskV2Config
 from data2vec.layers.decoder import DecoderConfig
 from data2vec.modalities.audio import AudioDataConfig, AudioEncoderConfig, SpanMaskConfig
 from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2Config
+from data2vec.modalities.image import BlockMaskConfig, ImageEncoderConfig
+from data2vec.modalities.image.data import ImageDataConfig
+from data2vec.modalities.image.dataset import AugmentConfig
+from data2vec.modalities.image.encoder_v2 import ImageEncoderV2Config
 from data2vec.modalities.text import TextEncoderConfig, TokenMaskConfig
 from data2vec.modalities.text.data import TextDataConfig
 from data2vec.modalities.text.encoder_v2 import TextEncoderV2Config
 from data2vec.modalities.text.masking_v2 import RandomMaskV2Config
-from data2vec.modalities.vision import BlockMaskConfig, VisionEncoderConfig
-from data2vec.modalities.vision.data import ImageDataConfig
-from data2vec.modalities.vision.dataset import AugmentConfig
-from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2Config
 from data2vec.train.config import PretrainConfig, TrainConfig
 from data2vec.train.optim import OptimConfig
 
@@ -128,10 +128,10 @@ def image_base_v1() -> PretrainConfig:
     800 ImageNet epochs (= 500k updates at batch 2048), 10 warm-up epochs. Smooth-L1 with *mean*
     reduction over masked patches and channels = our per-position sum with ``loss_scale = 1/768``."""
     return PretrainConfig(
-        modality="vision",
+        modality="image",
         preset="image-base-v1",
-        encoder=VisionEncoderConfig(image_size=224, patch_size=16, in_chans=3, embed_dim=768, depth=12, num_heads=12,
-                                    layer_scale_init_value=1e-4, drop_path_rate=0.25, attention_dropout=0.05),
+        encoder=ImageEncoderConfig(image_size=224, patch_size=16, in_chans=3, embed_dim=768, depth=12, num_heads=12,
+                                   layer_scale_init_value=1e-4, drop_path_rate=0.25, attention_dropout=0.05),
         masking=BlockMaskConfig(num_mask_patches=120, min_num_patches=16, max_num_patches=196, min_aspect=0.3),
         data=ImageDataConfig(batch_size=128, augment=AugmentConfig(image_size=224)),
         model=Data2VecConfig(
@@ -153,8 +153,8 @@ def image_large_v1() -> PretrainConfig:
     """Official ViT-L/16: 64 GPUs x 64 images (4096), lr 1e-3, 80 warm-up epochs of 800 (first stage, 0.9998)."""
     cfg = image_base_v1()
     cfg.preset = "image-large-v1"
-    cfg.encoder = VisionEncoderConfig(image_size=224, patch_size=16, in_chans=3, embed_dim=1024, depth=24, num_heads=16,
-                                      layer_scale_init_value=1e-5, drop_path_rate=0.2, attention_dropout=0.15)
+    cfg.encoder = ImageEncoderConfig(image_size=224, patch_size=16, in_chans=3, embed_dim=1024, depth=24, num_heads=16,
+                                     layer_scale_init_value=1e-5, drop_path_rate=0.2, attention_dropout=0.15)
     cfg.data.batch_size = 64
     cfg.model.loss.loss_scale = 1 / 1024
     cfg.optim.lr = 1e-3
@@ -167,8 +167,8 @@ def image_tiny_v1() -> PretrainConfig:
     """28x28 grey images (Fashion-MNIST), patch 4 (49 patches), 6 x 192 ViT; trains on a CPU."""
     cfg = image_base_v1()
     cfg.preset = "image-tiny-v1"
-    cfg.encoder = VisionEncoderConfig(image_size=28, patch_size=4, in_chans=1, embed_dim=192, depth=6, num_heads=3,
-                                      layer_scale_init_value=0.1, drop_path_rate=0.1, attention_dropout=0.0)
+    cfg.encoder = ImageEncoderConfig(image_size=28, patch_size=4, in_chans=1, embed_dim=192, depth=6, num_heads=3,
+                                     layer_scale_init_value=0.1, drop_path_rate=0.1, attention_dropout=0.0)
     cfg.masking = BlockMaskConfig(num_mask_patches=29, min_num_patches=4, max_num_patches=None, min_aspect=0.3)
     cfg.data = ImageDataConfig(batch_size=128, num_workers=1, augment=AugmentConfig(
         image_size=28, crop_scale=(0.35, 1.0), hflip=True, mean=(0.286,), std=(0.353,)))
@@ -259,7 +259,7 @@ def image_base_v2() -> PretrainConfig:
     """``base_images_only_task.yaml``: 2 prenet + 10 blocks, inverse block masks, 16 clones, CLS loss 0.01,
     2-D decoder 6 x 768; 16 GPUs x 16 images."""
     return PretrainConfig(
-        modality="vision", version=2, preset="image-base-v2",
+        modality="image", version=2, preset="image-base-v2",
         encoder=ImageEncoderV2Config(
             image_size=224, patch_size=16, in_chans=3, embed_dim=768, depth=10, num_heads=12, mlp_ratio=4.0,
             norm_eps=1e-6, encoder_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, post_mlp_drop=0.0,
@@ -369,17 +369,17 @@ def text_tiny_v2() -> PretrainConfig:
 PRESETS: dict[str, tuple[Callable[[], PretrainConfig], str]] = {
     "audio-base-v1": (audio_base_v1, "data2vec 1.0 speech Base, LibriSpeech recipe (fairseq base_librispeech.yaml)"),
     "audio-tiny-v1": (audio_tiny_v1, "data2vec 1.0 speech, 4 x 128 Transformer (~1 M params), 1-3 s clips; trains on a CPU"),
-    "image-base-v1": (image_base_v1, "data2vec 1.0 vision ViT-B/16, official recipe (BEiT backbone, 120/196 block masks)"),
-    "image-large-v1": (image_large_v1, "data2vec 1.0 vision ViT-L/16, official recipe (first 800-epoch stage)"),
-    "image-tiny-v1": (image_tiny_v1, "data2vec 1.0 vision, 6 x 192 ViT on 28x28 grey images (Fashion-MNIST); trains on a CPU"),
+    "image-base-v1": (image_base_v1, "data2vec 1.0 image ViT-B/16, official recipe (BEiT backbone, 120/196 block masks)"),
+    "image-large-v1": (image_large_v1, "data2vec 1.0 image ViT-L/16, official recipe (first 800-epoch stage)"),
+    "image-tiny-v1": (image_tiny_v1, "data2vec 1.0 image, 6 x 192 ViT on 28x28 grey images (Fashion-MNIST); trains on a CPU"),
     "text-base-v1": (text_base_v1, "data2vec 1.0 text Base, fairseq text/pretraining/base.yaml (span masking 0.35 x 4)"),
     "text-tiny-v1": (text_tiny_v1, "data2vec 1.0 text, 4 x 256 Transformer, 128-token blocks, 8k BPE; trains on a CPU"),
     "audio-base-v2": (audio_base_v2, "data2vec 2.0 speech Base (fairseq v2/base_audio_only_task.yaml)"),
     "audio-large-v2": (audio_large_v2, "data2vec 2.0 speech Large (fairseq v2/large_audio_only_task.yaml)"),
     "audio-tiny-v2": (audio_tiny_v2, "data2vec 2.0 speech, 4 x 128, 4 clones, 1-3 s clips; trains on a CPU"),
-    "image-base-v2": (image_base_v2, "data2vec 2.0 vision ViT-B/16 (fairseq v2/base_images_only_task.yaml)"),
-    "image-large-v2": (image_large_v2, "data2vec 2.0 vision ViT-L/16 (fairseq v2/large_images_only_task.yaml)"),
-    "image-tiny-v2": (image_tiny_v2, "data2vec 2.0 vision, 1 + 5 x 192 on 28x28 grey images, 4 clones; trains on a CPU"),
+    "image-base-v2": (image_base_v2, "data2vec 2.0 image ViT-B/16 (fairseq v2/base_images_only_task.yaml)"),
+    "image-large-v2": (image_large_v2, "data2vec 2.0 image ViT-L/16 (fairseq v2/large_images_only_task.yaml)"),
+    "image-tiny-v2": (image_tiny_v2, "data2vec 2.0 image, 1 + 5 x 192 on 28x28 grey images, 4 clones; trains on a CPU"),
     "text-base-v2": (text_base_v2, "data2vec 2.0 text Base (fairseq v2/base_text_only_task.yaml)"),
     "text-large-v2": (text_large_v2, "data2vec 2.0 text Large (fairseq v2/large_text_only_task.yaml)"),
     "text-tiny-v2": (text_tiny_v2, "data2vec 2.0 text, 4 x 256, 128-token blocks, 4 clones; trains on a CPU"),

@@ -32,7 +32,7 @@ from data2vec.convert.hf import encoder_config_from_hf, encoder_state_from_hf, h
 from data2vec.core.data2vec import Data2Vec
 from data2vec.errors import Data2VecError
 from data2vec.keys import load_into
-from data2vec.modalities.vision import beit
+from data2vec.modalities.image import beit
 from data2vec.presets import get_preset
 from data2vec.safe_load import read_json, read_safetensors, safe_torch_load
 from data2vec.train import dcp
@@ -66,7 +66,7 @@ def _from_hf(path: Path) -> tuple[PretrainConfig, Data2Vec]:
     if pooler and not any(k in enc_sd for k in pooler):
         # Data2VecVisionModel(config) has no pooler unless add_pooling_layer=True, though its config says
         # use_mean_pooling (no final norm): the per-patch features are exact; the pooled one gets a fresh fc_norm.
-        warnings.warn(f"{path}: HF vision model saved without its pooler; per-patch features are exact, the "
+        warnings.warn(f"{path}: HF Data2VecVisionModel saved without its pooler; per-patch features are exact, the "
                       "mean-pooled feature uses a freshly initialised fc_norm (ones/zeros)", stacklevel=2)
         enc_sd |= {k: own[k] for k in pooler}
     load_into(model.student.encoder, enc_sd)

@@ -29,7 +29,7 @@ from data2vec.safe_load import read_json
 ARCHS = {"Data2VecAudioForCTC": "asr", "Data2VecVisionForImageClassification": "image-classification",
          "Data2VecTextForSequenceClassification": "text-classification"}
 TASK_ARCH = {v: k for k, v in ARCHS.items()}
-TASK_MODALITY = {"asr": "audio", "image-classification": "vision", "text-classification": "text"}
+TASK_MODALITY = {"asr": "audio", "image-classification": "image", "text-classification": "text"}
 
 def refuse_unsupported_head(path: str | Path) -> None:
     """A HF directory whose model carries a task head we have no task for (``...ForMaskedLM``,

@@ -23,7 +23,7 @@ of its sample, weighted ``cls_loss x sample_size``.
 
 Teacher scope (fairseq names): ``ema_transformer_only`` -> the teacher is an EMA of the context encoder
 and consumes the student's unmasked local features (v1 speech); otherwise it is an EMA of the whole
-encoder and consumes the raw input (v1 text, vision). ``ema_layers_only`` copies the keys the encoder
+encoder and consumes the raw input (v1 text, image). ``ema_layers_only`` copies the keys the encoder
 names (positional conv, embeddings) instead of averaging them.
 
 The training step (``data2vec.train.loop``) calls ``forward`` and then ``update_teacher`` after each
@@ -40,11 +40,11 @@ from torch import nn
 
 from data2vec.core.ema import EMATeacher
 from data2vec.core.loss import LossConfig, regression_loss_sum
-from data2vec.layers.mask_info import make_mask_info
 from data2vec.core.monitors import CollapseConfig, compute_var
 from data2vec.core.schedules import ema_decay
 from data2vec.core.targets import TargetConfig, build_targets
 from data2vec.layers.decoder import DecoderConfig
+from data2vec.layers.mask_info import make_mask_info
 
 
 @dataclass(kw_only=True)
@@ -62,7 +62,7 @@ class Data2VecConfig:
     targets: TargetConfig = field(default_factory=TargetConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
-    head_layers: int = 1  # v1 head: 1 = Linear(C, C) (speech, vision); 2 = Linear-GELU-Linear (text)
+    head_layers: int = 1  # v1 head: 1 = Linear(C, C) (speech, image); 2 = Linear-GELU-Linear (text)
     decoder: DecoderConfig | None = None  # set = data2vec 2.0 (kept tokens only, R clones, this conv decoder)
     cls_loss: float = 0.0  # v2 images: weight of the CLS-token loss (fairseq cls_loss)
     # v2: masked positions that fall on padding stay in the loss and in its normaliser, as in fairseq (which

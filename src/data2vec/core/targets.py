@@ -27,7 +27,7 @@ import torch.nn.functional as F
 @dataclass(kw_only=True)
 class TargetConfig:
     average_top_k_layers: int = 8  # K: how many top teacher layers are averaged
-    layer_results: Literal["ffn", "end"] = "ffn"  # ffn = FFN output before the residual (v1 speech/text); end = block output (v1 vision)
+    layer_results: Literal["ffn", "end"] = "ffn"  # ffn = FFN output before the residual (v1 speech/text); end = block output (v1 image)
     instance_norm_target_layer: bool = False  # per layer: normalise each channel over time
     batch_norm_target_layer: bool = False  # per layer: normalise each channel over batch and time
     layer_norm_target_layer: bool = False  # per layer: parameter-free LN over channels

@@ -62,6 +62,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from data2vec.config import modality_name
 from data2vec.data.sampler import PretrainData, rng
 from data2vec.data.skips import UnreadableSample, substitute
 from data2vec.errors import Data2VecError
@@ -205,11 +206,12 @@ def load_index(root: str | Path, modality: str | None = None) -> ShardIndex:
         files = [str(s["file"]) for s in info["shards"]]
         sizes = np.load(root / f"{info['subset']}-sizes.npy")
         ids = np.load(root / f"{info['subset']}-ids.npy")
+        info["modality"] = modality_name(info["modality"])  # indexes written as `vision` read as `image`
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise Data2VecError(f"cannot read the shard index {path} ({type(e).__name__}: {str(e)[:120]}): {fix}") from None
     if info.get("format") != FORMAT:
         raise Data2VecError(f"{path}: format {info.get('format')!r}, expected {FORMAT!r}: {fix}")
-    if modality is not None and info["modality"] != modality:
+    if modality is not None and info["modality"] != modality_name(modality):
         raise Data2VecError(f"{root} holds {info['modality']} shards, not {modality}: pick a matching preset")
     offsets = np.concatenate([[0], np.cumsum(counts)])
     if len(sizes) != offsets[-1] or len(ids) != offsets[-1] or (counts < 1).any():

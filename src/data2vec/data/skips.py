@@ -2,7 +2,7 @@
 
 Before training, each reader checks what it can cheaply and drops what it cannot use, naming it in its
 report (audio headers: ``data2vec.modalities.audio.dataset.validate_manifest``; image headers:
-``data2vec.modalities.vision.dataset.validate_images``; the text corpus arrays: ``data2vec.data.text.TextBlockDataset``).
+``data2vec.modalities.image.dataset.validate_images``; the text corpus arrays: ``data2vec.data.text.TextBlockDataset``).
 What only shows when a sample is decoded (a truncated image, NaN audio, a file changed since the check) is
 caught in the loader worker:
 

@@ -18,7 +18,7 @@ v2 output layout: extra tokens first, ``num_extra`` of them). Validation every
 ``TrainingInterrupted`` as in pretraining.
 
 A *fine-tuning task* is a ``FinetuneTask`` (below); ``TASKS`` names the module that holds each (its ``TASK``). The
-built-in ones live with their modality: ``data2vec.modalities.vision.finetune`` (image classification),
+built-in ones live with their modality: ``data2vec.modalities.image.finetune`` (image classification),
 ``.audio.finetune`` (speech recognition), ``.text.finetune`` (text classification); this package keeps what
 every task shares.
 """
@@ -34,7 +34,7 @@ from typing import Protocol
 
 import torch
 
-from data2vec.config import from_dict, merge, to_dict
+from data2vec.config import from_dict, merge, modality_name, to_dict
 from data2vec.errors import Data2VecError
 from data2vec.keys import load_into
 from data2vec.modalities import get_modality
@@ -53,7 +53,7 @@ from data2vec.train.optim import layer_decay_groups
 from data2vec.train.run_log import RunLog
 from data2vec.train.task import RunHooks, TrainingTask
 
-TASKS = {"image-classification": "data2vec.modalities.vision.finetune", "asr": "data2vec.modalities.audio.finetune",
+TASKS = {"image-classification": "data2vec.modalities.image.finetune", "asr": "data2vec.modalities.audio.finetune",
          "text-classification": "data2vec.modalities.text.finetune"}
 
 
@@ -165,7 +165,7 @@ def default_config(task: str, src, init: str = "", recipe: str | None = None):
     """The task's recipe for an encoder whose pretraining config is ``src`` (from a preset or checkpoint);
     ``recipe`` picks one of the task's named recipes (``TASK.recipes``) where it has several."""
     t = get_task(task)
-    if src.modality != t.modality:
+    if modality_name(src.modality) != modality_name(t.modality):
         raise Data2VecError(f"{task} needs a {t.modality} model, got a {src.modality} one")
     if recipe:
         if recipe not in getattr(t, "recipes", ()):

@@ -11,13 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from data2vec.config import MODALITY_ALIASES, modality_name
 from data2vec.data.masks_v2 import BlockMaskV2Config
-from data2vec.modalities import audio, text, vision
+from data2vec.modalities import audio, image, text
 from data2vec.modalities.audio import extract as audio_extract
 from data2vec.modalities.audio import fairseq as audio_fairseq
 from data2vec.modalities.audio import hf as audio_hf
 from data2vec.modalities.audio import shards as audio_shards
 from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2, AudioEncoderV2Config
+from data2vec.modalities.image import data as image_data
+from data2vec.modalities.image import extract as image_extract
+from data2vec.modalities.image import fairseq as image_fairseq
+from data2vec.modalities.image import hf as image_hf
+from data2vec.modalities.image import shards as image_shards
+from data2vec.modalities.image.encoder_v2 import ImageEncoderV2, ImageEncoderV2Config
 from data2vec.modalities.text import data as text_data
 from data2vec.modalities.text import extract as text_extract
 from data2vec.modalities.text import fairseq as text_fairseq
@@ -25,12 +32,6 @@ from data2vec.modalities.text import hf as text_hf
 from data2vec.modalities.text import shards as text_shards
 from data2vec.modalities.text.encoder_v2 import TextEncoderV2, TextEncoderV2Config
 from data2vec.modalities.text.masking_v2 import RandomMaskV2Config
-from data2vec.modalities.vision import data as vision_data
-from data2vec.modalities.vision import extract as vision_extract
-from data2vec.modalities.vision import fairseq as vision_fairseq
-from data2vec.modalities.vision import hf as vision_hf
-from data2vec.modalities.vision import shards as vision_shards
-from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2, ImageEncoderV2Config
 
 
 @dataclass(frozen=True)
@@ -102,29 +103,34 @@ def _text() -> ModalitySpec:
     )
 
 
-def _vision() -> ModalitySpec:
+def _image() -> ModalitySpec:
     return ModalitySpec(
-        name="vision",
-        encoder_config=vision.VisionEncoderConfig,
-        mask_config=vision.BlockMaskConfig,
-        data_config=vision_data.ImageDataConfig,
-        build_encoder=_by_config(vision.VisionEncoder, ImageEncoderV2Config, ImageEncoderV2),
-        build_pretrain_data=vision_data.build_pretrain_data,
-        shard_source=vision_shards.shard_source,
-        extract_batches=vision_extract.extract_batches,
-        extract_input=vision_extract.INPUT,
-        hf=vision_hf,
-        fairseq=vision_fairseq,
+        name="image",
+        encoder_config=image.ImageEncoderConfig,
+        mask_config=image.BlockMaskConfig,
+        data_config=image_data.ImageDataConfig,
+        build_encoder=_by_config(image.ImageEncoder, ImageEncoderV2Config, ImageEncoderV2),
+        build_pretrain_data=image_data.build_pretrain_data,
+        shard_source=image_shards.shard_source,
+        extract_batches=image_extract.extract_batches,
+        extract_input=image_extract.INPUT,
+        hf=image_hf,
+        fairseq=image_fairseq,
         encoder_config_v2=ImageEncoderV2Config,
         mask_config_v2=BlockMaskV2Config,
     )
 
 
 # name -> factory (a fresh spec per call)
-MODALITIES: dict[str, Callable[[], ModalitySpec]] = {"audio": _audio, "text": _text, "vision": _vision}
+MODALITIES: dict[str, Callable[[], ModalitySpec]] = {"audio": _audio, "text": _text, "image": _image}
 
 
 def get_modality(name: str) -> ModalitySpec:
-    if name not in MODALITIES:
+    """The spec of modality ``name`` (an old name in ``MODALITY_ALIASES`` reads as its current one)."""
+    name = modality_name(name)
+    if not isinstance(name, str) or name not in MODALITIES:
         raise ValueError(f"unknown modality {name!r}; available: {', '.join(MODALITIES)}")
     return MODALITIES[name]()
+
+
+__all__ = ["MODALITIES", "MODALITY_ALIASES", "ModalitySpec", "get_modality", "modality_name"]

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from data2vec.config import from_dict
+from data2vec.config import from_dict, modality_name
 from data2vec.core.data2vec import Data2Vec, Data2VecConfig
 from data2vec.errors import Data2VecError
 from data2vec.modalities import get_modality
@@ -60,6 +60,7 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
+        self.modality = modality_name(self.modality)  # configs and checkpoints written as `vision` read as `image`
         # every way a config is made (preset, file, --set, an imported HF/fairseq config) is checked before a model
         # of it is allocated
         if dataclasses.is_dataclass(self.encoder):
@@ -71,7 +72,7 @@ def pretrain_config_from_dict(d: dict) -> PretrainConfig:
     if not isinstance(d, dict):
         raise Data2VecError(f"a config must be a JSON object (mapping), got {type(d).__name__}")
     if "modality" not in d:
-        raise Data2VecError("config has no 'modality' (audio, text or vision)")
+        raise Data2VecError("config has no 'modality' (audio, text or image)")
     spec = get_modality(d["modality"])
     known = {"modality", "version", "preset", "encoder", "masking", "data", "model", "optim", "train"}
     unknown = sorted(set(d) - known)

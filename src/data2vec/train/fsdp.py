@@ -12,7 +12,7 @@ otherwise (the CPU/gloo tests run fp32).
 
 The teacher runs forward only under ``no_grad``; FSDP2 keeps a root unit's parameters unsharded after forward
 (it expects a backward), so the trainer calls :func:`reshard` on the teacher after each update's forward passes.
-v1 text and vision teachers call ``embed`` and ``context_encoder`` separately (not ``forward``): ``embed`` is
+v1 text and image teachers call ``embed`` and ``context_encoder`` separately (not ``forward``): ``embed`` is
 registered with ``register_fsdp_forward_method`` so it gathers the root's parameters too.
 
 Layerdrop: ranks would drop different blocks and FSDP's per-block all-gathers / reduce-scatters would no longer
@@ -31,7 +31,7 @@ from torch import nn
 from data2vec.errors import Data2VecError
 from data2vec.layers.alt import AltBlock
 from data2vec.layers.transformer import PostLNBlock
-from data2vec.modalities.vision.encoder import Block
+from data2vec.modalities.image.encoder import Block
 
 LAYERDROP_KEYS = ("layerdrop", "prenet_layerdrop")
 
@@ -72,7 +72,7 @@ def shard_data2vec(model: nn.Module, precision: str) -> list[nn.Module]:
     if teacher is None:
         return []
     units = _shard_tree(teacher, mp)
-    if hasattr(teacher, "embed"):  # v1 text / vision teachers: embed() is called directly, not forward()
+    if hasattr(teacher, "embed"):  # v1 text / image teachers: embed() is called directly, not forward()
         register_fsdp_forward_method(teacher, "embed")
     return units
 

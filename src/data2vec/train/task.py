@@ -1,7 +1,7 @@
 """The two things the shared training loop (``data2vec.train.loop.Trainer``) is given.
 
 A **training task** is what gets trained: data2vec pretraining (``data2vec.core.data2vec.Data2Vec``) is one,
-each fine-tuning head (``data2vec.modalities.vision.finetune``, ``.audio.finetune``, ``.text.finetune``) is
+each fine-tuning head (``data2vec.modalities.image.finetune``, ``.audio.finetune``, ``.text.finetune``) is
 another. The ``Trainer`` owns everything else (DDP/FSDP wrapping, optimizer, precision, gradient clipping,
 checkpoint state with every rank's RNG, resume, signals); a task only says how to compute a loss and what to do
 after an update.

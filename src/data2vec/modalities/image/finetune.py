@@ -1,4 +1,4 @@
-"""Image classification on a data2vec vision encoder (SPEC B.2): mean-pooled ``fc_norm`` head.
+"""Image classification on a data2vec image encoder (SPEC B.2): mean-pooled ``fc_norm`` head.
 
 logits = head(fc_norm(mean over patches of the last block's output)) — BEiT's fine-tuning layout (the
 pretraining final LayerNorm is not used). Layer-wise learning-rate decay (BEiT layer ids: embeddings
@@ -33,9 +33,9 @@ from data2vec.data.sampler import BucketBatchSampler, build_loader
 from data2vec.data.skips import CollateWithSkips
 from data2vec.finetune.loop import FinetuneBase, FinetuneModel, label_subset, layer_decay_param_groups, with_num_classes
 from data2vec.modalities.base_v2 import is_v2
-from data2vec.modalities.vision import VisionEncoderConfig
-from data2vec.modalities.vision.dataset import AugmentConfig, ImageFolder
-from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2Config
+from data2vec.modalities.image import ImageEncoderConfig
+from data2vec.modalities.image.dataset import AugmentConfig, ImageFolder
+from data2vec.modalities.image.encoder_v2 import ImageEncoderV2Config
 from data2vec.train.config import TrainConfig
 from data2vec.train.optim import OptimConfig
 
@@ -170,7 +170,7 @@ class ImageFinetuneDataConfig:
 @dataclass(kw_only=True)
 class ImageFinetuneConfig(FinetuneBase):
     task: Literal["image-classification"] = "image-classification"
-    encoder: VisionEncoderConfig | ImageEncoderV2Config
+    encoder: ImageEncoderConfig | ImageEncoderV2Config
     head: ImageHeadConfig = field(default_factory=ImageHeadConfig)
     data: ImageFinetuneDataConfig = field(default_factory=ImageFinetuneDataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
@@ -244,7 +244,7 @@ def finetune_encoder_v2(enc: ImageEncoderV2Config, drop_path_rate: float = 0.1) 
 
 class _ImageTask:
     name = "image-classification"
-    modality = "vision"
+    modality = "image"
     config_cls = ImageFinetuneConfig
     metric = "top1"
     higher_is_better = True

@@ -13,7 +13,7 @@ import numpy as np
 from data2vec.data.sampler import rng
 from data2vec.data.shards import sample_key
 from data2vec.data.skips import UnreadableSample
-from data2vec.modalities.vision.dataset import AugmentConfig, ImageFolder, augment, load_image
+from data2vec.modalities.image.dataset import AugmentConfig, ImageFolder, augment, load_image
 
 
 def shard_source(cfg, out: Path, seed: int) -> tuple[Iterator, dict, list]:

@@ -1,5 +1,5 @@
 """Official data2vec vision / BEiT checkpoints (``.pth``: ``{"model": state_dict, "model_ema"?: ..., "args": ...}``)
--> our vision encoder (SPEC E.3: the same mapping HF's converter applies).
+-> our image encoder (SPEC E.3: the same mapping HF's converter applies).
 
 ``blocks.{i}.attn.qkv.weight`` is split into q/k/v (k has no bias; ``q_bias``/``v_bias`` are the others),
 ``gamma_1/2`` are the layer scales, ``rel_pos_bias.*`` is the shared relative position bias (pretrained
@@ -14,7 +14,7 @@ import re
 
 import torch
 
-from data2vec.modalities.vision import VisionEncoderConfig
+from data2vec.modalities.image import ImageEncoderConfig
 
 _DIRECT = {
     "cls_token": "context_encoder.cls_token",
@@ -42,7 +42,7 @@ def is_beit_state(sd: dict) -> bool:
     return "patch_embed.proj.weight" in sd and any(k.startswith("blocks.0.") for k in sd)
 
 
-def config_from_beit(sd: dict[str, torch.Tensor]) -> VisionEncoderConfig:
+def config_from_beit(sd: dict[str, torch.Tensor]) -> ImageEncoderConfig:
     C, chans, p, _ = sd["patch_embed.proj.weight"].shape
     depth = 1 + max(int(m.group(1)) for k in sd if (m := _BLOCK_KEY.match(k)))
     if "rel_pos_bias.relative_position_bias_table" in sd:
@@ -56,7 +56,7 @@ def config_from_beit(sd: dict[str, torch.Tensor]) -> VisionEncoderConfig:
         grid = int(round(((table.shape[0] - 3) ** 0.5 + 1) / 2))
     else:
         heads, grid = C // 64, 224 // p
-    return VisionEncoderConfig(
+    return ImageEncoderConfig(
         image_size=grid * p, patch_size=p, in_chans=chans, embed_dim=C, depth=depth, num_heads=heads,
         mlp_ratio=sd["blocks.0.mlp.fc1.weight"].shape[0] / C,
         layer_scale_init_value=0.1 if "blocks.0.gamma_1" in sd else 0.0,

@@ -1,4 +1,4 @@
-"""Vision encoder for data2vec 1.0: BEiT ViT as in the official data2vec vision code (SPEC A.3 "Official").
+"""Image encoder for data2vec 1.0: BEiT ViT as in the official data2vec vision code (SPEC A.3 "Official").
 
 patch embedding (Conv2d, any patch size / channel count) -> masked patches replaced by a learned
 ``mask_token`` (``embed``); then the ``context_encoder``: CLS token prepended, pre-LN blocks with layer
@@ -6,8 +6,8 @@ scale and drop path, q/v bias without k bias, one relative position bias table s
 (no absolute positions), LayerNorm eps 1e-6, final LayerNorm. The context encoder returns patch tokens
 only (CLS dropped), so masks are over patches, as HF's ``bool_masked_pos``.
 
-Parameters match HF ``Data2VecVisionModel`` one to one (``tests/test_vision.py`` loads random HF weights
-through ``data2vec.modalities.vision.hf.KEYS`` and compares every layer): so official checkpoints can be imported.
+Parameters match HF ``Data2VecVisionModel`` one to one (``tests/test_image.py`` loads random HF weights
+through ``data2vec.modalities.image.hf.KEYS`` and compares every layer): so official checkpoints can be imported.
 Targets are end-of-block outputs (``TargetConfig.layer_results = "end"``).
 """
 
@@ -25,7 +25,7 @@ from data2vec.layers.transformer import ContextOutput, Embedded
 
 
 @dataclass(kw_only=True)
-class VisionEncoderConfig:
+class ImageEncoderConfig:
     image_size: int = 224
     patch_size: int = 16
     in_chans: int = 3
@@ -100,7 +100,7 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 class Block(nn.Module):
     """x = x + dp(lambda_1 * attn(norm1(x))); x = x + dp(lambda_2 * mlp(norm2(x)))."""
 
-    def __init__(self, cfg: VisionEncoderConfig, drop_path_rate: float):
+    def __init__(self, cfg: ImageEncoderConfig, drop_path_rate: float):
         super().__init__()
         C = cfg.embed_dim
         self.norm1 = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
@@ -125,8 +125,8 @@ class Block(nn.Module):
         return x, ffn
 
 
-class VisionContextEncoder(nn.Module):
-    def __init__(self, cfg: VisionEncoderConfig):
+class ImageContextEncoder(nn.Module):
+    def __init__(self, cfg: ImageEncoderConfig):
         super().__init__()
         g = cfg.grid
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
@@ -161,13 +161,13 @@ class VisionContextEncoder(nn.Module):
         return self.fc_norm(out.x.mean(1))
 
 
-class VisionEncoder(nn.Module):
-    def __init__(self, cfg: VisionEncoderConfig):
+class ImageEncoder(nn.Module):
+    def __init__(self, cfg: ImageEncoderConfig):
         super().__init__()
         self.cfg = cfg
         self.patch_embed = nn.Conv2d(cfg.in_chans, cfg.embed_dim, cfg.patch_size, stride=cfg.patch_size)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
-        self.context_encoder = VisionContextEncoder(cfg)
+        self.context_encoder = ImageContextEncoder(cfg)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -213,4 +213,4 @@ class VisionEncoder(nn.Module):
         return self.context_encoder(e.x)
 
 
-# HF Data2VecVisionModel key -> ours ({i} = layer). Tested in tests/test_vision.py.
+# HF Data2VecVisionModel key -> ours ({i} = layer). Tested in tests/test_image.py.

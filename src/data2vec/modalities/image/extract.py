@@ -6,7 +6,7 @@ from typing import Iterator
 
 import torch
 
-from data2vec.modalities.vision.dataset import augment, load_image
+from data2vec.modalities.image.dataset import augment, load_image
 
 INPUT = "files"
 BATCH_SIZE = 32

@@ -16,8 +16,8 @@ from data2vec.data.sampler import BucketBatchSampler, PretrainData, build_loader
 from data2vec.data.shards import build_shard_data, is_shard_dir, load_index
 from data2vec.data.skips import CollateWithSkips
 from data2vec.errors import Data2VecError
-from data2vec.modalities.vision.dataset import MAX_IMAGE_PIXELS, AugmentConfig, ImageCollator, ImageFolder
-from data2vec.modalities.vision.shards import ImageDecoder
+from data2vec.modalities.image.dataset import MAX_IMAGE_PIXELS, AugmentConfig, ImageCollator, ImageFolder
+from data2vec.modalities.image.shards import ImageDecoder
 
 
 @dataclass(kw_only=True)
@@ -68,7 +68,7 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
 def _build_shard_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
     """Streaming from ``data2vec shard`` output (``data2vec.data.shards``): the same images, crops and masks."""
     d: ImageDataConfig = cfg.data
-    index = load_index(d.path, "vision")
+    index = load_index(d.path, "image")
     decode = ImageDecoder(encoder.cfg.in_chans, d.augment, seed, d.max_image_pixels)
     collator = CollateWithSkips(ImageCollator(cfg.masking, (encoder.cfg.grid, encoder.cfg.grid), seed))
     return build_shard_data(index, decode=decode, collate=collator, sizes=np.ones(len(index), dtype=np.int64),

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from data2vec.modalities.vision.encoder import VisionEncoder, VisionEncoderConfig, relative_position_index
-from data2vec.modalities.vision.hf import KEYS as HF_KEYS
+from data2vec.modalities.image.encoder import ImageEncoder, ImageEncoderConfig, relative_position_index
+from data2vec.modalities.image.hf import KEYS as HF_KEYS
 
 
 def _hf_to_ours(hf_sd: dict) -> dict:
@@ -42,8 +42,8 @@ def test_matches_hf_data2vec_vision_layer_by_layer(image, patch, chans):
         for n, p in hf.named_parameters():
             if "relative_position_bias_table" in n or "lambda" in n or "token" in n:
                 p.normal_(0, 0.5)
-    ours = VisionEncoder(VisionEncoderConfig(image_size=image, patch_size=patch, in_chans=chans, embed_dim=48,
-                                             depth=3, num_heads=4, mlp_ratio=2.0, drop_path_rate=0.0)).eval()
+    ours = ImageEncoder(ImageEncoderConfig(image_size=image, patch_size=patch, in_chans=chans, embed_dim=48,
+                                           depth=3, num_heads=4, mlp_ratio=2.0, drop_path_rate=0.0)).eval()
     sd = {k: v for k, v in hf.state_dict().items() if "relative_position_index" not in k}
     ours.load_state_dict(_hf_to_ours(sd), strict=True)
 
@@ -66,14 +66,14 @@ def test_relative_position_index_cls_rows():
 
 
 def test_bad_image_shape_is_a_clear_error():
-    enc = VisionEncoder(VisionEncoderConfig(image_size=28, patch_size=4, in_chans=1, embed_dim=16, depth=1, num_heads=2))
+    enc = ImageEncoder(ImageEncoderConfig(image_size=28, patch_size=4, in_chans=1, embed_dim=16, depth=1, num_heads=2))
     with pytest.raises(ValueError, match=r"expected images \[B, 1, 28, 28\]"):
         enc.embed(torch.zeros(2, 3, 28, 28))
 
 
 # ---- masking --------------------------------------------------------------------------------
 def test_block_mask_count_shape_and_determinism():
-    from data2vec.modalities.vision import BlockMaskConfig, block_mask
+    from data2vec.modalities.image import BlockMaskConfig, block_mask
 
     cfg = BlockMaskConfig(num_mask_patches=120, min_num_patches=16, max_num_patches=196)
     masks = np.stack([block_mask((14, 14), cfg, seed=0, epoch=1, index=i) for i in range(50)])
@@ -96,7 +96,7 @@ def test_block_mask_count_shape_and_determinism():
 def test_image_folder_reads_every_mode(tmp_path):
     from PIL import Image
 
-    from data2vec.modalities.vision.dataset import AugmentConfig, ImageFolder
+    from data2vec.modalities.image.dataset import AugmentConfig, ImageFolder
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -173,10 +173,10 @@ def test_official_beit_pth_imports(tmp_path, layout):
     from data2vec.pretrained import load_pretrained
 
     torch.manual_seed(0)
-    cfg = VisionEncoderConfig(image_size=16, patch_size=4, in_chans=3, embed_dim=32, depth=2, num_heads=2,
-                              mlp_ratio=2.0, rel_pos_bias=layout, use_mean_pooling=layout == "per_layer",
-                              drop_path_rate=0.0)
-    ours = VisionEncoder(cfg).eval()
+    cfg = ImageEncoderConfig(image_size=16, patch_size=4, in_chans=3, embed_dim=32, depth=2, num_heads=2,
+                             mlp_ratio=2.0, rel_pos_bias=layout, use_mean_pooling=layout == "per_layer",
+                             drop_path_rate=0.0)
+    ours = ImageEncoder(cfg).eval()
     with torch.no_grad():
         for n, p in ours.named_parameters():
             if "rel_pos_bias" in n or "lambda" in n:

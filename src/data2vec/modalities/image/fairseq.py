@@ -2,8 +2,8 @@
 of our ``Data2Vec`` model; the generic part is ``data2vec.convert.fairseq_v2``. Found through
 ``ModalitySpec.fairseq``.
 
-fairseq has no data2vec 1.0 image model we read: the paper's 1.0 vision models come from the BEiT-based official
-code, read by ``modalities/vision/beit.py``. For 2.0: the patch embedding's keys (``V2_KEYS``), the fixed sin-cos
+fairseq has no data2vec 1.0 image model we read: the paper's 1.0 image models come from the BEiT-based official
+code, read by ``modalities/image/beit.py``. For 2.0: the patch embedding's keys (``V2_KEYS``), the fixed sin-cos
 table fairseq stores and we rebuild (``prepare_v2_keys`` compares them) and the encoder and mask config
 (``v2_encoder_and_mask``).
 """
@@ -16,7 +16,7 @@ import torch
 
 from data2vec.data.masks_v2 import BlockMaskV2Config
 from data2vec.modalities.fairseq_common import block_mask_from_fairseq
-from data2vec.modalities.vision.encoder_v2 import ImageEncoderV2Config, sincos_2d
+from data2vec.modalities.image.encoder_v2 import ImageEncoderV2Config, sincos_2d
 
 V1_MODEL = None  # no fairseq data2vec 1.0 image checkpoint is read (see above)
 V2_MODALITY = "IMAGE"  # fairseq's supported_modality of a data2vec 2.0 (data2vec_multi) image checkpoint

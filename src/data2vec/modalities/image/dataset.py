@@ -29,8 +29,8 @@ from data2vec.data.masks_v2 import BlockMaskV2Config
 from data2vec.data.sampler import rng as _rng
 from data2vec.data.skips import UnreadableSample, substitute
 from data2vec.errors import Data2VecError
-from data2vec.modalities.vision.masking import BlockMaskConfig, block_mask
-from data2vec.modalities.vision.masking_v2 import draw_v2_masks
+from data2vec.modalities.image.masking import BlockMaskConfig, block_mask
+from data2vec.modalities.image.masking_v2 import draw_v2_masks
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 # Largest image decoded, in pixels (width x height): PIL's own default bomb limit (about 9459 x 9459, 256 MiB

@@ -1,4 +1,4 @@
-"""HF ``transformers`` ``Data2VecVisionModel`` (= BEiT) <-> our data2vec 1.0 vision encoder (docs/SPEC.md E.3),
+"""HF ``transformers`` ``Data2VecVisionModel`` (= BEiT) <-> our data2vec 1.0 image encoder (docs/SPEC.md E.3),
 both the pretrained layout (shared relative position bias, final LayerNorm) and the fine-tuned one (per-layer
 bias, mean pooling with ``fc_norm`` = HF ``pooler.layernorm``). Absolute position embeddings are refused."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from data2vec.keys import map_keys
-from data2vec.modalities.vision.encoder import VisionEncoderConfig
+from data2vec.modalities.image.encoder import ImageEncoderConfig
 
 MODEL_TYPE = "data2vec-vision"
 PREFIX = "data2vec_vision."
@@ -37,12 +37,12 @@ KEYS = {
 }
 
 
-def config_from_hf(hf: dict) -> VisionEncoderConfig:
+def config_from_hf(hf: dict) -> ImageEncoderConfig:
     if hf.get("use_absolute_position_embeddings"):
-        raise ValueError("vision models with absolute position embeddings are not data2vec's layout")
+        raise ValueError("data2vec-vision models with absolute position embeddings are not data2vec's layout")
     rel = "shared" if hf.get("use_shared_relative_position_bias") else \
         "per_layer" if hf.get("use_relative_position_bias") else "none"
-    return VisionEncoderConfig(
+    return ImageEncoderConfig(
         image_size=hf["image_size"], patch_size=hf["patch_size"], in_chans=hf.get("num_channels", 3),
         embed_dim=hf["hidden_size"], depth=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
         mlp_ratio=hf["intermediate_size"] / hf["hidden_size"], layer_scale_init_value=hf.get("layer_scale_init_value", 0.1),
@@ -50,7 +50,7 @@ def config_from_hf(hf: dict) -> VisionEncoderConfig:
         rel_pos_bias=rel, use_mean_pooling=hf.get("use_mean_pooling", True))
 
 
-def config_to_hf(enc: VisionEncoderConfig) -> dict:
+def config_to_hf(enc: ImageEncoderConfig) -> dict:
     return {"model_type": MODEL_TYPE, "architectures": ["Data2VecVisionModel"], "image_size": enc.image_size,
             "patch_size": enc.patch_size, "num_channels": enc.in_chans, "hidden_size": enc.embed_dim,
             "num_hidden_layers": enc.depth, "num_attention_heads": enc.num_heads,
@@ -70,6 +70,6 @@ def state_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return map_keys({k: v for k, v in sd.items() if not k.endswith("rel_pos_index")}, {v: k for k, v in KEYS.items()})
 
 
-def preset_overrides(enc: VisionEncoderConfig) -> dict:
+def preset_overrides(enc: ImageEncoderConfig) -> dict:
     """The base recipe at the imported model's image size, with the loss scale of its width."""
     return {"data": {"augment": {"image_size": enc.image_size}}, "model": {"loss": {"loss_scale": 1 / enc.embed_dim}}}
