@@ -30,13 +30,13 @@ PREPARE = {"speech": ["prepare", "speech", "--out", DATA["speech"], "--hours", "
            "images": ["prepare", "images", "--out", DATA["images"]],
            "rt": ["prepare", "rt-polarity", "--out", DATA["rt"]]}
 PRETRAIN = {  # modality -> (preset, data, updates: about half the preset's 600 / 500 / 300)
-    "speech": ("audio-tiny-v1", "speech", 250),
+    "audio": ("audio-tiny-v1", "speech", 250),
     "text": ("text-tiny-v1", "text", 250),
     "image": ("image-tiny-v1", "images", 150),
 }
 FINETUNE = {  # modality -> (task, data, overrides)
-    "speech": ("asr", "speech", ["data.label_hours=0.17", "train.max_update=250", "eval_interval=125",
-                                 "data.num_workers=0"]),
+    "audio": ("asr", "speech", ["data.label_hours=0.17", "train.max_update=250", "eval_interval=125",
+                                "data.num_workers=0"]),
     "text": ("text-classification", "rt", ["data.max_train_examples=1000", "max_epochs=5", "data.num_workers=0",
                                            f"data.tokenizer={DATA['text']}"]),
     "image": ("image-classification", "images", ["data.label_fraction=0.01", "train.max_update=150",
@@ -44,8 +44,8 @@ FINETUNE = {  # modality -> (task, data, overrides)
                                                   "head.layer_decay=0.75"]),
 }
 ROWS = [  # (modality, metric key in metrics.json's "test", label, higher is better)
-    ("speech", "cer", "test CER, 10 min of labels", False),
-    ("speech", "loss", "test CTC loss per utterance", False),
+    ("audio", "cer", "test CER, 10 min of labels", False),
+    ("audio", "loss", "test CTC loss per utterance", False),
     ("text", "accuracy", "test accuracy, 1k labelled reviews", True),
     ("image", "top1", "test top-1, 1% of the labels", True),
 ]
@@ -95,7 +95,7 @@ def steps(out: Path) -> list[Step]:
                                                      *overrides], deps=deps, run=run, done_file="metrics.json"))
     prepare = [Step(f"prepare-{k}", v) for k, v in PREPARE.items()]
     by_name = {s.name: s for s in ft}
-    order = [pre["speech"], pre["text"], by_name["finetune-speech-pretrained"], pre["image"],
+    order = [pre["audio"], pre["text"], by_name["finetune-audio-pretrained"], pre["image"],
              by_name["finetune-text-pretrained"], by_name["finetune-image-pretrained"]]
     return prepare + order + [s for s in ft if s not in order]
 

@@ -51,11 +51,11 @@ def test_resume_reuse_and_failure_propagation(tmp_path, monkeypatch):
 
 def test_table_reads_the_test_metrics(tmp_path):
     for arm, cer in (("pretrained", 0.8), ("scratch", 1.0)):
-        run = tmp_path / f"finetune-speech-{arm}"
+        run = tmp_path / f"finetune-audio-{arm}"
         run.mkdir()
         (run / "metrics.json").write_text(json.dumps({"test": {"cer": cer, "loss": 10 * cer}}))
     text, rows = demo.table(tmp_path)
-    assert "| speech | test CER, 10 min of labels (lower is better) | 0.800 | 1.000 |" in text
-    assert rows[1] == {"modality": "speech", "metric": "loss", "label": "test CTC loss per utterance",
+    assert "| audio | test CER, 10 min of labels (lower is better) | 0.800 | 1.000 |" in text
+    assert rows[1] == {"modality": "audio", "metric": "loss", "label": "test CTC loss per utterance",
                        "pretrained": 8.0, "scratch": 10.0}
     assert rows[2]["pretrained"] is None and "| text | test accuracy, 1k labelled reviews (higher is better) | - | - |" in text
