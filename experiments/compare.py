@@ -41,8 +41,9 @@ def run_one(args, arm: str, budget: str, budget_set: list[str], seed: int) -> di
             cmd.append("--resume")
         print("$", " ".join(cmd), flush=True)
         t0 = time.time()
-        subprocess.run(cmd, check=True, stdout=open(out.with_suffix(".log"), "w") if out.parent.is_dir() else None,
-                       stderr=subprocess.STDOUT)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out.with_suffix(".log"), "a") as log:
+            subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
         print(f"  done in {time.time() - t0:.0f} s", flush=True)
     m = json.loads(metrics.read_text())
     return {"arm": arm, "budget": budget, "seed": seed, "run": str(out), "test": m.get("test", {}),
