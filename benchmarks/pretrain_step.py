@@ -106,7 +106,7 @@ def _hf_audio(cfg):
         num_attention_heads=e.num_heads, intermediate_size=e.ffn_embed_dim,
         conv_dim=[c[0] for c in conv], conv_kernel=[c[1] for c in conv], conv_stride=[c[2] for c in conv],
         conv_bias=e.conv_bias, num_conv_pos_embedding_groups=e.conv_pos_groups,
-        conv_pos_kernel_size=e.conv_pos // e.pos_conv_depth, num_conv_pos_embeddings=e.pos_conv_depth,
+        conv_pos_kernel_size=e.conv_pos_width // e.conv_pos_depth, num_conv_pos_embeddings=e.conv_pos_depth,
         hidden_dropout=e.dropout, attention_dropout=e.attention_dropout, activation_dropout=e.activation_dropout,
         feat_proj_dropout=e.dropout_input,
         layerdrop=0.0, mask_time_prob=0.05, attn_implementation="sdpa"))  # > 0 creates masked_spec_embed

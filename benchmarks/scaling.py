@@ -321,7 +321,7 @@ def activation_bytes(cfg, counts: dict, shape: Shape) -> dict:
         dims = [c for c, _, _ in parse_conv_layers(spec)]
         stem += 8 * B * sum(L * c for L, c in zip(shape.cnn_lengths, dims)) + 2 * B * shape.samples
         stem += B * T * dims[-1] * (4 + 2)  # feature LayerNorm (fp32 input) + projection input (bf16)
-        depth = getattr(e, "pos_conv_depth", None) or e.conv_pos_depth
+        depth = e.conv_pos_depth
         stem += 10 * (B * M if v2 else B) * T * h * depth
         if v2 and e.use_alibi_encoder:
             a["alibi_bias"] = 2 * rows * heads * s**2 * counts["num_blocks"]

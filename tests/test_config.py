@@ -133,9 +133,10 @@ def test_old_field_names_still_read_from_files_overrides_and_checkpoints(preset,
     from data2vec.pretrained import build_model, load_pretrained
 
     old = {k: v for k, (_, v) in OLD_NEW.items()}
-    if preset.startswith("audio"):
-        old["feature_grad_mult"] = 0.5
-    new = {OLD_NEW.get(k, ("local_grad_mult",))[0]: v for k, v in old.items()}
+    if preset.startswith("audio"):  # and fairseq's data2vec_audio names of the positional conv stack
+        old |= {"feature_grad_mult": 0.5, "conv_pos": 64, "pos_conv_depth": 4}
+    audio_new = {"feature_grad_mult": "local_grad_mult", "conv_pos": "conv_pos_width", "pos_conv_depth": "conv_pos_depth"}
+    new = {OLD_NEW[k][0] if k in OLD_NEW else audio_new[k]: v for k, v in old.items()}
     d = to_dict(get_preset(preset))
     d["encoder"] = {k: v for k, v in d["encoder"].items() if k not in new} | old  # a config written before the rename
     if preset.startswith("text"):

@@ -16,7 +16,7 @@ B = 3
 def _audio():
     enc = AudioEncoder(AudioEncoderConfig(
         conv_feature_layers="[(16, 10, 5), (16, 3, 2)]", embed_dim=32, ffn_embed_dim=64,
-        depth=3, num_heads=2, conv_pos=8, conv_pos_groups=4, pos_conv_depth=2,
+        depth=3, num_heads=2, conv_pos_width=8, conv_pos_groups=4, conv_pos_depth=2,
         dropout=0.1, layerdrop=0.0))
     g = torch.Generator().manual_seed(0)
     source = torch.randn(B, 3000, generator=g)

@@ -19,8 +19,8 @@ def _asr():
     from data2vec.modalities.audio.finetune import AsrFinetuneConfig, CtcHeadConfig, CtcModel
 
     enc_cfg = AudioEncoderConfig(conv_feature_layers="[(16, 10, 5)] + [(16, 3, 2)] * 2", embed_dim=32,
-                                 ffn_embed_dim=64, depth=2, num_heads=2, conv_pos=16,
-                                 conv_pos_groups=4, pos_conv_depth=2, dropout=0.0, attention_dropout=0.0,
+                                 ffn_embed_dim=64, depth=2, num_heads=2, conv_pos_width=16,
+                                 conv_pos_groups=4, conv_pos_depth=2, dropout=0.0, attention_dropout=0.0,
                                  layerdrop=0.0)
     cfg = AsrFinetuneConfig(encoder=enc_cfg, head=CtcHeadConfig(symbols=("|", "E", "T", "A", "'")))
     model = CtcModel(AudioEncoder(enc_cfg), cfg.head)

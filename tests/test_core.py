@@ -247,7 +247,7 @@ def test_no_weight_decay_on_biases_and_norms():
 def _tiny_model(**ema):  # conv stack: 4000 samples -> 799 -> 399 frames
     enc = AudioEncoder(AudioEncoderConfig(
         conv_feature_layers="[(16, 10, 5), (16, 3, 2)]", embed_dim=32, ffn_embed_dim=64,
-        depth=2, num_heads=2, conv_pos=8, conv_pos_groups=4, pos_conv_depth=1,
+        depth=2, num_heads=2, conv_pos_width=8, conv_pos_groups=4, conv_pos_depth=1,
         dropout=0.0, attention_dropout=0.0, layerdrop=0.0))
     return Data2Vec(enc, Data2VecConfig(ema=EMAConfig(**ema), targets=TargetConfig(average_top_k_layers=2,
                                                                                    instance_norm_target_layer=True)))

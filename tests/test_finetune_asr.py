@@ -52,8 +52,8 @@ def _tone_corpus(root, n_train=48, seed=0):
 
 TINY = ["encoder.conv_feature_layers=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2",
         "encoder.embed_dim=32", "encoder.ffn_embed_dim=64", "encoder.depth=2",
-        "encoder.num_heads=2", "encoder.conv_pos=16", "encoder.conv_pos_groups=4",
-        "encoder.pos_conv_depth=2", "encoder.layerdrop=0.0", "data.num_workers=0", "train.threads=1",
+        "encoder.num_heads=2", "encoder.conv_pos_width=16", "encoder.conv_pos_groups=4",
+        "encoder.conv_pos_depth=2", "encoder.layerdrop=0.0", "data.num_workers=0", "train.threads=1",
         "data.max_tokens=400000"]
 
 
@@ -104,7 +104,7 @@ def _ctc_model(freeze=0, mask_prob=0.65, symbols=("|", "A", "B", "C")):
 
     enc = AudioEncoder(AudioEncoderConfig(
         conv_feature_layers="[(16, 10, 5)] + [(16, 3, 2)] * 2", embed_dim=32, ffn_embed_dim=64,
-        depth=2, num_heads=2, conv_pos=16, conv_pos_groups=4, pos_conv_depth=2,
+        depth=2, num_heads=2, conv_pos_width=16, conv_pos_groups=4, conv_pos_depth=2,
         dropout=0.0, attention_dropout=0.0, layerdrop=0.0, local_grad_mult=0.0))
     return CtcModel(enc, CtcHeadConfig(symbols=symbols, freeze_finetune_updates=freeze, mask_prob=mask_prob))
 

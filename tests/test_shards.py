@@ -23,8 +23,8 @@ from data2vec.presets import get_preset
 AUDIO = ["data.max_sample_size=8000", "data.min_sample_size=2000", "data.max_tokens=24000",
          "encoder.conv_feature_layers=[(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2",
          "encoder.embed_dim=32", "encoder.ffn_embed_dim=64", "encoder.depth=2",
-         "encoder.num_heads=2", "encoder.conv_pos=16", "encoder.conv_pos_groups=4",
-         "encoder.pos_conv_depth=2", "masking.mask_length=5"]
+         "encoder.num_heads=2", "encoder.conv_pos_width=16", "encoder.conv_pos_groups=4",
+         "encoder.conv_pos_depth=2", "masking.mask_length=5"]
 IMAGES = ["encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2", "data.batch_size=4"]
 TEXT = ["encoder.embed_dim=32", "encoder.ffn_embed_dim=64", "encoder.depth=2",
         "encoder.num_heads=2", "encoder.max_positions=32", "data.tokens_per_sample=32",

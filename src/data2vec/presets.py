@@ -43,7 +43,7 @@ def audio_base_v1() -> PretrainConfig:
             extractor_mode="layer_norm", conv_bias=False, local_grad_mult=1.0,
             embed_dim=768, depth=12, ffn_embed_dim=3072, num_heads=12,
             dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, layerdrop=0.05,
-            dropout_input=0.0, conv_pos=95, conv_pos_groups=16, pos_conv_depth=5,
+            dropout_input=0.0, conv_pos_width=95, conv_pos_groups=16, conv_pos_depth=5,
         ),
         masking=SpanMaskConfig(mask_prob=0.65, mask_length=10, min_masks=1, require_same_masks=True, mask_dropout=0.0),
         data=AudioDataConfig(normalize=True, max_sample_size=320000, min_sample_size=32000, max_tokens=3800000,
@@ -68,7 +68,7 @@ def audio_tiny_v1() -> PretrainConfig:
     cfg.encoder = AudioEncoderConfig(
         conv_feature_layers="[(64, 10, 5)] + [(64, 3, 2)] * 4 + [(64, 2, 2)] * 2",
         embed_dim=128, depth=4, ffn_embed_dim=512, num_heads=4,
-        dropout=0.0, attention_dropout=0.0, layerdrop=0.0, conv_pos=95, conv_pos_groups=16, pos_conv_depth=5,
+        dropout=0.0, attention_dropout=0.0, layerdrop=0.0, conv_pos_width=95, conv_pos_groups=16, conv_pos_depth=5,
     )
     cfg.masking = SpanMaskConfig(mask_prob=0.65, mask_length=10)
     cfg.data = AudioDataConfig(max_sample_size=48000, min_sample_size=8000, max_tokens=16 * 48000,

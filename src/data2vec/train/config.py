@@ -130,7 +130,7 @@ def estimate_parameters(enc, model: Data2VecConfig | None = None) -> tuple[int, 
         blocks += len(parse_conv_layers(spec))
     groups = get("conv_pos_groups")
     if groups:  # positional convolution(s)
-        width, depth = get("conv_pos", "conv_pos_width"), get("pos_conv_depth", "conv_pos_depth", default=1)
+        width, depth = get("conv_pos_width"), get("conv_pos_depth", default=1)
         depth = max(depth, 1)
         n += d * (d // groups) * max(3, width // depth) * depth
     n += (get("vocab_size") + get("max_positions")) * d

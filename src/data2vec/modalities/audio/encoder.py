@@ -78,7 +78,7 @@ class AudioEncoderConfig:
     RENAMED: ClassVar[dict[str, str]] = {
         "encoder_embed_dim": "embed_dim", "encoder_layers": "depth", "encoder_attention_heads": "num_heads",
         "encoder_ffn_embed_dim": "ffn_embed_dim", "encoder_layerdrop": "layerdrop",
-        "feature_grad_mult": "local_grad_mult"}
+        "feature_grad_mult": "local_grad_mult", "conv_pos": "conv_pos_width", "pos_conv_depth": "conv_pos_depth"}
     conv_feature_layers: str = WAV2VEC2_CONV  # (dim, kernel, stride) per conv layer
     extractor_mode: Literal["layer_norm", "group_norm"] = "layer_norm"  # fairseq "default" = group_norm
     conv_bias: bool = False
@@ -92,9 +92,9 @@ class AudioEncoderConfig:
     activation_dropout: float = 0.0
     layerdrop: float = 0.05
     dropout_input: float = 0.0
-    conv_pos: int = 95  # total receptive field of the positional conv stack
+    conv_pos_width: int = 95  # total receptive field of the positional conv stack
     conv_pos_groups: int = 16
-    pos_conv_depth: int = 5  # kernel of each conv = max(3, conv_pos // pos_conv_depth)
+    conv_pos_depth: int = 5  # kernel of each conv = max(3, conv_pos_width // conv_pos_depth)
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self):
@@ -103,8 +103,8 @@ class AudioEncoderConfig:
             raise ValueError(
                 f"embed_dim={self.embed_dim} must be divisible by conv_pos_groups={self.conv_pos_groups}"
             )
-        if self.pos_conv_depth < 1:
-            raise ValueError("pos_conv_depth must be >= 1")
+        if self.conv_pos_depth < 1:
+            raise ValueError("conv_pos_depth must be >= 1")
 
 
 def conv_frame_lengths(num_samples, conv_layers: list[tuple[int, int, int]]):
@@ -176,9 +176,9 @@ class AudioContextEncoder(nn.Module):
 
     def __init__(self, cfg: AudioEncoderConfig):
         super().__init__()
-        k = max(3, cfg.conv_pos // cfg.pos_conv_depth)
+        k = max(3, cfg.conv_pos_width // cfg.conv_pos_depth)
         self.pos_conv = nn.ModuleList(
-            PosConvBlock(cfg.embed_dim, k, cfg.conv_pos_groups) for _ in range(cfg.pos_conv_depth)
+            PosConvBlock(cfg.embed_dim, k, cfg.conv_pos_groups) for _ in range(cfg.conv_pos_depth)
         )
         self.layer_norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)

@@ -88,8 +88,8 @@ def config_from_fairseq(model_cfg: dict) -> tuple[AudioEncoderConfig, Data2VecCo
         num_heads=c["encoder_attention_heads"], dropout=c.get("dropout", 0.1),
         attention_dropout=c.get("attention_dropout", 0.1), activation_dropout=c.get("activation_dropout", 0.0),
         layerdrop=c.get("encoder_layerdrop", 0.0), dropout_input=c.get("dropout_input", 0.0),
-        conv_pos=c.get("conv_pos", 128), conv_pos_groups=c.get("conv_pos_groups", 16),
-        pos_conv_depth=c["pos_conv_depth"],
+        conv_pos_width=c.get("conv_pos", 128), conv_pos_groups=c.get("conv_pos_groups", 16),
+        conv_pos_depth=c["pos_conv_depth"],
     )
     d2v = Data2VecConfig(
         ema=ema_from_fairseq(c, anneal_end_step=c.get("ema_anneal_end_step", c.get("max_update", 0)),

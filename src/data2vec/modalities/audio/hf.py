@@ -46,8 +46,8 @@ def config_from_hf(hf: dict) -> AudioEncoderConfig:
         depth=hf["num_hidden_layers"], ffn_embed_dim=hf["intermediate_size"],
         num_heads=hf["num_attention_heads"], dropout=hf.get("hidden_dropout", 0.1),
         attention_dropout=hf.get("attention_dropout", 0.1), activation_dropout=hf.get("activation_dropout", 0.0),
-        layerdrop=hf.get("layerdrop", 0.0), conv_pos=hf.get("conv_pos_kernel_size", 19) * depth,
-        conv_pos_groups=hf.get("num_conv_pos_embedding_groups", 16), pos_conv_depth=depth,
+        layerdrop=hf.get("layerdrop", 0.0), conv_pos_width=hf.get("conv_pos_kernel_size", 19) * depth,
+        conv_pos_groups=hf.get("num_conv_pos_embedding_groups", 16), conv_pos_depth=depth,
         layer_norm_eps=hf.get("layer_norm_eps", 1e-5))
 
 
@@ -55,12 +55,12 @@ def config_to_hf(enc: AudioEncoderConfig) -> dict:
     if enc.extractor_mode != "layer_norm":
         raise ValueError("HF Data2VecAudio has a layer-norm conv extractor only (extractor_mode=layer_norm)")
     conv = parse_conv_layers(enc.conv_feature_layers)
-    k = max(3, enc.conv_pos // enc.pos_conv_depth)
+    k = max(3, enc.conv_pos_width // enc.conv_pos_depth)
     return {"model_type": MODEL_TYPE, "architectures": ["Data2VecAudioModel"],
             "conv_dim": [c[0] for c in conv], "conv_kernel": [c[1] for c in conv], "conv_stride": [c[2] for c in conv],
             "conv_bias": enc.conv_bias, "feat_extract_activation": "gelu", "hidden_size": enc.embed_dim,
             "num_hidden_layers": enc.depth, "num_attention_heads": enc.num_heads,
-            "intermediate_size": enc.ffn_embed_dim, "num_conv_pos_embeddings": enc.pos_conv_depth,
+            "intermediate_size": enc.ffn_embed_dim, "num_conv_pos_embeddings": enc.conv_pos_depth,
             "conv_pos_kernel_size": k, "num_conv_pos_embedding_groups": enc.conv_pos_groups,
             "layer_norm_eps": enc.layer_norm_eps, "hidden_dropout": enc.dropout,
             "attention_dropout": enc.attention_dropout, "activation_dropout": enc.activation_dropout,
