@@ -61,28 +61,32 @@ def logreg(xtr, ytr, xva, yva, xte=None, yte=None, wds=(1e-4, 1e-3, 1e-2, 1e-1, 
     return out
 
 
+def _one(o, name: str, grid: int) -> torch.Tensor:
+    if name == "cls":
+        return o.x[:, 0]
+    top, how = name.split("/")
+    hs = o.layer_outputs[-int(top.removeprefix("last")):]
+    if how == "mean":
+        return torch.cat([h.mean(1) for h in hs], 1)
+    if how == "flat":
+        return torch.cat([h.flatten(1) for h in hs], 1)
+    B, T, C = hs[0].shape  # pool2x2: average each quarter of the patch grid
+    return torch.cat([F.adaptive_avg_pool2d(h.transpose(1, 2).reshape(B, C, grid, grid), 2).flatten(1)
+                      for h in hs], 1)
+
+
 @torch.no_grad()
-def readout(encoder, images: torch.Tensor, name: str, grid: int, batch: int = 500) -> torch.Tensor:
-    if name == "pixels":
-        return images.flatten(1)
+def readouts(encoder, images: torch.Tensor, names: list[str], grid: int, batch: int = 500) -> dict[str, torch.Tensor]:
+    """Every readout in ``names`` of one encoder, from one forward pass over ``images``."""
+    out = {n: [] for n in names}
+    if names == ["pixels"]:
+        return {"pixels": images.flatten(1)}
     encoder.eval()
-    out = []
     for i in range(0, len(images), batch):
         o = encoder(images[i:i + batch])
-        if name == "cls":
-            out.append(o.x[:, 0])
-            continue
-        top, how = name.split("/")
-        hs = o.layer_outputs[-int(top.removeprefix("last")):]
-        if how == "mean":
-            out.append(torch.cat([h.mean(1) for h in hs], 1))
-        elif how == "flat":
-            out.append(torch.cat([h.flatten(1) for h in hs], 1))
-        else:  # pool2x2: average each quarter of the patch grid
-            B, T, C = hs[0].shape
-            out.append(torch.cat([F.adaptive_avg_pool2d(h.transpose(1, 2).reshape(B, C, grid, grid), 2).flatten(1)
-                                  for h in hs], 1))
-    return torch.cat(out).float()
+        for n in names:
+            out[n].append(images[i:i + batch].flatten(1) if n == "pixels" else _one(o, n, grid))
+    return {n: torch.cat(v).float() for n, v in out.items()}
 
 
 def main(argv=None) -> int:
@@ -111,9 +115,16 @@ def main(argv=None) -> int:
     results: dict = {"args": vars(args), "runs": []}
     for seed in args.seeds:
         sets = probe_sets(args.data, cfg, args.label_fraction, seed, args.valid, args.n_test if args.test else 1)
+        groups = {"": [n for n in args.readouts if not n.startswith("random:")],
+                  "random:": [n.removeprefix("random:") for n in args.readouts if n.startswith("random:")]}
+        feats = {}
+        for prefix, names in groups.items():
+            if names:
+                enc = rand if prefix else encoder
+                by_split = {s: readouts(enc, sets[s][0], names, grid) for s in ("train", "valid", "test")}
+                feats |= {prefix + n: {s: by_split[s][n] for s in by_split} for n in names}
         for name in args.readouts:
-            enc, rname = (rand, name.removeprefix("random:")) if name.startswith("random:") else (encoder, name)
-            f = {s: readout(enc, sets[s][0], rname, grid) for s in ("train", "valid", "test")}
+            f = feats[name]
             r = logreg(f["train"], sets["train"][1], f["valid"], sets["valid"][1],
                        *((f["test"], sets["test"][1]) if args.test else ()))
             r.update(seed=seed, readout=name, dim=f["train"].shape[1])

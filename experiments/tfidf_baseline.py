@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-GRID = {"features": ("word", "char", "word+char"), "min_df": (1, 2), "C": (0.25, 1.0, 4.0, 16.0, 64.0)}
+GRID = {"features": ("word", "char", "word+char"), "min_df": (1, 2), "C": (0.25, 1.0, 4.0, 16.0, 64.0, 256.0, 1024.0)}
 
 
 def load(data: Path):
