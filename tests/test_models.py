@@ -10,8 +10,8 @@ from safetensors import safe_open
 from test_finetune_image import _image_folders
 
 from data2vec.cli import main
-from data2vec.pretrained import load_pretrained
 from data2vec.presets import PRESETS
+from data2vec.pretrained import load_pretrained
 
 MODELS = ROOT / "models"
 SHIPPED = sorted(d.name for d in MODELS.iterdir() if d.is_dir()) if MODELS.is_dir() else []
