@@ -38,3 +38,47 @@ def test_student_only_round_trip(tmp_path):
     images = torch.rand(3, 1, 28, 28)
     a, b = (encode(Extractor(d).encoder, images)[0].x for d in (full, tmp_path / "slim"))
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_encoder_only_round_trip(tmp_path):
+    """``--encoder-only`` keeps the student's encoder alone (no teacher, no v2 decoder): the smallest directory;
+    it extracts exactly as the full one, loads with a fresh decoder and teacher = student, and a file whose
+    metadata claims the encoder alone but holds more is refused in one line."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from data2vec.errors import Data2VecError
+
+    cfg = merge(get_preset("image-tiny-v2"), SMALL)
+    model = build_model(cfg)
+    with torch.no_grad():
+        for p in model.student.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    full = save_pretrained(cfg, model, tmp_path / "full")
+    out = run_cli("convert", str(full), "--out", str(tmp_path / "enc"), "--encoder-only")
+    assert "encoder parameters" in out.stdout and "EMA teacher" not in out.stdout
+
+    path = tmp_path / "enc" / "model.safetensors"
+    stored = load_file(str(path))
+    assert stored and all(k.startswith("student.encoder.") for k in stored)
+    assert len(stored) == len(model.student.encoder.state_dict())
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata() == {"contents": "encoder"}
+    assert any(k.startswith("student.decoder.") for k in load_file(str(full / "model.safetensors")))
+
+    _, enc = load_pretrained(tmp_path / "enc")
+    assert enc.student.decoder is not None  # freshly initialised: continued pretraining has a decoder to train
+    for k, v in model.student.encoder.state_dict().items():
+        torch.testing.assert_close(enc.student.encoder.state_dict()[k], v, rtol=0, atol=0)
+    for (k, t), s in zip(enc.teacher.module.state_dict().items(), enc._teacher_source().state_dict().values()):
+        torch.testing.assert_close(t, s, rtol=0, atol=0, msg=f"teacher {k} is not the student's copy")
+    images = torch.rand(3, 1, 28, 28)
+    a, b = (encode(Extractor(d).encoder, images)[0].x for d in (full, tmp_path / "enc"))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    save_file({**stored, "teacher.x": torch.zeros(1)}, str(path), metadata={"contents": "encoder"})
+    try:
+        load_pretrained(tmp_path / "enc")
+        raise AssertionError("a mislabelled encoder-only file loaded")
+    except Data2VecError as e:
+        assert "encoder alone" in str(e) and "\n" not in str(e)

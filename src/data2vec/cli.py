@@ -134,10 +134,12 @@ def cmd_convert(args) -> int:
     from data2vec.pretrained import load_pretrained, save_pretrained
 
     cfg, model = load_pretrained(args.src, fairseq_exact=args.fairseq_exact)
-    out = save_pretrained(cfg, model, args.out, student_only=args.student_only)
-    n = sum(p.numel() for p in model.student.parameters())
-    teacher = "" if args.student_only else " (+ EMA teacher)"
-    print(f"{args.src}: data2vec {cfg.modality} model, {n / 1e6:.2f} M student parameters{teacher} -> "
+    out = save_pretrained(cfg, model, args.out, student_only=args.student_only, encoder_only=args.encoder_only)
+    part = model.student.encoder if args.encoder_only else model.student
+    n = sum(p.numel() for p in part.parameters())
+    what = ("encoder" if args.encoder_only else "student") + ("" if args.student_only or args.encoder_only
+                                                              else " (+ EMA teacher)")
+    print(f"{args.src}: data2vec {cfg.modality} model, {n / 1e6:.2f} M {what} parameters -> "
           f"{out}/config.json + model.safetensors")
     return 0
 
@@ -405,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--student-only", action="store_true",
                     help="leave the EMA teacher out (half the size): enough to fine-tune and extract; it loads "
                          "with teacher = student, so continued pretraining starts its EMA afresh")
+    cv.add_argument("--encoder-only", action="store_true",
+                    help="keep only the student's encoder (no teacher, decoder or regression head; the smallest): "
+                         "enough to fine-tune and extract; continued pretraining starts with a new decoder")
     cv.set_defaults(func=cmd_convert)
 
     ex = sub.add_parser("export", help="export a model to HF transformers (a pretrained encoder, or a fine-tuned "

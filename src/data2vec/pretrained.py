@@ -11,7 +11,10 @@ training checkpoints (``checkpoint_last.pt``, or a ``train.parallel=fsdp`` run's
 directory, ``checkpoint_last.dcp`` or a step directory); a directory written by ``save_pretrained`` /
 ``data2vec convert`` (``config.json`` + ``model.safetensors``, no pickle at all). A directory saved with
 ``student_only`` holds no ``teacher.*`` tensors: it loads with the teacher set to a copy of the student, as
-pretraining starts (an EMA teacher is only needed to continue pretraining with the same targets).
+pretraining starts (an EMA teacher is only needed to continue pretraining with the same targets). One saved with
+``encoder_only`` holds the student's encoder alone (no teacher, no v2 decoder, no v1 regression head; its
+safetensors metadata says ``contents: encoder``): the rest loads freshly initialised, teacher := student. It is
+what fine-tuning and feature extraction read; continued pretraining starts with a new decoder.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ from data2vec.errors import Data2VecError
 from data2vec.keys import load_into
 from data2vec.modalities.image import beit
 from data2vec.presets import get_preset
-from data2vec.safe_load import read_json, read_safetensors, safe_torch_load
+from data2vec.safe_load import read_json, read_safetensors, safe_torch_load, safetensors_metadata
 from data2vec.train import dcp
 from data2vec.train.checkpoint import check_format_version
 from data2vec.train.config import PretrainConfig, build_model, pretrain_config_from_dict
 
 TEACHER = "teacher."  # the EMA teacher's keys in ``Data2Vec.state_dict()``
+ENCODER = "student.encoder."  # the student's encoder (what fine-tuning and extraction read)
 
 
 def _sync_teacher(model: Data2Vec) -> None:
@@ -182,6 +186,12 @@ def _load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
             cfg = pretrain_config_from_dict(meta)
             model = build_model(cfg)
             state = read_safetensors(p / "model.safetensors")
+            if safetensors_metadata(p / "model.safetensors").get("contents") == "encoder":
+                fresh = {k: v for k, v in model.state_dict().items() if not k.startswith((ENCODER, TEACHER))}
+                if any(k.startswith(TEACHER) or not k.startswith(ENCODER) for k in state):
+                    raise Data2VecError(f"{p / 'model.safetensors'} says it holds the encoder alone, but it has "
+                                        "other tensors: damaged; regenerate it with `data2vec convert --encoder-only`")
+                state = {**state, **fresh}  # decoder / head as initialised; the teacher is synced below
             if not any(k.startswith(TEACHER) for k in state):  # saved with student_only: teacher := student
                 load_into(model, {**state, **_teacher_keys(model)})
                 _sync_teacher(model)
@@ -214,15 +224,18 @@ def _teacher_keys(model: Data2Vec) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k.startswith(TEACHER)}
 
 
-def save_pretrained(cfg: PretrainConfig, model: Data2Vec, out_dir: str | Path, student_only: bool = False) -> Path:
+def save_pretrained(cfg: PretrainConfig, model: Data2Vec, out_dir: str | Path, student_only: bool = False,
+                    encoder_only: bool = False) -> Path:
     """Our pickle-free format: ``config.json`` (the resolved config) + ``model.safetensors`` (student + teacher;
-    ``student_only``: the student alone, about half the size, for fine-tuning and feature extraction)."""
+    ``student_only``: the student alone, about half the size; ``encoder_only``: the student's encoder alone, the
+    smallest, for fine-tuning and feature extraction)."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()
-             if not (student_only and k.startswith(TEACHER))}
-    save_file(state, str(out / "model.safetensors"))
+    keep = (lambda k: k.startswith(ENCODER)) if encoder_only else (lambda k: not (student_only and k.startswith(TEACHER)))
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if keep(k)}
+    contents = "encoder" if encoder_only else "student" if student_only else "student+teacher"
+    save_file(state, str(out / "model.safetensors"), metadata={"contents": contents})
     return out

@@ -192,6 +192,18 @@ def read_json(path: str | Path) -> Any:
         raise Data2VecError(f"{path} is not valid JSON ({e}); restore or regenerate it") from None
 
 
+def safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` header ({} if none), or one line naming the damaged file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for damaged headers
+        raise Data2VecError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0][:200]}); "
+                            "restore or regenerate it") from None
+
+
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a ``.safetensors`` file (no pickle involved), or one line naming the damaged file."""
     from safetensors.torch import load_file
