@@ -234,8 +234,8 @@ def save_pretrained(cfg: PretrainConfig, model: Data2Vec, out_dir: str | Path, s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-    keep = (lambda k: k.startswith(ENCODER)) if encoder_only else (lambda k: not (student_only and k.startswith(TEACHER)))
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if keep(k)}
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()
+             if (k.startswith(ENCODER) if encoder_only else not (student_only and k.startswith(TEACHER)))}
     contents = "encoder" if encoder_only else "student" if student_only else "student+teacher"
     save_file(state, str(out / "model.safetensors"), metadata={"contents": contents})
     return out

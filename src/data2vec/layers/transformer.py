@@ -18,6 +18,25 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class EncoderBase(nn.Module):
+    """The part of the encoder protocol (``data2vec.core.data2vec``) that every modality's encoder shares: its
+    sizes from ``self.cfg``, and the teacher parameters that ``ema_layers_only`` copies instead of averaging
+    (none unless the encoder names some)."""
+
+    cfg: object  # the encoder's config dataclass: ``embed_dim``, ``depth``
+
+    @property
+    def embed_dim(self) -> int:
+        return self.cfg.embed_dim
+
+    @property
+    def num_layers(self) -> int:
+        return self.cfg.depth
+
+    def ema_copy_keys(self, transformer_only: bool) -> set[str]:
+        return set()
+
+
 class Embedded(NamedTuple):
     x: torch.Tensor  # [B, T, C] student input to the context encoder (masking applied where the modality applies it)
     unmasked: torch.Tensor  # [B, T, C] the same features before dropout and masking (teacher input)

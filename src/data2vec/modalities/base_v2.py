@@ -42,7 +42,7 @@ from data2vec.layers.alt import AltBlock, alibi_bias_1d, gather_kept_bias, run_b
 from data2vec.layers.decoder import ConvDecoder
 from data2vec.layers.grad import run_with_grad_mult
 from data2vec.layers.mask_info import MaskInfo, gather_positions
-from data2vec.layers.transformer import ContextOutput, Embedded, init_bert_params
+from data2vec.layers.transformer import ContextOutput, Embedded, EncoderBase, init_bert_params
 
 
 @dataclass(kw_only=True)
@@ -193,7 +193,7 @@ class V2ContextEncoder(nn.Module):
         return ContextOutput(x, [o[:, n:] for o in outs], [f[:, n:] for f in ffns], out_pad, n)
 
 
-class V2Encoder(nn.Module):
+class V2Encoder(EncoderBase):
     """Base class of the v2 modality encoders. Subclasses build ``local_encoder``, ``project_features``
     and the context encoder's modality parts, and implement ``_local(source, padding_mask)``."""
 
@@ -211,17 +211,6 @@ class V2Encoder(nn.Module):
 
     def reset_parameters(self) -> None:
         pass
-
-    @property
-    def embed_dim(self) -> int:
-        return self.cfg.embed_dim
-
-    @property
-    def num_layers(self) -> int:
-        return self.cfg.depth
-
-    def ema_copy_keys(self, transformer_only: bool) -> set[str]:
-        return set()  # data2vec 2.0 averages every teacher parameter
 
     def build_decoder(self, decoder_cfg) -> nn.Module:
         dec = ConvDecoder(decoder_cfg, self.embed_dim, getattr(self, "decoder_grid", None))

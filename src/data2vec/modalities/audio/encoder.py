@@ -27,7 +27,7 @@ from torch import nn
 from data2vec.errors import Data2VecError
 from data2vec.layers.grad import run_with_grad_mult
 from data2vec.layers.padding import lengths_to_padding_mask
-from data2vec.layers.transformer import ContextOutput, Embedded, PostLNBlock, init_bert_params, run_layers
+from data2vec.layers.transformer import ContextOutput, Embedded, EncoderBase, PostLNBlock, init_bert_params, run_layers
 
 WAV2VEC2_CONV = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2"
 MAX_CONV_LAYERS = 1000  # a spec is refused before expanding ``[...] * n`` beyond this
@@ -207,7 +207,7 @@ class AudioContextEncoder(nn.Module):
         return ContextOutput(*run_layers(self.layers, x, padding_mask_BT, self.layerdrop, self.training))
 
 
-class AudioEncoder(nn.Module):
+class AudioEncoder(EncoderBase):
     """The student's speech encoder. ``embed`` = local encoder, ``context_encoder`` = Transformer."""
 
     def __init__(self, cfg: AudioEncoderConfig):
@@ -226,14 +226,6 @@ class AudioEncoder(nn.Module):
     def local_encoder(self) -> nn.Module:
         """The CNN, under data2vec 2.0's name for the modality's local encoder."""
         return self.feature_extractor
-
-    @property
-    def embed_dim(self) -> int:
-        return self.cfg.embed_dim
-
-    @property
-    def num_layers(self) -> int:
-        return self.cfg.depth
 
     def frame_lengths(self, num_samples):
         """Frames produced for ``num_samples`` input samples (numpy array, tensor or int)."""

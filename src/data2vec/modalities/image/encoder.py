@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data2vec.layers.transformer import ContextOutput, Embedded
+from data2vec.layers.transformer import ContextOutput, Embedded, EncoderBase
 
 
 @dataclass(kw_only=True)
@@ -161,7 +161,7 @@ class ImageContextEncoder(nn.Module):
         return self.fc_norm(out.x.mean(1))
 
 
-class ImageEncoder(nn.Module):
+class ImageEncoder(EncoderBase):
     def __init__(self, cfg: ImageEncoderConfig):
         super().__init__()
         self.cfg = cfg
@@ -185,17 +185,6 @@ class ImageEncoder(nn.Module):
         for i, layer in enumerate(self.context_encoder.layers):
             layer.attn.proj.weight.data.div_(math.sqrt(2.0 * (i + 1)))
             layer.fc2.weight.data.div_(math.sqrt(2.0 * (i + 1)))
-
-    @property
-    def embed_dim(self) -> int:
-        return self.cfg.embed_dim
-
-    @property
-    def num_layers(self) -> int:
-        return self.cfg.depth
-
-    def ema_copy_keys(self, transformer_only: bool) -> set[str]:
-        return set()  # official: the EMA averages the whole model
 
     def embed(self, images_BCHW: torch.Tensor, padding_mask=None, mask_BN=None) -> Embedded:
         c = self.cfg

@@ -20,7 +20,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from data2vec.layers.transformer import ContextOutput, Embedded, PostLNBlock, init_bert_params, run_layers
+from data2vec.layers.transformer import ContextOutput, Embedded, EncoderBase, PostLNBlock, init_bert_params, run_layers
 
 
 @dataclass(kw_only=True)
@@ -70,7 +70,7 @@ class TextContextEncoder(nn.Module):
         return ContextOutput(*run_layers(self.layers, x_BTC, padding_mask_BT, self.layerdrop, self.training))
 
 
-class TextEncoder(nn.Module):
+class TextEncoder(EncoderBase):
     # The collator corrupts the student's tokens (BERT-style mask/random/keep), so the batch must also carry
     # the clean tokens for the teacher (batch["teacher_source"]); Data2Vec refuses a batch without them.
     needs_teacher_source = True
@@ -88,14 +88,6 @@ class TextEncoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.context_encoder = TextContextEncoder(cfg)
         self.apply(init_bert_params)
-
-    @property
-    def embed_dim(self) -> int:
-        return self.cfg.embed_dim
-
-    @property
-    def num_layers(self) -> int:
-        return self.cfg.depth
 
     def ema_copy_keys(self, transformer_only: bool) -> set[str]:
         """Copied, not averaged, under ``ema_layers_only`` (fairseq ``ema_transformer_layers_only``)."""
