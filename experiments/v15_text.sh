@@ -19,11 +19,13 @@ declare -A V=(
   [lr1e-4]="optim.lr=1e-4"            # the `tiny` recipe: AdamW, 10 epochs, batch 32, 6 % warm-up, linear decay
   [lr3e-4]="optim.lr=3e-4"
   [lr1e-3]="optim.lr=1e-3"
+  [lr3e-3]="optim.lr=3e-3"            # second round: the pretrained arm's best of the first three was the largest
   [lr3e-4-e20]="optim.lr=3e-4,max_epochs=20"
   [lr1e-4-e20]="optim.lr=1e-4,max_epochs=20"
   [lr3e-4-ld075]="optim.lr=3e-4,head.layer_decay=0.75"
   [lr1e-4-e3]="optim.lr=1e-4,max_epochs=3"
   [lr3e-4-e3]="optim.lr=3e-4,max_epochs=3"
+  [lr1e-3-e3]="optim.lr=1e-3,max_epochs=3"   # all labels: each arm's 1k lr, 3 epochs (954 updates; CPU budget)
 )
 CKPT=${CKPT:-runs/v15-txt-A/checkpoint_2200.pt}
 OUT=${OUT:-runs/v15-txt-ft}
