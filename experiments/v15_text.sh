@@ -43,13 +43,11 @@ case $mode in
     for name in "$@"; do compare "$budget" "$name" 1 ${ARMS:-pretrained scratch}; done ;;
   final)
     arm=$1; name=$2; shift 2
-    for seed in "${@:-1 2 3}"; do
-      for s in $seed; do
-        compare "$budget" "$name" "$s" "$arm"
-        run=$OUT/$budget-$name-$arm-s$s
-        [ -f "$run/test.json" ] || taskset -c "${CORE:-0}" env OMP_NUM_THREADS=1 .venv/bin/data2vec evaluate \
-          text-classification "$run/checkpoint_best.pt" --data data/rt-polarity --subset test --out "$run/test.json"
-      done
+    for s in ${@:-1 2 3}; do
+      compare "$budget" "$name" "$s" "$arm"
+      run=$OUT/$budget-$name-$arm-s$s
+      [ -f "$run/test.json" ] || taskset -c "${CORE:-0}" env OMP_NUM_THREADS=1 .venv/bin/data2vec evaluate \
+        text-classification "$run/checkpoint_best.pt" --data data/rt-polarity --subset test --out "$run/test.json"
     done ;;
   *) echo "usage: $0 sweep|final BUDGET ..." >&2; exit 2 ;;
 esac

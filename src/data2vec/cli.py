@@ -137,8 +137,7 @@ def cmd_convert(args) -> int:
     out = save_pretrained(cfg, model, args.out, student_only=args.student_only, encoder_only=args.encoder_only)
     part = model.student.encoder if args.encoder_only else model.student
     n = sum(p.numel() for p in part.parameters())
-    what = ("encoder" if args.encoder_only else "student") + ("" if args.student_only or args.encoder_only
-                                                              else " (+ EMA teacher)")
+    what = "encoder" if args.encoder_only else "student" if args.student_only else "student (+ EMA teacher)"
     print(f"{args.src}: data2vec {cfg.modality} model, {n / 1e6:.2f} M {what} parameters -> "
           f"{out}/config.json + model.safetensors")
     return 0

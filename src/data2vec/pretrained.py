@@ -187,11 +187,11 @@ def _load_pretrained(path: str | Path) -> tuple[PretrainConfig, Data2Vec]:
             model = build_model(cfg)
             state = read_safetensors(p / "model.safetensors")
             if safetensors_metadata(p / "model.safetensors").get("contents") == "encoder":
-                fresh = {k: v for k, v in model.state_dict().items() if not k.startswith((ENCODER, TEACHER))}
-                if any(k.startswith(TEACHER) or not k.startswith(ENCODER) for k in state):
+                if not all(k.startswith(ENCODER) for k in state):
                     raise Data2VecError(f"{p / 'model.safetensors'} says it holds the encoder alone, but it has "
                                         "other tensors: damaged; regenerate it with `data2vec convert --encoder-only`")
-                state = {**state, **fresh}  # decoder / head as initialised; the teacher is synced below
+                # the decoder / head as initialised; the teacher is synced from the student below
+                state |= {k: v for k, v in model.state_dict().items() if not k.startswith((ENCODER, TEACHER))}
             if not any(k.startswith(TEACHER) for k in state):  # saved with student_only: teacher := student
                 load_into(model, {**state, **_teacher_keys(model)})
                 _sync_teacher(model)
