@@ -371,3 +371,57 @@ def test_v2_image_extraction_drops_the_cls_token(tmp_path):
     final, every = ex.images(paths, "final", "none"), ex.images(paths, "all", "none")
     assert final[0].shape == (49, 32) and every[0].shape == (2, 49, 32)  # 7 x 7 patches, no CLS
     torch.testing.assert_close(final[1], every[1][-1])
+
+
+LOG_MEL = ["encoder.extractor_mode=log_mel", 'encoder.conv_feature_layers="[(40, 400, 160), (32, 3, 2)]"']
+
+
+def test_log_mel_front_end_frames_bands_padding_and_parameters():
+    """extractor_mode=log_mel: conv frame formula, a tone lands in its mel band, padding never leaks into a
+    clip's frames, and only the convs after the filterbank are parameters (the filterbank is not saved)."""
+    from data2vec.modalities.audio.encoder import conv_frame_lengths
+    from data2vec.modalities.audio.encoder_v2 import AudioEncoderV2, AudioEncoderV2Config
+    from data2vec.train.config import estimate_parameters
+
+    cfg = AudioEncoderV2Config(embed_dim=32, depth=1, num_heads=2, conv_pos_width=16, conv_pos_groups=4,
+                               conv_pos_depth=2, extractor_mode="log_mel",
+                               conv_feature_layers="[(40, 400, 160), (32, 3, 2)]")
+    enc = AudioEncoderV2(cfg).eval()
+    front = enc.local_encoder
+    sr, n = 16000, 16000
+    for f_hz in (300.0, 1000.0, 3000.0):
+        tone = torch.sin(2 * torch.pi * f_hz * torch.arange(n) / sr)[None]
+        bands = front.log_mel(tone)
+        assert bands.shape == (1, 40, (n - 400) // 160 + 1)
+        top = 2595 * np.log10(1 + (sr / 2) / 700)  # HTK mel of Nyquist; band i peaks at edge i + 1
+        centres = 700 * (10 ** (np.linspace(0, top, 42)[1:-1] / 2595) - 1)
+        assert int(bands.mean(-1).argmax()) in np.argsort(np.abs(centres - f_hz))[:2]
+    x = torch.randn(1, 12345)
+    assert front(x).shape[-1] == conv_frame_lengths(12345, enc.conv_layers) == ((12345 - 400) // 160 + 1 - 3) // 2 + 1
+    padded = torch.cat([x, 5 * torch.randn(1, 4000)], 1)  # loud "padding": any leak would show
+    torch.testing.assert_close(front(padded)[..., : front(x).shape[-1]], front(x))
+    keys = [k for k in enc.state_dict() if k.startswith("local_encoder.")]
+    assert keys and all(k.startswith("local_encoder.conv_layers.0.") for k in keys)
+    n_front = sum(p.numel() for p in front.parameters())
+    assert n_front == 40 * 32 * 3 + 2 * 32  # conv weights (no bias) and its LayerNorm
+    real = sum(p.numel() for p in enc.parameters())  # the estimate counts no filterbank weights (~16k here)
+    assert abs(estimate_parameters(cfg)[0] - real) < 0.1 * real
+
+
+def test_log_mel_encoder_pretrains_and_fine_tunes_through_the_cli(tones, tmp_path):
+    """A log-mel data2vec 2.0 encoder through pretrain -> finetune --init: the front end travels with the
+    checkpoint, and the fine-tuned model reads it (same frames, trained conv after the filterbank)."""
+    from test_train import MICRO_V2
+
+    pre = tmp_path / "pre"
+    assert main(["pretrain", "--preset", "audio-tiny-v2", "--data", str(tones), "--out", str(pre),
+                 *set_args([a for a in MICRO_V2 if not a.startswith("encoder.conv_feature_layers")] + LOG_MEL
+                           + ["train.max_update=2", "train.save_interval_updates=100",
+                              "data.min_sample_size=2000"])]) == 0
+    run = tmp_path / "ft"
+    assert main(["finetune", "asr", "--init", str(pre / "checkpoint_last.pt"), "--data", str(tones), "--out", str(run),
+                 *set_args(["train.max_update=2", "eval_interval=2", "data.num_workers=0", "train.threads=1",
+                            "encoder.local_grad_mult=1.0"])]) == 0
+    enc = json.loads((run / "config.json").read_text())["encoder"]
+    assert enc["extractor_mode"] == "log_mel" and enc["conv_feature_layers"] == "[(40, 400, 160), (32, 3, 2)]"
+    assert json.loads((run / "metrics.json").read_text())["test"]["utterances"] == 12

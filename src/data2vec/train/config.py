@@ -122,8 +122,10 @@ def estimate_parameters(enc, model: Data2VecConfig | None = None) -> tuple[int, 
     blocks = layers
     spec = get("conv_feature_layers", default="")
     if spec:
-        c_in = 1
-        for dim, k, _ in parse_conv_layers(spec):
+        c_in, conv = 1, parse_conv_layers(spec)
+        if get("extractor_mode", default="") == "log_mel":  # the first "layer" is the fixed mel filterbank
+            c_in, conv = conv[0][0], conv[1:]
+        for dim, k, _ in conv:
             n += c_in * dim * k + 2 * dim
             c_in = dim
         n += c_in * d

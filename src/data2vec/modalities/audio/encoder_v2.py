@@ -5,6 +5,11 @@ context encoder with a relative positional conv stack (``conv_pos_depth`` x [gro
 LayerNorm without affine, GELU], no residual inside the stack) and 1-D ALiBi attention bias.
 Frame padding follows the conv length formula (fairseq ``convert_padding_mask``).
 
+``extractor_mode="log_mel"`` (not in fairseq) replaces the learned first conv with a fixed log-mel filterbank: the
+first ``(dim, kernel, stride)`` of ``conv_feature_layers`` is read as (mel bands, window, hop) in samples, the
+rest are layer-norm conv blocks on the bands. It is the classical front end of the speech baseline (a small
+encoder trained from scratch on log-mel features, docs/results.md); the frame formula is the conv one.
+
 Shapes: B batch, S samples, T frames, C channels.
 """
 
@@ -17,7 +22,13 @@ import torch
 from torch import nn
 
 from data2vec.layers.padding import lengths_to_padding_mask
-from data2vec.modalities.audio.encoder import ConvFeatureExtractor, PosConvBlock, conv_frame_lengths, parse_conv_layers
+from data2vec.modalities.audio.encoder import (
+    ConvBlock,
+    ConvFeatureExtractor,
+    PosConvBlock,
+    conv_frame_lengths,
+    parse_conv_layers,
+)
 from data2vec.modalities.base_v2 import V2ContextEncoder, V2Encoder, V2EncoderConfig
 
 
@@ -25,7 +36,7 @@ from data2vec.modalities.base_v2 import V2ContextEncoder, V2Encoder, V2EncoderCo
 class AudioEncoderV2Config(V2EncoderConfig):
     RENAMED: ClassVar[dict[str, str]] = {"feature_encoder_spec": "conv_feature_layers"}  # fairseq's v2 name
     conv_feature_layers: str = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2"  # (dim, kernel, stride)
-    extractor_mode: Literal["layer_norm", "group_norm"] = "layer_norm"
+    extractor_mode: Literal["layer_norm", "group_norm", "log_mel"] = "layer_norm"
     conv_pos_width: int = 95  # total width of the positional conv stack
     conv_pos_groups: int = 16
     conv_pos_depth: int = 5  # kernel of each conv = max(3, conv_pos_width // conv_pos_depth)
@@ -37,6 +48,51 @@ class AudioEncoderV2Config(V2EncoderConfig):
             raise ValueError(f"embed_dim={self.embed_dim} must be divisible by conv_pos_groups={self.conv_pos_groups}")
         if self.conv_pos_depth < 1:
             raise ValueError("conv_pos_depth must be >= 1")
+
+
+def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int) -> torch.Tensor:
+    """Triangular filters [n_freqs, n_mels] evenly spaced on the HTK mel scale from 0 to Nyquist."""
+    def mel(f):
+        return 2595.0 * torch.log10(1.0 + f / 700.0)
+
+    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    edges = 700.0 * (10 ** (torch.linspace(0, float(mel(torch.tensor(sample_rate / 2.0))), n_mels + 2,
+                                            dtype=torch.float64) / 2595.0) - 1.0)
+    lo, mid, hi = edges[:-2], edges[1:-1], edges[2:]
+    f = freqs[:, None]
+    up, down = (f - lo) / (mid - lo), (hi - f) / (hi - mid)
+    return torch.clamp(torch.minimum(up, down), min=0.0).float()
+
+
+class LogMelFeatureExtractor(nn.Module):
+    """Waveform [B, S] -> features [B, C, T]: log of a mel-filtered power spectrum (Hann window of ``kernel``
+    samples every ``stride``, no centring, so frame t sees samples [t*stride, t*stride + kernel) as a conv does),
+    then layer-norm conv blocks. Assumes 16 kHz audio (the mel edges); no learned parameter before the convs."""
+
+    SAMPLE_RATE = 16000
+
+    def __init__(self, layers: list[tuple[int, int, int]], bias: bool):
+        super().__init__()
+        (n_mels, self.window, self.hop), rest = layers[0], layers[1:]
+        self.register_buffer("hann", torch.hann_window(self.window), persistent=False)
+        self.register_buffer("mel", mel_filterbank(n_mels, self.window, self.SAMPLE_RATE), persistent=False)
+        blocks, n_in = [], n_mels
+        for dim, k, s in rest:
+            blocks.append(ConvBlock(n_in, dim, k, s, "layer_norm", bias))
+            n_in = dim
+        self.conv_layers = nn.ModuleList(blocks)
+
+    def log_mel(self, source_BS: torch.Tensor) -> torch.Tensor:
+        """[B, S] -> log mel energies [B, n_mels, T] (fp32)."""
+        spec = torch.stft(source_BS.float(), self.window, self.hop, window=self.hann, center=False,
+                          return_complex=True).abs().pow(2)  # [B, F, T]
+        return torch.log(torch.einsum("bft,fm->bmt", spec, self.mel) + 1e-6)
+
+    def forward(self, source_BS: torch.Tensor) -> torch.Tensor:
+        x = self.log_mel(source_BS).type_as(source_BS)
+        for block in self.conv_layers:
+            x = block(x)
+        return x
 
 
 class FeatureProjection(nn.Module):
@@ -66,7 +122,8 @@ class AudioEncoderV2(V2Encoder):
         super().__init__(cfg)
         self.conv_layers = parse_conv_layers(cfg.conv_feature_layers)
         conv_dim = self.conv_layers[-1][0]
-        self.local_encoder = ConvFeatureExtractor(self.conv_layers, cfg.extractor_mode, bias=False)
+        self.local_encoder = (LogMelFeatureExtractor(self.conv_layers, bias=False) if cfg.extractor_mode == "log_mel"
+                              else ConvFeatureExtractor(self.conv_layers, cfg.extractor_mode, bias=False))
         self.project_features = FeatureProjection(conv_dim, cfg.embed_dim)
         k = max(3, cfg.conv_pos_width // cfg.conv_pos_depth)
         pos = RelativePositionalConv(*[PosConvBlock(cfg.embed_dim, k, cfg.conv_pos_groups)

@@ -15,9 +15,10 @@ BATCH_SIZE = 8
 
 
 def batches_padded(encoder) -> bool:
-    """Whether a padded batch gives every clip its unpadded output: data2vec 2.0 with the layer-norm CNN (its
-    positional conv zeroes padded frames before every layer); v1's stacked positional conv sees the padding."""
-    return is_v2(encoder) and encoder.cfg.extractor_mode == "layer_norm"
+    """Whether a padded batch gives every clip its unpadded output: data2vec 2.0 with the layer-norm CNN or the
+    log-mel front end (its positional conv zeroes padded frames before every layer); v1's stacked positional conv
+    sees the padding."""
+    return is_v2(encoder) and encoder.cfg.extractor_mode in ("layer_norm", "log_mel")
 
 
 def extract_batches(cfg, encoder, inputs: list[str], batch_size: int | None = None,
