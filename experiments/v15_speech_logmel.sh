@@ -7,10 +7,11 @@
 # on equal terms: the same front end, model, fine-tuning recipe (`tiny`, conv after the filterbank trained) and
 # budget; each arm's lr is chosen on the validation split.
 #
-#   experiments/v15_speech_logmel.sh pretrain               # runs/v15-aud-M, 3,000 updates, resumable
+#   [PRE_UPDATES=3000] [PRE_OUT=runs/v15-aud-M] experiments/v15_speech_logmel.sh pretrain    # resumable
 #   [CORE=1] [UPDATES=1500] [LR=2e-3] [CKPT=runs/v15-aud-M/checkpoint_3000.pt] [HOURS=1.0] \
 #     experiments/v15_speech_logmel.sh ARM SEED ...         # ARM: pretrained | scratch; validation only
 #   ... experiments/v15_speech_logmel.sh test ARM SEED ...  # then the test split, once, best-valid checkpoint
+#   TAG=-freeze500 EXTRA="head.freeze_finetune_updates=500" ...   # other recipe changes: run name suffix + --set
 set -e
 cd "$(dirname "$0")/.."
 FRONT=(--set encoder.extractor_mode=log_mel --set 'encoder.conv_feature_layers="[(80, 400, 160), (64, 3, 2)]"')
@@ -18,14 +19,16 @@ PY=(taskset -c "${CORE:-1}" env OMP_NUM_THREADS=1 .venv/bin/data2vec)
 U=${UPDATES:-1500}
 LR=${LR:-2e-3}
 H=${HOURS:-1.0}
-name() { echo "runs/v15-asr-M/${H}h-u$U-lr$LR-$1-s$2"; }
+name() { echo "runs/v15-asr-M/${H}h-u$U-lr$LR$TAG-$1-s$2"; }
+extra=(); for kv in $EXTRA; do extra+=(--set "$kv"); done
 case $1 in
 pretrain)
-  resume=(); [ -f runs/v15-aud-M/checkpoint_last.pt ] && resume=(--resume)
-  "${PY[@]}" pretrain --preset audio-tiny-v2 --data data/speech-4h --out runs/v15-aud-M "${FRONT[@]}" \
+  out=${PRE_OUT:-runs/v15-aud-M}
+  resume=(); [ -f "$out/checkpoint_last.pt" ] && resume=(--resume)
+  "${PY[@]}" pretrain --preset audio-tiny-v2 --data data/speech-4h --out "$out" "${FRONT[@]}" \
     --set train.max_update="${PRE_UPDATES:-3000}" --set train.save_interval_updates=500 \
     --set train.keep_interval_checkpoints=true --set train.log_interval=50 --set train.threads=1 \
-    --set data.num_workers=0 --set train.seed=1 "${resume[@]}" >> runs/v15-aud-M.log 2>&1 ;;
+    --set data.num_workers=0 --set train.seed=1 "${resume[@]}" >> "$out.log" 2>&1 ;;
 test)
   arm=$2; shift 2
   for seed in "$@"; do
@@ -45,7 +48,7 @@ test)
     "${PY[@]}" finetune asr "${src[@]}" --data data/speech-4h --out "$run" --set encoder.local_grad_mult=1.0 \
       --set data.label_hours="$H" --set optim.lr="$LR" --set train.max_update="$U" --set data.max_tokens=512000 \
       --set eval_interval=250 --set train.save_interval_updates=250 --set train.threads=1 \
-      --set data.num_workers=0 --set data.test_subset=no-test-split --set train.seed="$seed" "${resume[@]}" \
-      >> "$run.log" 2>&1
+      --set data.num_workers=0 --set data.test_subset=no-test-split --set train.seed="$seed" "${extra[@]}" \
+      "${resume[@]}" >> "$run.log" 2>&1
   done ;;
 esac

@@ -338,3 +338,12 @@ def test_v2_base_presets_build(name, low, high):
     assert model.student.encoder.num_layers == cfg.encoder.depth
     ctx = model.teacher.module if cfg.model.ema.ema_transformer_only else model.teacher.module.context_encoder
     assert len(ctx.blocks) == cfg.encoder.depth and len(ctx.prenet) == cfg.encoder.prenet_depth
+
+
+def test_audio_tiny_mel_v2_is_audio_tiny_v2_with_the_log_mel_front_end():
+    """The runs of docs/results.md ("Speech, issue 15") used audio-tiny-v2 with two overrides; the preset is exactly
+    that (so models/audio-tiny-mel-v2 and `--preset audio-tiny-mel-v2` reproduce them)."""
+    mel, tiny = to_dict(get_preset("audio-tiny-mel-v2")), to_dict(get_preset("audio-tiny-v2"))
+    assert mel.pop("preset") == "audio-tiny-mel-v2" and tiny.pop("preset") == "audio-tiny-v2"
+    tiny["encoder"].update(extractor_mode="log_mel", conv_feature_layers="[(80, 400, 160), (64, 3, 2)]")
+    assert mel == tiny
