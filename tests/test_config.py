@@ -64,6 +64,9 @@ def test_merge_coerces_types_and_leaves_the_input_untouched():
     ("model.loss.loss_scale=big", "model.loss.loss_scale: expected float | None"),
     ("optim.phase_ratio=0.5", "optim.phase_ratio: expected a list"),
     ("model.ema=0.9", "model.ema: expected a mapping for EMAConfig"),
+    ("encoder.conv_feature_layers=[(80, 400, 160)]",
+     """expected a string, got [(80, 400, 160)]; on the command line quote it as a string: """
+     """--set 'encoder.conv_feature_layers="[(80, 400, 160)]"'"""),
 ])
 def test_bad_values_name_the_key_and_the_fix(override, message):
     with pytest.raises(ValueError) as e:
@@ -198,3 +201,9 @@ def test_unknown_modality_is_one_clear_line(name):
     assert "\n" not in str(e.value) and "audio, text, image" in str(e.value)
     with pytest.raises(ValueError, match="unknown modality"):
         pretrain_config_from_dict(to_dict(get_preset("image-tiny-v1")) | {"modality": name})
+
+
+def test_the_quoting_hint_reads_as_a_string():
+    quoted = parse_override('encoder.conv_feature_layers="[(80, 400, 160), (64, 3, 2)]"')
+    cfg = merge(get_preset("audio-tiny-v2"), quoted)
+    assert cfg.encoder.conv_feature_layers == "[(80, 400, 160), (64, 3, 2)]"

@@ -102,7 +102,9 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         return int(value)
     if tp is str:
         if not isinstance(value, str):
-            raise Data2VecError(f"{key}: expected a string, got {value!r}")
+            hint = (f"; on the command line quote it as a string: --set '{key}=\"{value}\"'"
+                    if isinstance(value, (list, tuple, int, float)) else "")
+            raise Data2VecError(f"{key}: expected a string, got {value!r}{hint}")
         return value
     if tp is dict or origin is dict:
         if not isinstance(value, dict):

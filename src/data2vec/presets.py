@@ -387,7 +387,7 @@ PRESETS: dict[str, tuple[Callable[[], PretrainConfig], str]] = {
     "audio-base-v2": (audio_base_v2, "data2vec 2.0 speech Base (fairseq v2/base_audio_only_task.yaml)"),
     "audio-large-v2": (audio_large_v2, "data2vec 2.0 speech Large (fairseq v2/large_audio_only_task.yaml)"),
     "audio-tiny-v2": (audio_tiny_v2, "data2vec 2.0 speech, 4 x 128, 4 clones, 1-3 s clips; trains on a CPU"),
-    "audio-tiny-mel-v2": (audio_tiny_mel_v2, "audio-tiny-v2 on 80 log-mel bands (10 ms) instead of the waveform CNN; trains on a CPU"),
+    "audio-tiny-mel-v2": (audio_tiny_mel_v2, "audio-tiny-v2 on 80 log-mel bands, not the waveform CNN; trains on a CPU"),
     "image-base-v2": (image_base_v2, "data2vec 2.0 image ViT-B/16 (fairseq v2/base_images_only_task.yaml)"),
     "image-large-v2": (image_large_v2, "data2vec 2.0 image ViT-L/16 (fairseq v2/large_images_only_task.yaml)"),
     "image-tiny-v2": (image_tiny_v2, "data2vec 2.0 image, 1 + 5 x 192 on 28x28 grey images, 4 clones; trains on a CPU"),
