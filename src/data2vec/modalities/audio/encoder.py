@@ -141,9 +141,9 @@ class ConvFeatureExtractor(nn.Module):
     """Waveform [B, S] -> features [B, C, T]. ``layer_norm`` mode: LN in every block;
     ``group_norm`` mode: GroupNorm(C, C) in the first block only (wav2vec 2.0 "default")."""
 
-    def __init__(self, layers: list[tuple[int, int, int]], mode: str, bias: bool):
+    def __init__(self, layers: list[tuple[int, int, int]], mode: str, bias: bool, in_channels: int = 1):
         super().__init__()
-        blocks, n_in = [], 1
+        blocks, n_in = [], in_channels
         for i, (dim, k, s) in enumerate(layers):
             norm = "layer_norm" if mode == "layer_norm" else ("group_norm" if i == 0 else None)
             blocks.append(ConvBlock(n_in, dim, k, s, norm, bias))
@@ -151,10 +151,12 @@ class ConvFeatureExtractor(nn.Module):
         self.conv_layers = nn.ModuleList(blocks)
 
     def forward(self, source_BS: torch.Tensor) -> torch.Tensor:
-        x = source_BS.unsqueeze(1)
+        return self.run_blocks(source_BS.unsqueeze(1))
+
+    def run_blocks(self, x_BCS: torch.Tensor) -> torch.Tensor:
         for block in self.conv_layers:
-            x = block(x)
-        return x
+            x_BCS = block(x_BCS)
+        return x_BCS
 
 
 class PosConvBlock(nn.Module):

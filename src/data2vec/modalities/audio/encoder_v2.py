@@ -23,7 +23,6 @@ from torch import nn
 
 from data2vec.layers.padding import lengths_to_padding_mask
 from data2vec.modalities.audio.encoder import (
-    ConvBlock,
     ConvFeatureExtractor,
     PosConvBlock,
     conv_frame_lengths,
@@ -64,7 +63,7 @@ def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int) -> torch.Tensor:
     return torch.clamp(torch.minimum(up, down), min=0.0).float()
 
 
-class LogMelFeatureExtractor(nn.Module):
+class LogMelFeatureExtractor(ConvFeatureExtractor):
     """Waveform [B, S] -> features [B, C, T]: log of a mel-filtered power spectrum (Hann window of ``kernel``
     samples every ``stride``, no centring, so frame t sees samples [t*stride, t*stride + kernel) as a conv does),
     then layer-norm conv blocks. Assumes 16 kHz audio (the mel edges); no learned parameter before the convs."""
@@ -72,15 +71,11 @@ class LogMelFeatureExtractor(nn.Module):
     SAMPLE_RATE = 16000
 
     def __init__(self, layers: list[tuple[int, int, int]], bias: bool):
-        super().__init__()
-        (n_mels, self.window, self.hop), rest = layers[0], layers[1:]
+        n_mels = layers[0][0]
+        super().__init__(layers[1:], "layer_norm", bias, in_channels=n_mels)
+        self.window, self.hop = layers[0][1:]
         self.register_buffer("hann", torch.hann_window(self.window), persistent=False)
         self.register_buffer("mel", mel_filterbank(n_mels, self.window, self.SAMPLE_RATE), persistent=False)
-        blocks, n_in = [], n_mels
-        for dim, k, s in rest:
-            blocks.append(ConvBlock(n_in, dim, k, s, "layer_norm", bias))
-            n_in = dim
-        self.conv_layers = nn.ModuleList(blocks)
 
     def log_mel(self, source_BS: torch.Tensor) -> torch.Tensor:
         """[B, S] -> log mel energies [B, n_mels, T] (fp32)."""
@@ -89,10 +84,7 @@ class LogMelFeatureExtractor(nn.Module):
         return torch.log(torch.einsum("bft,fm->bmt", spec, self.mel) + 1e-6)
 
     def forward(self, source_BS: torch.Tensor) -> torch.Tensor:
-        x = self.log_mel(source_BS).type_as(source_BS)
-        for block in self.conv_layers:
-            x = block(x)
-        return x
+        return self.run_blocks(self.log_mel(source_BS).type_as(source_BS))
 
 
 class FeatureProjection(nn.Module):
