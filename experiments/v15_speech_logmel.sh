@@ -7,7 +7,9 @@
 # on equal terms: the same front end, model, fine-tuning recipe (`tiny`, conv after the filterbank trained) and
 # budget; each arm's lr is chosen on the validation split.
 #
-#   [PRE_UPDATES=3000] [PRE_OUT=runs/v15-aud-M] experiments/v15_speech_logmel.sh pretrain    # resumable
+#   [PRE_UPDATES=3000] [PRE_OUT=runs/v15-aud-M] [PRE_DATA=data/speech-4h] experiments/v15_speech_logmel.sh pretrain
+#     (resumable; PRE_DATA: the unlabelled corpus, e.g. a larger one with the same seed: the same voices and
+#     sentence pools per split, so its train split never holds a valid/test voice or sentence of data/speech-4h)
 #   [CORE=1] [UPDATES=1500] [LR=2e-3] [CKPT=runs/v15-aud-M/checkpoint_3000.pt] [HOURS=1.0] \
 #     experiments/v15_speech_logmel.sh ARM SEED ...         # ARM: pretrained | scratch; validation only
 #   ... experiments/v15_speech_logmel.sh test ARM SEED ...  # then the test split, once, best-valid checkpoint
@@ -25,7 +27,7 @@ case $1 in
 pretrain)
   out=${PRE_OUT:-runs/v15-aud-M}
   resume=(); [ -f "$out/checkpoint_last.pt" ] && resume=(--resume)
-  "${PY[@]}" pretrain --preset audio-tiny-v2 --data data/speech-4h --out "$out" "${FRONT[@]}" \
+  "${PY[@]}" pretrain --preset audio-tiny-v2 --data "${PRE_DATA:-data/speech-4h}" --out "$out" "${FRONT[@]}" \
     --set train.max_update="${PRE_UPDATES:-3000}" --set train.save_interval_updates=500 \
     --set train.keep_interval_checkpoints=true --set train.log_interval=50 --set train.threads=1 \
     --set data.num_workers=0 --set train.seed=1 "${resume[@]}" >> "$out.log" 2>&1 ;;
@@ -35,6 +37,13 @@ test)
     run=$(name "$arm" "$seed")
     [ -f "$run/test_best.json" ] || "${PY[@]}" evaluate asr "$run/checkpoint_best.pt" --data data/speech-4h \
       --subset test --out "$run/test_best.json"
+  done ;;
+test-last)  # the test split, once, on the last checkpoint (what the clipped 3-seed results report)
+  arm=$2; shift 2
+  for seed in "$@"; do
+    run=$(name "$arm" "$seed")
+    [ -f "$run/test_last.json" ] || "${PY[@]}" evaluate asr "$run/checkpoint_last.pt" --data data/speech-4h \
+      --subset test --out "$run/test_last.json"
   done ;;
 *)
   arm=$1; shift

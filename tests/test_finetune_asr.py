@@ -92,7 +92,10 @@ def test_base_recipes_follow_the_published_table():
     assert cfg.data.normalize == src.data.normalize  # taken from pretraining, never a separate switch
     assert recipe_config(src, "", "base-960h").optim.lr == 1e-4
     assert recipe_config(src, "").recipe == "base-1h"
-    assert recipe_config(get_preset("audio-tiny-v1"), "").recipe == "tiny"
+    assert recipe_config(src, "").best_metric == "wer" and recipe_config(src, "").optim.clip_norm == 0.0
+    tiny = recipe_config(get_preset("audio-tiny-v1"), "")
+    assert tiny.recipe == "tiny" and tiny.best_metric == "cer" and tiny.optim.clip_norm == 5.0
+    assert (tiny.optim.lr, tiny.train.max_update, tiny.encoder.local_grad_mult) == (2e-3, 1500, 0.0)
     with pytest.raises(ValueError, match="unknown ASR recipe"):
         recipe_config(src, "", "base-2h")
 
@@ -232,9 +235,11 @@ def tone_run(tmp_path_factory):
 def test_tiny_asr_finetune_learns_the_tone_alphabet(tone_run):
     root, run = tone_run
     m = json.loads((run / "metrics.json").read_text())
-    assert m["metric"] == "wer" and m["test"]["utterances"] == 12
+    assert m["metric"] == "cer" and m["test"]["utterances"] == 12  # the tiny recipe keeps the best valid CER
     assert m["test"]["cer"] < 0.7  # an untrained model outputs nothing or noise: CER ~1
     recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    cers = [r["valid_cer"] for r in recs if "valid_cer" in r]
+    assert len(cers) > 1 and m["best_valid"]["cer"] == min(cers)
     losses = [r["loss"] for r in recs if "loss" in r]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3])
     valid = [r["valid_loss"] for r in recs if "valid_loss" in r]

@@ -413,6 +413,8 @@ def test_log_mel_encoder_pretrains_and_fine_tunes_through_the_cli(tones, tmp_pat
     checkpoint, and the fine-tuned model reads it (same frames, trained conv after the filterbank)."""
     from test_train import MICRO_V2
 
+    from data2vec.train.checkpoint import load_checkpoint
+
     pre = tmp_path / "pre"
     assert main(["pretrain", "--preset", "audio-tiny-v2", "--data", str(tones), "--out", str(pre),
                  *set_args([a for a in MICRO_V2 if not a.startswith("encoder.conv_feature_layers")] + LOG_MEL
@@ -420,8 +422,29 @@ def test_log_mel_encoder_pretrains_and_fine_tunes_through_the_cli(tones, tmp_pat
                               "data.min_sample_size=2000"])]) == 0
     run = tmp_path / "ft"
     assert main(["finetune", "asr", "--init", str(pre / "checkpoint_last.pt"), "--data", str(tones), "--out", str(run),
-                 *set_args(["train.max_update=2", "eval_interval=2", "data.num_workers=0", "train.threads=1",
-                            "encoder.local_grad_mult=1.0"])]) == 0
-    enc = json.loads((run / "config.json").read_text())["encoder"]
+                 *set_args(["train.max_update=2", "eval_interval=2", "data.num_workers=0", "train.threads=1"])]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    enc = cfg["encoder"]
     assert enc["extractor_mode"] == "log_mel" and enc["conv_feature_layers"] == "[(40, 400, 160), (32, 3, 2)]"
-    assert json.loads((run / "metrics.json").read_text())["test"]["utterances"] == 12
+    # the tiny recipe as measured in docs/results.md: the conv after the filterbank trains, clipping, CER picks
+    assert cfg["recipe"] == "tiny" and enc["local_grad_mult"] == 1.0 and cfg["optim"]["clip_norm"] == 5.0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["utterances"] == 12 and metrics["metric"] == "cer" and "cer" in metrics["best_valid"]
+    pre_front = load_checkpoint(pre / "checkpoint_last.pt")["model"]
+    tuned = load_checkpoint(run / "checkpoint_last.pt")["model"]
+    key = "local_encoder.conv_layers.0.conv.weight"
+    assert not torch.equal(tuned["encoder." + key], pre_front["student.encoder." + key])
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+def test_log_mel_refuses_audio_at_another_sample_rate(tones, tmp_path, capsys, command):
+    """The mel edges are built for 16 kHz: a run whose data.sample_rate differs is refused in one line."""
+    if command == "pretrain":
+        args = ["pretrain", "--preset", "audio-tiny-v2", *set_args(LOG_MEL)]
+    else:
+        args = ["finetune", "asr", "--preset", "audio-tiny-v2", *set_args(LOG_MEL)]
+    assert main([*args, "--data", str(tones), "--out", str(tmp_path / "run"),
+                 *set_args(["data.sample_rate=8000", "data.num_workers=0"])]) == 2
+    err = capsys.readouterr().err
+    assert "log_mel" in err and "data.sample_rate=16000" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoint_last.pt").exists()

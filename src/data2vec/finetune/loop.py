@@ -217,7 +217,8 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
         load_encoder_weights(encoder, cfg.init)
     model = task.build_model(cfg, encoder, data).to(dist_info.device)
     trainer = Trainer(cfg, model, dist_info)
-    best = Best(task.metric, task.higher_is_better)
+    metric = selection_metric(task, cfg)
+    best = Best(metric, task.higher_is_better)
     if resume:
         ck = load_checkpoint(last_path)
         require_entries(last_path, ck, ("best",))
@@ -242,7 +243,7 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
             save_checkpoint(best_path, {"config": to_dict(cfg), "model": model.state_dict(), "best": best.value})
 
     trainer.fit(data, last_path, log, RunHooks(validate=validate, checkpoint_extra=lambda: {"best": best.value}))
-    summary = {"status": "done", "steps": trainer.step, "metric": task.metric, "best_valid": best.value}
+    summary = {"status": "done", "steps": trainer.step, "metric": metric, "best_valid": best.value}
     if best_path.exists() and "test" in data.sets:
         ck = load_checkpoint(best_path)
         require_entries(best_path, ck, ("model",))
@@ -250,10 +251,15 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
         summary["test"] = task.evaluate(model, data.eval_loader("test"), dist_info.device, cfg)
     if main:
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    metric = task.metric
     log.finish({k: v for k, v in summary.items() if not isinstance(v, dict)} | {
-        f"best_valid_{metric}": best.value[metric], f"test_{metric}": summary.get("test", {}).get(metric)})
+        f"best_valid_{metric}": best.value.get(metric), f"test_{metric}": summary.get("test", {}).get(metric)})
     return summary
+
+
+def selection_metric(task: FinetuneTask, cfg) -> str:
+    """The validation metric that picks checkpoint_best.pt: the config's ``best_metric`` where the task offers a
+    choice (ASR: ``wer`` or ``cer``, lower is better for both), else the task's ``metric``."""
+    return getattr(cfg, "best_metric", "") or task.metric
 
 
 class Best:
@@ -265,7 +271,7 @@ class Best:
 
     def update(self, metrics: dict, step: int) -> bool:
         """Keep ``metrics`` if they beat the best so far; True if they did."""
-        new, old = metrics[self.metric], self.value[self.metric]
+        new, old = metrics[self.metric], self.value.get(self.metric)  # .get: a run resumed with another metric
         if old is not None and not (new > old if self.higher_is_better else new < old):
             return False
         self.value = {k: x for k, x in metrics.items() if isinstance(x, (int, float))} | {"step": step}

@@ -26,6 +26,7 @@ from data2vec.modalities.audio.dataset import (
     validate_manifest,
 )
 from data2vec.modalities.audio.encoder import conv_frame_lengths
+from data2vec.modalities.audio.encoder_v2 import check_sample_rate
 from data2vec.modalities.audio.shards import AudioDecoder
 
 
@@ -49,6 +50,7 @@ def build_pretrain_data(cfg, encoder, dist, *, seed: int) -> PretrainData:
     d: AudioDataConfig = cfg.data
     if not d.path:
         raise ValueError("no training data: pass --data DIR (a directory with train.tsv), or set data.path")
+    check_sample_rate(cfg.encoder, d.sample_rate)
     if is_shard_dir(d.path):
         return _build_shard_data(cfg, encoder, dist, seed=seed)
     manifest_path = Path(d.path) / f"{d.train_subset}.tsv"

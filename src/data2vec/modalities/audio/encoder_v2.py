@@ -63,6 +63,15 @@ def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int) -> torch.Tensor:
     return torch.clamp(torch.minimum(up, down), min=0.0).float()
 
 
+def check_sample_rate(enc_cfg, sample_rate: int) -> None:
+    """Refuse data at a rate the log-mel front end was not built for (its mel edges are fixed at 16 kHz)."""
+    if getattr(enc_cfg, "extractor_mode", "") == "log_mel" and sample_rate != LogMelFeatureExtractor.SAMPLE_RATE:
+        raise ValueError(f"encoder.extractor_mode=log_mel computes its mel bands for "
+                         f"{LogMelFeatureExtractor.SAMPLE_RATE} Hz audio, but data.sample_rate={sample_rate}: "
+                         f"set data.sample_rate={LogMelFeatureExtractor.SAMPLE_RATE} (files at other rates are "
+                         "resampled when read)")
+
+
 class LogMelFeatureExtractor(ConvFeatureExtractor):
     """Waveform [B, S] -> features [B, C, T]: log of a mel-filtered power spectrum (Hann window of ``kernel``
     samples every ``stride``, no centring, so frame t sees samples [t*stride, t*stride + kernel) as a conv does),
