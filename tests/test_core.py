@@ -228,6 +228,23 @@ def test_compute_var_and_collapse_guard():
         check_collapse(101, 0.5, 0.001, cfg)
 
 
+def test_feature_spread_sees_features_constant_in_time_and_ignores_padding():
+    from data2vec.core.monitors import feature_spread
+
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(4, 50, 16, generator=g)
+    assert 0.95 < feature_spread(noise).item() < 1.05  # every frame its own draw
+    constant = torch.randn(4, 1, 16, generator=g).expand(4, 50, 16) * 3  # one vector per sequence (collapsed)
+    assert feature_spread(constant).item() < 1e-3
+    assert feature_spread(constant + 0.1 * noise).item() == pytest.approx(0.1 / 3, rel=0.25)
+    pad = torch.zeros(4, 50, dtype=torch.bool)
+    pad[1, 30:] = True
+    padded = noise.clone()
+    padded[1, 30:] = 1e3  # whatever padded frames hold does not count
+    assert feature_spread(padded, pad).item() == pytest.approx(feature_spread(noise, pad).item())
+    assert 0.95 < feature_spread(padded, pad).item() < 1.05
+
+
 def test_no_weight_decay_on_biases_and_norms():
     net = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
     decay, no_decay = param_groups(net, 0.01, no_decay_1d=True)

@@ -99,6 +99,22 @@ def test_test_and_valid_voices_are_held_out():
     assert ps.build_speakers(0, groups, flite) == speakers != ps.build_speakers(1, groups, flite)
 
 
+def test_train_utterances_never_speak_a_held_out_sentence_s_words(tmp_path, monkeypatch):
+    """Disjoint sentence pools can still share spoken words (the same quotation in two books): a train utterance
+    that draws such a twin draws again; one that does not is exactly what it was."""
+    pools = {"train": ["Welcome the coming, speed the parting guest.", "A cat sat on the mat."],
+             "valid": ["A dog ran far."], "test": ["Welcome the coming; speed the parting guest!"]}
+    assert not set(pools["train"]) & set(pools["test"])
+    monkeypatch.setattr(ps, "_synthesize", lambda spk, text, rng: (np.zeros(1600, np.float32), 16000))
+    monkeypatch.setattr(ps, "augment", lambda x, rate, rng, sample_rate=16000: x)
+    spk = {"id": "spk", "split": "train"}
+    ps._init_worker(str(tmp_path), 0, 16000, [spk], pools)
+    words = [ps.make_utterance(i)["words"] for i in range(40)]
+    assert set(words) == {"A CAT SAT ON THE MAT"}
+    ps._init_worker(str(tmp_path), 0, 16000, [spk], {**pools, "test": ["Another test sentence."]})
+    assert len({ps.make_utterance(i)["words"] for i in range(40)}) == 2  # no twin: both train sentences spoken
+
+
 def test_same_corpus_for_any_worker_count(corpus, tmp_path):
     other = tmp_path / "one_worker"
     ps.prepare_speech(other, HOURS, seed=0, workers=1)

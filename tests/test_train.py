@@ -37,6 +37,7 @@ def test_pretrain_loss_falls_and_run_dir_is_complete(speech_corpus, tmp_path, ca
     last = statistics.mean(r["loss"] for r in recs[-5:])
     assert last < 0.7 * first, (first, last)
     assert all(r["target_var"] > 0.1 for r in recs), "targets collapsed"
+    assert all(0 < r["feature_spread"] <= 1.5 for r in recs)  # the front-end monitor, every update
     assert recs[0]["lr"] < recs[5]["lr"]  # tri-stage warm-up
     assert all(0 <= r["data_wait_frac"] <= 1 and 0 <= r["data_wait_s"] for r in recs)  # measured, per record
 
@@ -46,6 +47,7 @@ def test_pretrain_loss_falls_and_run_dir_is_complete(speech_corpus, tmp_path, ca
     assert (run / "curves.png").stat().st_size > 1000
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "done" and summary["steps"] == 40
+    assert summary["last_feature_spread"] == recs[-1]["feature_spread"]
     ckpt = load_checkpoint(run / "checkpoint_last.pt")
     assert ckpt["step"] == 40 and ckpt["config"] == cfg
     assert any(k.startswith("teacher.module.") for k in ckpt["model"])

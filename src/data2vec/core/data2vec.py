@@ -40,7 +40,7 @@ from torch import nn
 
 from data2vec.core.ema import EMATeacher
 from data2vec.core.loss import LossConfig, regression_loss_sum
-from data2vec.core.monitors import CollapseConfig, compute_var
+from data2vec.core.monitors import CollapseConfig, compute_var, feature_spread
 from data2vec.core.schedules import ema_decay
 from data2vec.core.targets import TargetConfig, build_targets
 from data2vec.layers.decoder import DecoderConfig
@@ -156,6 +156,7 @@ class Data2VecOutput(NamedTuple):
     target_MC: torch.Tensor
     target_var: torch.Tensor
     pred_var: torch.Tensor
+    feature_spread: torch.Tensor | None = None  # monitors.feature_spread of the local features
 
 
 class Data2Vec(nn.Module):
@@ -201,7 +202,7 @@ class Data2Vec(nn.Module):
         return build_targets(layers, self.cfg.targets, student_out.padding_mask_BT)
 
     # ---- the training-task interface of data2vec.train.loop.Trainer ------------------------
-    log_keys = ("target_var", "pred_var")
+    log_keys = ("target_var", "pred_var", "feature_spread")
     units_name = "masked"  # the loss is a mean over masked positions
 
     @property
@@ -216,7 +217,8 @@ class Data2Vec(nn.Module):
     def step_loss(self, batch: dict, wrapped: nn.Module | None = None) -> StepLoss:
         out = self(batch, wrapped)
         return StepLoss(out.loss_sum, out.sample_size,
-                        {"target_var": out.target_var.item(), "pred_var": out.pred_var.item()})
+                        {"target_var": out.target_var.item(), "pred_var": out.pred_var.item(),
+                         "feature_spread": out.feature_spread.item()})
 
     def after_update(self, step: int) -> dict:
         return {"ema_decay": self.update_teacher(step)}
@@ -233,7 +235,8 @@ class Data2Vec(nn.Module):
         regression loss between them. ``student`` may be the DDP-wrapped ``self.student``."""
         s = self.forward_student(batch, student)
         y = self.forward_targets(batch, s)
-        return self.forward_loss(s, y, batch["mask"])
+        out = self.forward_loss(s, y, batch["mask"])
+        return out._replace(feature_spread=feature_spread(s.teacher_input, s.padding_mask_BT))
 
     def forward_student(self, batch: dict, student: nn.Module | None = None) -> StudentOutput:
         if batch["mask"] is None:

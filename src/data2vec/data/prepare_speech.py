@@ -9,7 +9,8 @@ A *speaker* is a fixed voice configuration: (engine, voice, variant, base speed,
   ``duration_stretch`` and ``int_f0_target_mean`` (Hz).
 Held-out voices: whole espeak variants (variants that sound identical are grouped first) and whole
 flite voices go to valid or test only, so no test or valid voice timbre is heard in train. Sentences
-are split the same way, so no test sentence occurs in train.
+are split the same way, so no test sentence occurs in train (nor its words: a train utterance that drew
+the twin of a held-out sentence, the same words from another source, draws again).
 
 Each utterance speaks the *normalised* transcript of a sentence from ``text_sources`` (so the
 transcript is exact) with speed and pitch jitter (+-10 %), then: silence trimmed to 0.1-0.3 s per
@@ -204,7 +205,15 @@ _W: dict = {}  # per-worker state, set once by the pool initializer
 
 
 def _init_worker(out_dir: str, seed: int, sample_rate: int, speakers: list[dict], sentences: dict) -> None:
-    _W.update(out_dir=Path(out_dir), seed=seed, sample_rate=sample_rate, speakers=speakers, sentences=sentences)
+    _W.update(out_dir=Path(out_dir), seed=seed, sample_rate=sample_rate, speakers=speakers, sentences=sentences,
+              held_out=held_out_transcripts(sentences))
+
+
+def held_out_transcripts(pools: dict[str, list[str]]) -> set[str]:
+    """The spoken words of every valid and test sentence. The pools are disjoint as sentences, but two source
+    sentences can speak the same words (a quotation in two books, punctuation aside): a train utterance never
+    speaks these."""
+    return {normalize_transcript(s) for split in ("valid", "test") for s in pools[split]}
 
 
 def make_utterance(i: int) -> dict:
@@ -213,6 +222,8 @@ def make_utterance(i: int) -> dict:
     spk = _W["speakers"][int(rng.integers(len(_W["speakers"])))]
     pool = _W["sentences"][spk["split"]]
     words = normalize_transcript(pool[int(rng.integers(len(pool)))])
+    while spk["split"] == "train" and words in _W["held_out"]:  # a held-out sentence's twin: draw again (a
+        words = normalize_transcript(pool[int(rng.integers(len(pool)))])  # corpus without twins is unchanged)
     try:
         x, rate = _synthesize(spk, words.lower(), rng)
         x = augment(x, rate, rng, _W["sample_rate"])

@@ -109,6 +109,7 @@ class RunLog:
                         if k.startswith("valid_") and k not in counts and isinstance(v, (int, float))})
         panels = [("loss", ["loss"], "loss (per unit)"), ("lr", ["lr"], "learning rate"),
                   ("var", ["target_var", "pred_var"], "std over positions (collapse monitor)"),
+                  ("spread", ["feature_spread"], "local features: std in a sequence / overall"),
                   ("acc", ["acc"], "training accuracy"),
                   ("valid", [k for k in valid if k != "valid_loss"], "validation"),
                   ("valid_loss", ["valid_loss"], "validation loss")]
@@ -145,8 +146,8 @@ class RunLog:
         first = train[0] if train else {}
         last = train[-1] if train else {}
         summary = {**summary, "first_loss": first.get("loss"), "last_loss": last.get("loss"),
-                   **({"last_target_var": last.get("target_var"), "last_pred_var": last.get("pred_var")}
-                      if "target_var" in last else {}),
+                   **({"last_target_var": last.get("target_var"), "last_pred_var": last.get("pred_var"),
+                       "last_feature_spread": last.get("feature_spread")} if "target_var" in last else {}),
                    "wall_time_s": round(time.time() - self.start_time, 1)}
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         lines = [f"{k}: {v}" for k, v in summary.items()]
