@@ -49,10 +49,10 @@ def feature_spread(x_BTC: torch.Tensor, padding_mask_BT: torch.Tensor | None = N
     feature values (every position and channel). Near 1 for features that change from frame to frame as much
     as between channels, 0 when each sequence's features are one constant vector. Measured on five validation
     clips: a random speech CNN 0.80, the log-mel front end 0.88-0.90 all through pretraining, the waveform CNN of
-    the collapsed run v15-aud-A 0.06 at update 500 and 0.37 at 1,500. A learned front end can collapse this way while ``target_var`` and
-    ``pred_var`` look healthy: with ``ema_transformer_only`` the teacher reads the student's front end, and
-    features that barely change in time make the targets easy (docs/results.md, issue 15). Padding is left
-    out; per rank (not all-reduced)."""
+    the collapsed run v15-aud-A 0.06 at update 500 and 0.37 at 1,500. A learned front end can collapse this way
+    while ``target_var`` and ``pred_var`` look healthy: with ``ema_transformer_only`` the teacher reads the
+    student's front end, and features that barely change in time make the targets easy (docs/results.md, issue
+    15). Padding is left out; per rank (not all-reduced)."""
     x = x_BTC.float()
     keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if padding_mask_BT is None else ~padding_mask_BT
     w = keep.unsqueeze(-1).to(x.dtype)  # [B, T, 1]
