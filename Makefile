@@ -1,6 +1,7 @@
-# make demo: set up everything on a fresh Debian machine, build the built-in speech, text and image data, pretrain
-# the tiny speech, text and image models (shortened schedules), fine-tune each pretrained and from scratch and
-# print one table (experiments/demo.py; about 30 minutes on 2 cores); rerunning resumes or reuses what is there.
+# make demo: set up everything on a fresh Debian machine, build the built-in speech, text and image data, watch
+# data2vec 2.0 train briefly on each, fine-tune the shipped encoders (models/) and the same encoders from scratch
+# on few labels, 3 seeds each, and print one table (experiments/demo.py); rerunning resumes or reuses what is
+# there. `make demo RECREATE=1` first re-creates the shipped encoders from scratch (needs `make data`'s packages).
 # make test: set up everything, run the test suite.
 # make data: also install the Debian packages of the large text corpus (`data2vec prepare text --corpus large`,
 # about 20 M tokens; 0.5 GB of documentation and public-domain books; not needed by `make test`).
@@ -18,8 +19,8 @@ DEMO_OUT ?= runs/demo
 
 .PHONY: demo test data setup system-deps text-deps clean-venv
 
-demo: setup text-deps
-	$(PY) experiments/demo.py --out $(DEMO_OUT)
+demo: setup $(if $(RECREATE),text-deps)
+	$(PY) experiments/demo.py --out $(DEMO_OUT) $(if $(RECREATE),--recreate)
 
 test: setup
 	$(PY) -m pytest -q

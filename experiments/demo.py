@@ -1,22 +1,38 @@
-"""``make demo``: build the built-in data, pretrain the three tiny models, fine-tune each pretrained and from
-scratch, and print one pretrained-vs-scratch table.
+"""``make demo``: build the built-in data, watch data2vec 2.0 train on each modality, then fine-tune the shipped
+pretrained encoders (``models/<preset>``) and the same encoders from scratch on few labels, 3 seeds each, and
+print one table with the seed spread.
 
-    python experiments/demo.py --out runs/demo [--jobs 2] [--dry-run]
+    python experiments/demo.py --out runs/demo [--jobs 2] [--dry-run] [--recreate]
 
-Every step is a ``data2vec`` command (printed when it starts, its output in OUT/<step>.log). The steps form a
-small graph (data -> pretraining -> fine-tuning; the from-scratch fine-tunes need only the data) run by ``--jobs``
-single-thread processes at a time: on these tiny models two one-thread processes get somewhat more done on
-2 cores than one two-thread process. To keep it short the pretraining runs stop at about half the tiny
-presets' updates (``PRETRAIN``; same recipes otherwise) and the fine-tunes are half-length versions of
-``experiments/compare.py``'s grids, one seed: about 30 minutes on this project's 2-core CPU, half of it
-pretraining. docs/results.md has the full-length experiments and the numbers of a demo run. Finished steps
-are reused and interrupted ones resumed when the script is run again. Writes OUT/table.md and OUT/results.json.
+Every step is a ``data2vec`` command (printed when it starts, its output in OUT/<step>.log), run by ``--jobs``
+one-thread processes at a time once the steps it needs are done (on these tiny models two one-thread
+processes get more done on 2 cores than one two-thread process):
+
+1. data: Fashion-MNIST (``data/images``), Rotten Tomatoes (``data/rt-polarity``), 1 h of synthetic speech
+   (``data/speech-1h``: the same seed as the 4 h corpus the speech encoder was pretrained on, so the same
+   voices and sentences per split; its test voices were never heard in pretraining) and the small text corpus
+   (``data/text``);
+2. ``watch-*``: a short data2vec 2.0 pretraining from scratch of each tiny preset (``WATCH`` updates), to see
+   the method train: loss, the spread of targets and predictions, and the front end's ``feature_spread`` in
+   OUT/watch-*/curves.png. These runs are not used afterwards;
+3. ``finetune-*``: each shipped encoder and the same architecture from random initialisation, fine-tuned on
+   few labels with each arm's learning rate as tuned in docs/results.md, seeds 1-3 (the seed picks the
+   labelled subset and the fine-tuning's randomness); the test split is read once per run. The budgets
+   (``FINETUNE``) are shorter than docs/results.md's to fit 20 minutes; docs/results.md ("make demo") has a
+   full run of this script beside the full-budget results.
+
+``--recreate`` first re-creates the shipped encoders from scratch with the exact commands in their MODEL.md
+(about 1 h 50 min on 2 cores; needs the large text corpus of ``make data``) and fine-tunes those instead.
+Finished steps are reused and interrupted ones resumed when the script is run again. Writes OUT/table.md and
+OUT/results.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
@@ -24,30 +40,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CLI = [sys.executable, "-m", "data2vec.cli"]
-DATA = {"speech": "data/speech", "text": "data/text", "images": "data/images", "rt": "data/rt-polarity"}
-PREPARE = {"speech": ["prepare", "speech", "--out", DATA["speech"], "--hours", "0.5"],
-           "text": ["prepare", "text", "--out", DATA["text"]],
-           "images": ["prepare", "images", "--out", DATA["images"]],
-           "rt": ["prepare", "rt-polarity", "--out", DATA["rt"]]}
-PRETRAIN = {  # modality -> (preset, data, updates: about half the preset's 600 / 500 / 300)
-    "audio": ("audio-tiny-v1", "speech", 250),
-    "text": ("text-tiny-v1", "text", 250),
-    "image": ("image-tiny-v1", "images", 150),
+ROOT = Path(__file__).resolve().parents[1]  # the steps' paths (data/, models/) are relative to the repository
+ROOT_MODELS = ROOT / "models"
+SEEDS = (1, 2, 3)
+DATA = {"images": "data/images", "rt": "data/rt-polarity", "speech": "data/speech-1h", "text": "data/text",
+        "speech-4h": "data/speech-4h", "text-large": "data/text-large"}
+PREPARE = {"images": ["prepare", "images", "--out", DATA["images"]],
+           "rt": ["prepare", "rt-polarity", "--out", DATA["rt"]],
+           "speech": ["prepare", "speech", "--out", DATA["speech"], "--hours", "1", "--workers", "1"],
+           "text": ["prepare", "text", "--out", DATA["text"]]}
+PREPARE_RECREATE = {"speech-4h": ["prepare", "speech", "--out", DATA["speech-4h"], "--hours", "4", "--workers", "1"],
+                    "text-large": ["prepare", "text", "--corpus", "large", "--out", DATA["text-large"]]}
+PRESET = {"image": "image-tiny-v2", "text": "text-tiny-v2", "audio": "audio-tiny-mel-v2"}
+WATCH = {"image": ("images", 60), "text": ("text", 60), "audio": ("speech", 150)}  # modality -> (data, updates)
+# modality -> (task, data, overrides of both arms, {arm: overrides of that arm})
+FINETUNE = {
+    "image": ("image-classification", "images",
+              ["data.label_fraction=0.01", "train.max_update=100", "eval_interval=100",
+               "data.augment.crop_scale=(0.8, 1.0)", "head.layer_decay=0.75", "optim.lr=1e-3"], {}),
+    "text": ("text-classification", "rt", ["data.max_train_examples=1000", "max_epochs=5"],
+             {"pretrained": ["optim.lr=1e-3"], "scratch": ["optim.lr=3e-4"]}),
+    "audio": ("asr", "speech", ["data.label_hours=0.17", "train.max_update=300", "eval_interval=300"], {}),
 }
-FINETUNE = {  # modality -> (task, data, overrides)
-    "audio": ("asr", "speech", ["data.label_hours=0.17", "train.max_update=250", "eval_interval=125",
-                                "data.num_workers=0"]),
-    "text": ("text-classification", "rt", ["data.max_train_examples=1000", "max_epochs=5", "data.num_workers=0",
-                                           f"data.tokenizer={DATA['text']}"]),
-    "image": ("image-classification", "images", ["data.label_fraction=0.01", "train.max_update=150",
-                                                  "eval_interval=150", "data.augment.crop_scale=(0.8, 1.0)",
-                                                  "head.layer_decay=0.75"]),
+# the commands that made models/<preset> (their MODEL.md), for --recreate: (data, updates, extra overrides)
+RECREATE = {
+    "image": ("images", 1500, []),
+    "text": ("text-large", 2200, ["optim.warmup_updates=150"]),
+    "audio": ("speech-4h", 3000, []),
 }
 ROWS = [  # (modality, metric key in metrics.json's "test", label, higher is better)
-    ("audio", "cer", "test CER, 10 min of labels", False),
-    ("audio", "loss", "test CTC loss per utterance", False),
-    ("text", "accuracy", "test accuracy, 1k labelled reviews", True),
-    ("image", "top1", "test top-1, 1% of the labels", True),
+    ("image", "top1", "Fashion-MNIST test top-1, 1% of the labels", True),
+    ("text", "accuracy", "Rotten Tomatoes test accuracy, 1k labels", True),
+    ("audio", "cer", "test CER on unseen voices, 10 min of labels", False),
 ]
 
 
@@ -73,31 +97,56 @@ def _finished(path: Path) -> bool:
     return path.name != "summary.json" or json.loads(path.read_text()).get("status") == "done"
 
 
-def steps(out: Path) -> list[Step]:
-    """The demo's steps, in the order a free process picks them (longest chain first)."""
-    one = ["--set", "train.threads=1"]
-    pre, ft = {}, []
-    for mod, (preset, data, updates) in PRETRAIN.items():
-        run = out / f"pretrain-{mod}"
-        pre[mod] = Step(f"pretrain-{mod}", ["pretrain", "--preset", preset, "--data", DATA[data], "--out", str(run),
-                                            "--set", f"train.max_update={updates}", *one],
-                        deps=[f"prepare-{data}"], run=run, done_file="summary.json")
-    for mod, (task, data, sets) in FINETUNE.items():
-        overrides = [a for s in sets for a in ("--set", s)] + one
-        for arm in ("pretrained", "scratch"):
-            run = out / f"finetune-{mod}-{arm}"
-            src = ["--init", str(out / f"pretrain-{mod}" / "checkpoint_last.pt")] if arm == "pretrained" else \
-                ["--preset", PRETRAIN[mod][0]]
-            deps = [f"prepare-{data}"] + ([f"pretrain-{mod}"] if arm == "pretrained" else [])
-            if mod == "text":
-                deps.append("prepare-text")  # the tokenizer
-            ft.append(Step(f"finetune-{mod}-{arm}", ["finetune", task, *src, "--data", DATA[data], "--out", str(run),
-                                                     *overrides], deps=deps, run=run, done_file="metrics.json"))
-    prepare = [Step(f"prepare-{k}", v) for k, v in PREPARE.items()]
-    by_name = {s.name: s for s in ft}
-    order = [pre["audio"], pre["text"], by_name["finetune-audio-pretrained"], pre["image"],
-             by_name["finetune-text-pretrained"], by_name["finetune-image-pretrained"]]
-    return prepare + order + [s for s in ft if s not in order]
+def _sets(overrides: list[str]) -> list[str]:
+    return [a for s in overrides for a in ("--set", s)]
+
+
+ONE = ["train.threads=1", "data.num_workers=0"]
+
+
+def encoder_source(out: Path, mod: str, recreate: bool) -> tuple[list[str], list[str]]:
+    """(the fine-tuning's --init arguments, the steps it needs) for the pretrained arm of ``mod``."""
+    if not recreate:
+        return ["--init", f"models/{PRESET[mod]}"], []
+    return ["--init", str(out / f"recreate-{mod}" / "checkpoint_last.pt")], [f"recreate-{mod}"]
+
+
+def steps(out: Path, recreate: bool = False) -> list[Step]:
+    """The demo's steps, in the order a free process picks them (longest first)."""
+    prepare = {**PREPARE, **(PREPARE_RECREATE if recreate else {})}
+    todo = [Step(f"prepare-{k}", v) for k, v in prepare.items()]
+    if recreate:
+        for mod, (data, updates, extra) in RECREATE.items():
+            run = out / f"recreate-{mod}"
+            todo.append(Step(f"recreate-{mod}", ["pretrain", "--preset", PRESET[mod], "--data", DATA[data],
+                                                 "--out", str(run), *_sets([f"train.max_update={updates}",
+                                                                            "train.seed=1", *extra, *ONE])],
+                             deps=[f"prepare-{data}"], run=run, done_file="summary.json"))
+    ft = []
+    for mod, (task, data, both, per_arm) in FINETUNE.items():
+        for seed in SEEDS:
+            for arm in ("pretrained", "scratch"):
+                run = out / f"finetune-{mod}-{arm}-s{seed}"
+                if arm == "pretrained":
+                    src, deps = encoder_source(out, mod, recreate)
+                else:
+                    src, deps = ["--preset", PRESET[mod]], []
+                    if mod == "text":  # the pretrained encoder's tokenizer, so both arms read the same tokens
+                        tok = DATA["text-large"] if recreate else f"models/{PRESET[mod]}"
+                        src += ["--set", f"data.tokenizer={tok}"]
+                        deps = ["prepare-text-large"] if recreate else []
+                ft.append(Step(f"finetune-{mod}-{arm}-s{seed}",
+                               ["finetune", task, *src, "--data", DATA[data], "--out", str(run),
+                                *_sets([*both, *per_arm.get(arm, []), f"train.seed={seed}", *ONE])],
+                               deps=[f"prepare-{data}", *deps], run=run, done_file="metrics.json"))
+    watch = []
+    for mod, (data, updates) in WATCH.items():
+        run = out / f"watch-{mod}"
+        watch.append(Step(f"watch-{mod}", ["pretrain", "--preset", PRESET[mod], "--data", DATA[data], "--out",
+                                           str(run), *_sets([f"train.max_update={updates}", "train.log_interval=5",
+                                                             "train.seed=1", *ONE])],
+                          deps=[f"prepare-{data}"], run=run, done_file="summary.json"))
+    return todo + watch + ft
 
 
 def run_all(todo: list[Step], out: Path, jobs: int) -> dict[str, str]:
@@ -127,18 +176,50 @@ def run_all(todo: list[Step], out: Path, jobs: int) -> dict[str, str]:
     return outcome
 
 
+def _mean_sd(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    sd = f" ± {statistics.stdev(xs):.3f}" if len(xs) > 1 else ""
+    return f"{statistics.mean(xs):.3f}{sd}" + (f" (n={len(xs)})" if len(xs) != len(SEEDS) else "")
+
+
 def table(out: Path) -> tuple[str, list[dict]]:
-    rows, lines = [], ["| modality | metric | pretrained | scratch |", "|---|---|---|---|"]
+    """The pretrained-vs-scratch table: mean ± sample sd over seeds, and the paired difference."""
+    lines = ["| modality | test metric | pretrained (shipped encoder) | from scratch | pretrained - scratch, per seed |",
+             "|---|---|---|---|---|"]
+    rows = []
     for mod, key, label, higher in ROWS:
         vals = {}
         for arm in ("pretrained", "scratch"):
-            m = out / f"finetune-{mod}-{arm}" / "metrics.json"
-            vals[arm] = json.loads(m.read_text()).get("test", {}).get(key) if m.is_file() else None
-        cell = {a: "-" if v is None else f"{v:.3f}" for a, v in vals.items()}
+            vals[arm] = {}
+            for seed in SEEDS:
+                m = out / f"finetune-{mod}-{arm}-s{seed}" / "metrics.json"
+                v = json.loads(m.read_text()).get("test", {}).get(key) if m.is_file() else None
+                if v is not None:
+                    vals[arm][seed] = v
+        diffs = [vals["pretrained"][s] - vals["scratch"][s] for s in SEEDS if s in vals["pretrained"]
+                 and s in vals["scratch"]]
+        better = [d > 0 if higher else d < 0 for d in diffs]
+        verdict = f"{_mean_sd(diffs)}; pretrained better on {sum(better)} of {len(diffs)}" if diffs else "-"
         lines.append(f"| {mod} | {label} ({'higher' if higher else 'lower'} is better) | "
-                     f"{cell['pretrained']} | {cell['scratch']} |")
-        rows.append({"modality": mod, "metric": key, "label": label, **vals})
+                     f"{_mean_sd(list(vals['pretrained'].values()))} | {_mean_sd(list(vals['scratch'].values()))} | "
+                     f"{verdict} |")
+        rows.append({"modality": mod, "metric": key, "label": label, "higher_is_better": higher,
+                     "pretrained": vals["pretrained"], "scratch": vals["scratch"], "difference": diffs})
     return "\n".join(lines), rows
+
+
+def watch_summary(out: Path) -> list[str]:
+    lines = []
+    for mod in WATCH:
+        p = out / f"watch-{mod}" / "summary.json"
+        if p.is_file():
+            s = json.loads(p.read_text())
+            lines.append(f"watch-{mod} ({PRESET[mod]}): {s.get('steps')} updates in {s.get('wall_time_s')} s, loss "
+                         f"{s.get('first_loss')} -> {s.get('last_loss')}, target std {s.get('last_target_var')}, "
+                         f"prediction std {s.get('last_pred_var')}, feature spread {s.get('last_feature_spread')} "
+                         f"(curves: {out / f'watch-{mod}' / 'curves.png'})")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -146,28 +227,33 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--jobs", type=int, default=2, help="processes at a time (one thread each)")
     p.add_argument("--dry-run", action="store_true", help="print the steps and exit")
+    p.add_argument("--recreate", action="store_true",
+                   help="re-create the shipped encoders from scratch first (about 1 h 50 min on 2 cores)")
     args = p.parse_args(argv)
-    out = Path(args.out)
-    todo = steps(out)
+    out = Path(args.out).resolve()
+    os.chdir(ROOT)
+    todo = steps(out, args.recreate)
     if args.dry_run:
         for s in todo:
             print(f"{s.name} (after {', '.join(s.deps) or 'nothing'}): data2vec {' '.join(s.command()[3:])}")
         return 0
+    missing = [m for m in PRESET if not args.recreate and not (ROOT_MODELS / PRESET[m] / "config.json").is_file()]
+    if missing:
+        print(f"no shipped encoder for {', '.join(missing)} in {ROOT_MODELS}: pass --recreate to make them",
+              file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     outcome = run_all(todo, out, args.jobs)
-    for mod in PRETRAIN:
-        summary = out / f"pretrain-{mod}" / "summary.json"
-        if summary.is_file():
-            sm = json.loads(summary.read_text())
-            print(f"pretrain-{mod}: {sm.get('steps')} updates, loss {sm.get('first_loss')} -> {sm.get('last_loss')}, "
-                  f"target_var {sm.get('last_target_var')}, pred_var {sm.get('last_pred_var')}")
     text, rows = table(out)
     wall = time.time() - t0
     (out / "table.md").write_text(text + "\n")
-    (out / "results.json").write_text(json.dumps({"rows": rows, "steps": outcome, "wall_s": round(wall)}, indent=2)
-                                      + "\n")
-    print(f"\npretrained vs from scratch ({wall / 60:.1f} min; {out}/table.md):\n{text}")
+    (out / "results.json").write_text(json.dumps({"rows": rows, "steps": outcome, "wall_s": round(wall),
+                                                  "recreate": args.recreate}, indent=2) + "\n")
+    print("\n".join(["", *watch_summary(out)]))
+    source = "re-created encoders" if args.recreate else "shipped encoders (models/*/MODEL.md)"
+    print(f"\npretrained ({source}) vs from scratch, test split, seeds {', '.join(map(str, SEEDS))} "
+          f"({wall / 60:.1f} min; {out}/table.md; the full-budget results: docs/results.md):\n{text}")
     return 1 if any(v.startswith(("FAILED", "skipped")) for v in outcome.values()) else 0
 
 

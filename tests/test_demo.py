@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("demo", ROOT / "experiments" / "demo.py")
 demo = importlib.util.module_from_spec(_spec)
@@ -12,19 +14,32 @@ sys.modules["demo"] = demo  # dataclasses look their module up there
 _spec.loader.exec_module(demo)
 
 
-def test_steps_pretrain_then_finetune_both_arms(tmp_path):
-    steps = {s.name: s for s in demo.steps(tmp_path)}
-    for mod, (preset, _, updates) in demo.PRETRAIN.items():
-        pre = steps[f"pretrain-{mod}"].command()
-        assert pre[3:7] == ["pretrain", "--preset", preset, "--data"] and f"train.max_update={updates}" in pre
-        pretrained, scratch = steps[f"finetune-{mod}-pretrained"], steps[f"finetune-{mod}-scratch"]
-        assert pretrained.args[pretrained.args.index("--init") + 1] == str(tmp_path / f"pretrain-{mod}" / "checkpoint_last.pt")
-        assert scratch.args[scratch.args.index("--preset") + 1] == preset
-        assert f"pretrain-{mod}" in pretrained.deps and f"pretrain-{mod}" not in scratch.deps
-        # the two arms differ only in where the encoder comes from
-        strip = lambda a: [x for x in a if x not in (str(tmp_path / f"pretrain-{mod}" / "checkpoint_last.pt"), preset,  # noqa: E731
-                                                     "--init", "--preset") and "finetune-" not in x]
-        assert strip(pretrained.args) == strip(scratch.args)
+@pytest.mark.parametrize("recreate", [False, True])
+def test_steps_fine_tune_each_encoder_and_scratch_on_three_seeds(tmp_path, recreate):
+    steps = {s.name: s for s in demo.steps(tmp_path, recreate)}
+    for mod, (task, data, _, _) in demo.FINETUNE.items():
+        preset = demo.PRESET[mod]
+        for seed in demo.SEEDS:
+            pre, scratch = steps[f"finetune-{mod}-pretrained-s{seed}"], steps[f"finetune-{mod}-scratch-s{seed}"]
+            init = pre.args[pre.args.index("--init") + 1]
+            if recreate:  # the re-created encoder, after its pretraining
+                assert init == str(tmp_path / f"recreate-{mod}" / "checkpoint_last.pt") and f"recreate-{mod}" in pre.deps
+                assert steps[f"recreate-{mod}"].args[:3] == ["pretrain", "--preset", preset]
+            else:  # the shipped one: no pretraining step at all
+                assert init == f"models/{preset}" and (demo.ROOT_MODELS / preset / "config.json").is_file()
+                assert not any(n.startswith("recreate") for n in steps)
+            assert scratch.args[scratch.args.index("--preset") + 1] == preset and f"train.seed={seed}" in scratch.args
+            assert f"prepare-{data}" in pre.deps and not any(d.startswith("recreate") for d in scratch.deps)
+            assert pre.args[:2] == scratch.args[:2] == ["finetune", task]
+            # the arms share every setting but the encoder's source and their own learning rate
+            shared = [a for a in pre.args if a in scratch.args]
+            assert all(a in shared for a in demo._sets(demo.FINETUNE[mod][2]))
+    assert steps["finetune-text-scratch-s1"].args.count("--set") > 0
+    tok = [a for a in steps["finetune-text-scratch-s1"].args if a.startswith("data.tokenizer=")]
+    assert tok == [f"data.tokenizer={'data/text-large' if recreate else 'models/text-tiny-v2'}"]
+    for mod in demo.WATCH:  # watching the method train: from scratch, never used by a fine-tune
+        assert steps[f"watch-{mod}"].args[:3] == ["pretrain", "--preset", demo.PRESET[mod]]
+        assert not any(f"watch-{mod}" in s.deps for s in steps.values())
     assert all("train.threads=1" in s.args for s in steps.values() if s.run is not None)
 
 
@@ -49,13 +64,19 @@ def test_resume_reuse_and_failure_propagation(tmp_path, monkeypatch):
     assert (tmp_path / "b.log").is_file()
 
 
-def test_table_reads_the_test_metrics(tmp_path):
-    for arm, cer in (("pretrained", 0.8), ("scratch", 1.0)):
-        run = tmp_path / f"finetune-audio-{arm}"
-        run.mkdir()
-        (run / "metrics.json").write_text(json.dumps({"test": {"cer": cer, "loss": 10 * cer}}))
+def test_table_gives_mean_sd_and_the_paired_difference(tmp_path):
+    for arm, cers in (("pretrained", (0.4, 0.5, 0.6)), ("scratch", (0.5, 0.5, 0.8))):
+        for seed, cer in zip(demo.SEEDS, cers):
+            run = tmp_path / f"finetune-audio-{arm}-s{seed}"
+            run.mkdir()
+            (run / "metrics.json").write_text(json.dumps({"test": {"cer": cer}}))
+    run = tmp_path / "finetune-text-pretrained-s1"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.7}}))
     text, rows = demo.table(tmp_path)
-    assert "| audio | test CER, 10 min of labels (lower is better) | 0.800 | 1.000 |" in text
-    assert rows[1] == {"modality": "audio", "metric": "loss", "label": "test CTC loss per utterance",
-                       "pretrained": 8.0, "scratch": 10.0}
-    assert rows[2]["pretrained"] is None and "| text | test accuracy, 1k labelled reviews (higher is better) | - | - |" in text
+    audio = next(r for r in rows if r["modality"] == "audio")
+    assert audio["pretrained"] == {1: 0.4, 2: 0.5, 3: 0.6} and audio["difference"] == pytest.approx([-0.1, 0.0, -0.2])
+    line = next(ln for ln in text.splitlines() if ln.startswith("| audio"))
+    assert "| 0.500 ± 0.100 | 0.600 ± 0.173 | -0.100 ± 0.100; pretrained better on 2 of 3 |" in line
+    assert "(lower is better)" in line
+    assert "| 0.700 (n=1) | - | - |" in next(ln for ln in text.splitlines() if ln.startswith("| text"))

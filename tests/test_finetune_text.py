@@ -284,6 +284,35 @@ def test_finetune_learns_a_separable_task(tmp_path, capsys):
     assert "has 999" in capsys.readouterr().err
 
 
+def test_a_model_directory_fine_tunes_with_its_own_tokenizer(tmp_path, capsys):
+    """A shipped text model (``models/text-tiny-v2``: encoder, config and its tokenizer files) fine-tunes on a
+    machine without its pretraining data: the recipe takes the directory's tokenizer, not the missing
+    ``data.path`` of its config."""
+    from data2vec.config import merge
+    from data2vec.data.text import Tokenizer
+    from data2vec.presets import get_preset
+    from data2vec.pretrained import build_model, save_pretrained
+
+    rng = random.Random(2)
+    data = tmp_path / "polarity"
+    data.mkdir()
+    for split, n in (("train", 64), ("dev", 32)):
+        _write(data / f"{split}.tsv", "sentence\tlabel", [(_sentence(y, rng), y) for y in
+                                                           [rng.randint(0, 1) for _ in range(n)]])
+    model_dir = tmp_path / "models" / "text-tiny"
+    model_dir.mkdir(parents=True)
+    tok = Tokenizer.train(_sentences(500, rng), model_dir, vocab_size=200)
+    cfg = merge(get_preset("text-tiny-v2"), {"encoder": {"embed_dim": 32, "depth": 2, "num_heads": 2,
+                                                          "vocab_size": tok.vocab_size},
+                                              "model": {"targets": {"average_top_k_layers": 2}},
+                                              "data": {"path": str(tmp_path / "gone")}})  # not on this machine
+    save_pretrained(cfg, build_model(cfg), model_dir)
+    run = tmp_path / "ft"
+    assert main(["finetune", "text-classification", "--init", str(model_dir), "--data", str(data), "--out",
+                 str(run), *set_args(["train.max_update=2", "eval_interval=2", "train.threads=1"])]) == 0
+    assert json.loads((run / "config.json").read_text())["data"]["tokenizer"] == str(model_dir)
+
+
 def test_regression_recipe_runs_and_loss_falls(tmp_path, capsys):
     from data2vec.data.text import Tokenizer
 

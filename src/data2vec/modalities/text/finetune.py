@@ -299,12 +299,26 @@ def recipe_config(src, init: str, recipe: str | None = None) -> TextFinetuneConf
         raise ValueError(f"unknown text-classification recipe {recipe!r}; available: {', '.join(RECIPES)}")
     batch, lr = GLUE_RECIPES.get(recipe, (32, 1e-4 if recipe == "tiny" else 2e-5))
     data = TextFinetuneDataConfig(glue_task=recipe if recipe in GLUE_RECIPES else "", batch_size=batch,
-                                  tokenizer=getattr(src.data, "path", "") or "")
+                                  tokenizer=recipe_tokenizer(src, init))
     cfg = TextFinetuneConfig(init=init, recipe=recipe, encoder=src.encoder, data=data, eval_interval=0)
     cfg.optim = replace(cfg.optim, lr=lr)
     if recipe == "tiny":
         cfg.train = replace(cfg.train, log_interval=10, save_interval_updates=200)
     return cfg
+
+
+def _has_tokenizer(d: Path) -> bool:
+    return (d / "vocab.json").is_file() and (d / "merges.txt").is_file()
+
+
+def recipe_tokenizer(src, init: str) -> str:
+    """The tokenizer a recipe fine-tunes with: that of the ``--init`` model directory when it carries one (a shipped
+    model: ``models/text-tiny-v2``), else the pretraining data's (``data.path`` of its config) when that is on this
+    machine, else "" (looked up in DIR at run time)."""
+    if init and Path(init).is_dir() and _has_tokenizer(Path(init)):
+        return str(init)
+    pre = getattr(src.data, "path", "") or ""
+    return pre if pre and _has_tokenizer(Path(pre)) else ""
 
 
 def tokenizer_dir(cfg) -> Path:
@@ -316,7 +330,7 @@ def tokenizer_dir(cfg) -> Path:
         p = Path(cfg.init)
         looked.append(p if p.is_dir() else p.parent)
     for d in looked:
-        if (d / "vocab.json").is_file() and (d / "merges.txt").is_file():
+        if _has_tokenizer(d):
             return d
     raise ValueError("no tokenizer: set data.tokenizer=DIR, a directory with vocab.json + merges.txt (the "
                      "pretraining data of `data2vec prepare text`, or a RoBERTa tokenizer); looked in "
