@@ -31,19 +31,13 @@ pretrain)
     --set train.max_update="${PRE_UPDATES:-3000}" --set train.save_interval_updates=500 \
     --set train.keep_interval_checkpoints=true --set train.log_interval=50 --set train.threads=1 \
     --set data.num_workers=0 --set train.seed=1 "${resume[@]}" >> "$out.log" 2>&1 ;;
-test)
+test|test-last)  # the test split, once per run: the best-valid checkpoint (test) or the last one (test-last)
+  which=best; [ "$1" = test-last ] && which=last
   arm=$2; shift 2
   for seed in "$@"; do
     run=$(name "$arm" "$seed")
-    [ -f "$run/test_best.json" ] || "${PY[@]}" evaluate asr "$run/checkpoint_best.pt" --data data/speech-4h \
-      --subset test --out "$run/test_best.json"
-  done ;;
-test-last)  # the test split, once, on the last checkpoint (what the clipped 3-seed results report)
-  arm=$2; shift 2
-  for seed in "$@"; do
-    run=$(name "$arm" "$seed")
-    [ -f "$run/test_last.json" ] || "${PY[@]}" evaluate asr "$run/checkpoint_last.pt" --data data/speech-4h \
-      --subset test --out "$run/test_last.json"
+    [ -f "$run/test_$which.json" ] || "${PY[@]}" evaluate asr "$run/checkpoint_$which.pt" --data data/speech-4h \
+      --subset test --out "$run/test_$which.json"
   done ;;
 *)
   arm=$1; shift
