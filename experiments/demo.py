@@ -251,7 +251,7 @@ def main(argv=None) -> int:
     (out / "results.json").write_text(json.dumps({"rows": rows, "steps": outcome, "wall_s": round(wall),
                                                   "recreate": args.recreate}, indent=2) + "\n")
     print("\n".join(["", *watch_summary(out)]))
-    source = "re-created encoders" if args.recreate else "shipped encoders (models/*/MODEL.md)"
+    source = "the re-created encoders" if args.recreate else "the shipped encoders, models/*/MODEL.md"
     print(f"\npretrained ({source}) vs from scratch, test split, seeds {', '.join(map(str, SEEDS))} "
           f"({wall / 60:.1f} min; {out}/table.md; the full-budget results: docs/results.md):\n{text}")
     return 1 if any(v.startswith(("FAILED", "skipped")) for v in outcome.values()) else 0
