@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -10,7 +11,7 @@ from safetensors import safe_open
 from test_finetune_image import _image_folders
 
 from data2vec.cli import main
-from data2vec.presets import PRESETS
+from data2vec.presets import PRESETS, get_preset
 from data2vec.pretrained import load_pretrained
 
 MODELS = ROOT / "models"
@@ -37,6 +38,10 @@ def test_shipped_model_loads_and_says_where_it_came_from(name):
     assert keys and all(k.startswith("student.") for k in keys)  # data2vec convert --student-only
     cfg, model = load_pretrained(d)
     assert cfg.preset == name and json.loads((d / "config.json").read_text())["preset"] == name
+    preset = get_preset(name).encoder
+    if getattr(preset, "vocab_size", None) == 0:  # text: the vocabulary comes from the tokenizer
+        preset = dataclasses.replace(preset, vocab_size=cfg.encoder.vocab_size)
+    assert cfg.encoder == preset, f"models/{name} is not its preset's encoder"
     for (k, t), s in zip(model.teacher.module.state_dict().items(), model._teacher_source().state_dict().values()):
         assert t.equal(s), k
 
