@@ -74,6 +74,25 @@ def test_finetune_from_scratch_learns_and_reports(tmp_path, capsys):
     assert "labelled training images" in capsys.readouterr().out
 
 
+def test_without_validation_the_test_split_scores_the_final_model(tmp_path):
+    """``validate=false`` (a fixed budget, as ``make demo`` runs it): no validation pass, no best checkpoint, and
+    metrics.json's test is the last checkpoint's, which ``data2vec evaluate`` reproduces."""
+    _image_folders(tmp_path / "img", n=10)
+    run = tmp_path / "ft"
+    assert main(["finetune", "image-classification", "--preset", "image-tiny-v1", "--data", str(tmp_path / "img"),
+                 "--out", str(run), *set_args(SMALL + ["train.max_update=6", "eval_interval=2",
+                                                       "validate=false"])]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_checkpoint"] == "last" and metrics["best_valid"]["top1"] is None
+    assert not (run / "checkpoint_best.pt").exists()
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert recs and not any(k.startswith("valid_") for r in recs for k in r)
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "image-classification", str(run / "checkpoint_last.pt"), "--data",
+                 str(tmp_path / "img"), "--subset", "test", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["loss"] == pytest.approx(metrics["test"]["loss"], rel=1e-5)
+
+
 def test_finetune_from_pretrained_with_few_labels(tmp_path):
     from data2vec.config import merge
     from data2vec.presets import get_preset

@@ -12,9 +12,10 @@ the encoder of ``--preset`` starts from random weights (the from-scratch baselin
 and 2.0 both fine-tune (a task config's ``encoder`` is either version's config class; the heads read the
 v2 output layout: extra tokens first, ``num_extra`` of them). Validation every
 ``eval_interval`` updates and at the end; the best validation score (the task's ``metric``) is kept as
-``checkpoint_best.pt`` and evaluated on the test split into ``metrics.json``. The update loop, checkpoints
-(every rank's RNG), resume, signals, DDP, logs and plots are pretraining's: ``Trainer.fit`` with this run's
-``RunHooks`` (validation and the best checkpoint; ``data2vec.train.task``). SIGTERM/SIGINT save and raise
+``checkpoint_best.pt`` and evaluated on the test split into ``metrics.json``; with ``validate = false`` there
+is no validation and the test split scores the final model (a fixed budget, as ``make demo`` runs it). The
+update loop, checkpoints (every rank's RNG), resume, signals, DDP, logs and plots are pretraining's:
+``Trainer.fit`` with this run's ``RunHooks`` (validation and the best checkpoint; ``data2vec.train.task``). SIGTERM/SIGINT save and raise
 ``TrainingInterrupted`` as in pretraining.
 
 A *fine-tuning task* is a ``FinetuneTask`` (below); ``TASKS`` names the module that holds each (its ``TASK``). The
@@ -63,6 +64,7 @@ class FinetuneBase:
 
     init: str = ""  # pretrained weights ("" = random initialisation)
     eval_interval: int = 100  # updates between validations (and at the end)
+    validate: bool = True  # false: no validation split read, no best checkpoint; the test split scores the final model
 
     def __post_init__(self):
         if self.eval_interval < 0:  # 0 is a task's "derive it" marker (text: once per epoch); runs check >= 1
@@ -234,7 +236,7 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
     log = RunLog(run_dir, cfg.train.max_update, trainer.step, enabled=main)
 
     def validate(step: int, last: bool) -> None:
-        if "valid" not in data.sets or not (step % cfg.eval_interval == 0 or last):
+        if not cfg.validate or "valid" not in data.sets or not (step % cfg.eval_interval == 0 or last):
             return
         v = task.evaluate(model, data.eval_loader("valid"), dist_info.device, cfg)
         if main:
@@ -244,10 +246,12 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
 
     trainer.fit(data, last_path, log, RunHooks(validate=validate, checkpoint_extra=lambda: {"best": best.value}))
     summary = {"status": "done", "steps": trainer.step, "metric": metric, "best_valid": best.value}
-    if best_path.exists() and "test" in data.sets:
-        ck = load_checkpoint(best_path)
-        require_entries(best_path, ck, ("model",))
-        model.load_state_dict(ck["model"])
+    if "test" in data.sets and (best_path.exists() or not cfg.validate):
+        if cfg.validate:
+            ck = load_checkpoint(best_path)
+            require_entries(best_path, ck, ("model",))
+            model.load_state_dict(ck["model"])
+        summary["test_checkpoint"] = "best" if cfg.validate else "last"
         summary["test"] = task.evaluate(model, data.eval_loader("test"), dist_info.device, cfg)
     if main:
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
