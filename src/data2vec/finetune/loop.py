@@ -15,8 +15,8 @@ v2 output layout: extra tokens first, ``num_extra`` of them). Validation every
 ``checkpoint_best.pt`` and evaluated on the test split into ``metrics.json``; with ``validate = false`` there
 is no validation and the test split scores the final model (a fixed budget, as ``make demo`` runs it). The
 update loop, checkpoints (every rank's RNG), resume, signals, DDP, logs and plots are pretraining's:
-``Trainer.fit`` with this run's ``RunHooks`` (validation and the best checkpoint; ``data2vec.train.task``). SIGTERM/SIGINT save and raise
-``TrainingInterrupted`` as in pretraining.
+``Trainer.fit`` with this run's ``RunHooks`` (validation and the best checkpoint; ``data2vec.train.task``).
+SIGTERM/SIGINT save and raise ``TrainingInterrupted`` as in pretraining.
 
 A *fine-tuning task* is a ``FinetuneTask`` (below); ``TASKS`` names the module that holds each (its ``TASK``). The
 built-in ones live with their modality: ``data2vec.modalities.image.finetune`` (image classification),
