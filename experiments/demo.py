@@ -22,7 +22,7 @@ processes get more done on 2 cores than one two-thread process):
    full run of this script beside the full-budget results.
 
 ``--recreate`` first re-creates the shipped encoders from scratch with the exact commands in their MODEL.md
-(about 1 h 50 min on 2 cores; needs the large text corpus of ``make data``) and fine-tunes those instead.
+(1.5-2.5 h on 2 cores; needs the large text corpus of ``make data``) and fine-tunes those instead.
 Finished steps are reused and interrupted ones resumed when the script is run again. Writes OUT/table.md and
 OUT/results.json.
 """
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="processes at a time (one thread each)")
     p.add_argument("--dry-run", action="store_true", help="print the steps and exit")
     p.add_argument("--recreate", action="store_true",
-                   help="re-create the shipped encoders from scratch first (about 1 h 50 min on 2 cores)")
+                   help="re-create the shipped encoders from scratch first (1.5-2.5 h on 2 cores)")
     args = p.parse_args(argv)
     out = Path(args.out).resolve()
     os.chdir(ROOT)

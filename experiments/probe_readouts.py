@@ -97,6 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--readouts", nargs="+", default=list(READOUTS))
     p.add_argument("--valid", type=int, default=2000)
+    p.add_argument("--wds", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+                   help="the weight decays tried per readout (picked on the validation images)")
     p.add_argument("--test", action="store_true", help="also score the test split (once, for the chosen readout)")
     p.add_argument("--n-test", type=int, default=10000)
     p.add_argument("--out")
@@ -126,7 +128,7 @@ def main(argv=None) -> int:
         for name in args.readouts:
             f = feats[name]
             r = logreg(f["train"], sets["train"][1], f["valid"], sets["valid"][1],
-                       *((f["test"], sets["test"][1]) if args.test else ()))
+                       *((f["test"], sets["test"][1]) if args.test else ()), wds=tuple(args.wds))
             r.update(seed=seed, readout=name, dim=f["train"].shape[1])
             results["runs"].append(r)
             print(json.dumps(r), flush=True)
