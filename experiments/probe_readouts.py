@@ -37,23 +37,27 @@ def logreg(xtr, ytr, xva, yva, xte=None, yte=None, wds=(1e-4, 1e-3, 1e-2, 1e-1, 
     mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
     xtr, xva = (xtr - mu) / sd, (xva - mu) / sd
     n_cls = int(ytr.max()) + 1
+    onehot = F.one_hot(ytr, n_cls).to(xtr.dtype)
     best = None
     for wd in wds:
-        w = torch.zeros(xtr.size(1), n_cls, requires_grad=True)
-        b = torch.zeros(n_cls, requires_grad=True)
+        w = torch.zeros(xtr.size(1), n_cls)
+        b = torch.zeros(n_cls)
         opt = torch.optim.LBFGS([w, b], lr=1, max_iter=200, line_search_fn="strong_wolfe")
 
+        @torch.no_grad()
         def closure():
-            opt.zero_grad()
-            loss = F.cross_entropy(xtr @ w + b, ytr) + wd * (w ** 2).sum() / 2
-            loss.backward()
-            return loss
+            # the gradient by hand: autograd's xtr.t() @ g runs 17x slower on one core than (g.t() @ xtr).t()
+            logits = xtr @ w + b
+            g = (logits.softmax(1) - onehot) / len(xtr)
+            w.grad = (g.t() @ xtr).t().contiguous() + wd * w
+            b.grad = g.sum(0)
+            return F.cross_entropy(logits, ytr) + wd * (w ** 2).sum() / 2
 
         opt.step(closure)
         with torch.no_grad():
             va = ((xva @ w + b).argmax(1) == yva).float().mean().item()
         if best is None or va > best["valid_top1"]:
-            best = {"weight_decay": wd, "valid_top1": va, "w": w.detach(), "b": b.detach()}
+            best = {"weight_decay": wd, "valid_top1": va, "w": w.clone(), "b": b.clone()}
     out = {"weight_decay": best["weight_decay"], "valid_top1": best["valid_top1"]}
     if xte is not None:
         with torch.no_grad():
