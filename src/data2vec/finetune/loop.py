@@ -236,7 +236,7 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
     log = RunLog(run_dir, cfg.train.max_update, trainer.step, enabled=main)
 
     def validate(step: int, last: bool) -> None:
-        if not cfg.validate or "valid" not in data.sets or not (step % cfg.eval_interval == 0 or last):
+        if "valid" not in data.sets or not (step % cfg.eval_interval == 0 or last):
             return
         v = task.evaluate(model, data.eval_loader("valid"), dist_info.device, cfg)
         if main:
@@ -244,7 +244,10 @@ def _finetune(cfg, run_dir: Path, resume: bool, dist_info) -> dict:
         if best.update(v, step) and main:
             save_checkpoint(best_path, {"config": to_dict(cfg), "model": model.state_dict(), "best": best.value})
 
-    trainer.fit(data, last_path, log, RunHooks(validate=validate, checkpoint_extra=lambda: {"best": best.value}))
+    hooks = RunHooks(checkpoint_extra=lambda: {"best": best.value})
+    if cfg.validate:
+        hooks.validate = validate
+    trainer.fit(data, last_path, log, hooks)
     summary = {"status": "done", "steps": trainer.step, "metric": metric, "best_valid": best.value}
     if "test" in data.sets and (best_path.exists() or not cfg.validate):
         if cfg.validate:
