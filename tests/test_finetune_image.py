@@ -76,8 +76,10 @@ def test_finetune_from_scratch_learns_and_reports(tmp_path, capsys):
 
 def test_without_validation_the_test_split_scores_the_final_model(tmp_path):
     """``validate=false`` (a fixed budget, as ``make demo`` runs it): no validation pass, no best checkpoint, and
-    metrics.json's test is the last checkpoint's, which ``data2vec evaluate`` reproduces."""
+    metrics.json's test is the last checkpoint's, which ``data2vec evaluate`` reproduces. The validation split
+    is not even opened: here its classes differ from train's, which a validating run refuses."""
     _image_folders(tmp_path / "img", n=10)
+    (tmp_path / "img" / "valid" / "c0").rename(tmp_path / "img" / "valid" / "other")
     run = tmp_path / "ft"
     assert main(["finetune", "image-classification", "--preset", "image-tiny-v1", "--data", str(tmp_path / "img"),
                  "--out", str(run), *set_args(SMALL + ["train.max_update=6", "eval_interval=2",

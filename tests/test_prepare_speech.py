@@ -126,6 +126,24 @@ def test_same_corpus_for_any_worker_count(corpus, tmp_path):
     wavs = sorted(p.relative_to(corpus) for p in corpus.glob("wav/*/*/*.wav"))
     assert wavs == sorted(p.relative_to(other) for p in other.glob("wav/*/*/*.wav"))
     assert all((corpus / w).read_bytes() == (other / w).read_bytes() for w in wavs)
+    fingerprint = json.loads((corpus / "corpus.json").read_text())["fingerprint"]
+    assert fingerprint == json.loads((other / "corpus.json").read_text())["fingerprint"]
+    assert set(fingerprint) == {s for s in ps.SPLITS if (corpus / f"{s}.tsv").is_file()}
+    # a corpus made before corpus.json held a fingerprint gets it when the same request is made again
+    info = json.loads((other / "corpus.json").read_text())
+    del info["fingerprint"]
+    (other / "corpus.json").write_text(json.dumps(info))
+    assert ps.prepare_speech(other, HOURS, seed=0)["fingerprint"] == fingerprint
+    assert json.loads((other / "corpus.json").read_text())["fingerprint"] == fingerprint
+    # one changed sample of one wav changes that split's audio fingerprint and nothing else
+    wav = other / _manifest(other / "train.tsv")[1][0][0]
+    x, sr = sf.read(wav, dtype="int16")
+    x[len(x) // 2] ^= 1
+    sf.write(wav, x, sr, subtype="PCM_16")
+    changed = ps.corpus_fingerprint(other)
+    assert changed["train"]["audio"] != fingerprint["train"]["audio"]
+    assert changed["train"]["text"] == fingerprint["train"]["text"]
+    assert {k: v for k, v in changed.items() if k != "train"} == {k: v for k, v in fingerprint.items() if k != "train"}
     # the same request again is a no-op; another request into the same directory is refused
     again = ps.prepare_speech(other, HOURS, seed=0)
     assert again["utterances"] == json.loads((corpus / "corpus.json").read_text())["utterances"]

@@ -305,6 +305,26 @@ def _write_outputs(out: Path, records: list[dict], speakers: list[dict], sample_
     return per_split
 
 
+def corpus_fingerprint(out: Path) -> dict:
+    """SHA-256 per split of its audio (each manifest row, then that wav file's bytes, in manifest order) and of its
+    transcripts (.ltr and .wrd): two builds of the same request can be compared without their files, and a
+    difference says which split and whether the sound or the text differs (another espeak-ng or flite build
+    changes the audio). The manifest's first line, the corpus's absolute path, is left out."""
+    fp = {}
+    for split in SPLITS:
+        tsv = out / f"{split}.tsv"
+        if not tsv.is_file():
+            continue
+        audio, text = hashlib.sha256(), hashlib.sha256()
+        for row in tsv.read_text().splitlines()[1:]:
+            audio.update(row.encode() + b"\n")
+            audio.update((out / row.split("\t")[0]).read_bytes())
+        for ext in ("ltr", "wrd"):
+            text.update((out / f"{split}.{ext}").read_bytes())
+        fp[split] = {"audio": audio.hexdigest(), "text": text.hexdigest()}
+    return fp
+
+
 def prepare_speech(out_dir: str | Path, hours: float, *, seed: int = 0, workers: int | None = None,
                    sample_rate: int = 16000) -> dict:
     """Synthesise about ``hours`` of speech into ``out_dir``; returns the corpus stats (also corpus.json)."""
@@ -316,7 +336,13 @@ def prepare_speech(out_dir: str | Path, hours: float, *, seed: int = 0, workers:
     if (out / "corpus.json").exists():
         stats = json.loads((out / "corpus.json").read_text())
         if all(stats.get(k) == v for k, v in request.items()):
-            print(f"{out} already holds this corpus ({stats['hours']:.2f} h, seed {seed}); nothing to do")
+            if "fingerprint" not in stats:  # made before corpus.json recorded one: add it (the files are unchanged)
+                stats["fingerprint"] = corpus_fingerprint(out)
+                tmp = out / "corpus.json.tmp"
+                tmp.write_text(json.dumps(stats, indent=1) + "\n")
+                tmp.replace(out / "corpus.json")
+            print(f"{out} already holds this corpus ({stats['hours']:.2f} h, seed {seed}; train audio "
+                  f"{stats['fingerprint']['train']['audio'][:12]}); nothing to do")
             return stats
         raise ValueError(f"{out} holds another corpus (hours={stats.get('requested_hours')}, "
                          f"seed={stats.get('seed')}); choose another --out or delete it")
@@ -337,7 +363,8 @@ def prepare_speech(out_dir: str | Path, hours: float, *, seed: int = 0, workers:
              "utterances": len(records), "speakers": len({r["speaker"] for r in records}),
              "speakers_defined": len(speakers), "splits": per_split, "skipped": dict(skipped),
              "espeak_variant_groups": groups, "engines": engine_versions(),
-             "seconds_to_make": round(time.time() - t0, 1), "workers": workers}
+             "seconds_to_make": round(time.time() - t0, 1), "workers": workers,
+             "fingerprint": corpus_fingerprint(out)}
     (out / "corpus.json").write_text(json.dumps(stats, indent=1) + "\n")  # written last: it means "complete"
     (out / ".incomplete").unlink()
     s = {k: v["hours"] for k, v in per_split.items()}

@@ -285,6 +285,11 @@ class Best:
         return True
 
 
+def eval_splits(cfg, data_cfg) -> list[tuple[str, str]]:
+    """(name, subset) of the held-out splits a task's data builder reads: "valid" only when the run validates."""
+    return [("valid", data_cfg.valid_subset)] * bool(cfg.validate) + [("test", data_cfg.test_subset)]
+
+
 def with_num_classes(cfg, n: int):
     """``cfg`` with ``head.num_classes`` set to ``n`` when it is 0 (= from the data)."""
     return merge(cfg, {"head": {"num_classes": n}}) if cfg.head.num_classes == 0 else cfg

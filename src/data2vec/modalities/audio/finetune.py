@@ -52,7 +52,7 @@ from data2vec.asr.dictionary import LetterDictionary
 from data2vec.config import merge
 from data2vec.core.data2vec import StepLoss
 from data2vec.data.sampler import BucketBatchSampler, build_loader
-from data2vec.finetune.loop import FinetuneBase, FinetuneModel
+from data2vec.finetune.loop import FinetuneBase, FinetuneModel, eval_splits
 from data2vec.layers.padding import lengths_to_padding_mask
 from data2vec.modalities.audio.dataset import AudioDataset, read_manifest, validate_manifest
 from data2vec.modalities.audio.encoder import AudioEncoderConfig, conv_frame_lengths, parse_conv_layers
@@ -395,7 +395,7 @@ class AsrData:
             self.train.subset(hours_subset(self.train.sizes, d.sample_rate, d.label_hours, seed))
 
         self.sets, self.empty = {}, []
-        for name, sub in (("valid", d.valid_subset), ("test", d.test_subset)):
+        for name, sub in eval_splits(cfg, d):
             path = root / f"{sub}.tsv"
             if not path.is_file():
                 continue

@@ -31,7 +31,14 @@ from torch import nn
 from data2vec.core.data2vec import StepLoss
 from data2vec.data.sampler import BucketBatchSampler, build_loader
 from data2vec.data.skips import CollateWithSkips
-from data2vec.finetune.loop import FinetuneBase, FinetuneModel, label_subset, layer_decay_param_groups, with_num_classes
+from data2vec.finetune.loop import (
+    FinetuneBase,
+    FinetuneModel,
+    eval_splits,
+    label_subset,
+    layer_decay_param_groups,
+    with_num_classes,
+)
 from data2vec.modalities.base_v2 import is_v2
 from data2vec.modalities.image import ImageEncoderConfig
 from data2vec.modalities.image.dataset import AugmentConfig, ImageFolder
@@ -202,7 +209,7 @@ class ImageFinetuneData:
         self.train.sizes = np.ones(len(self.train.files), dtype=np.int64)
         self.label_fraction = d.label_fraction
         self.sets = {name: ImageFolder(root / sub, channels=c, augment_cfg=d.augment, seed=seed, train=False)
-                     for name, sub in (("valid", d.valid_subset), ("test", d.test_subset)) if (root / sub).is_dir()}
+                     for name, sub in eval_splits(cfg, d) if (root / sub).is_dir()}
         for name, s in self.sets.items():
             if s.classes != self.train.classes:
                 raise ValueError(f"{name} classes {s.classes} differ from train classes {self.train.classes}")

@@ -363,7 +363,7 @@ class TextFinetuneData:
         self.train = TextPairDataset([self.train.tokens[i] for i in keep], self.train.targets[keep])
         self.notes = [f.describe() for f in files.values()]
         self.sets = {}
-        for name in ("valid", "test"):
+        for name in ("valid", "test") if cfg.validate else ("test",):
             if name not in files:
                 self.notes.append(f"no {split_file(fmt, name)}: no {'validation' if name == 'valid' else 'test'}")
             elif not files[name].labelled:
