@@ -122,6 +122,29 @@ def test_image_folder_reads_every_mode(tmp_path):
             ImageFolder((tmp_path / "empty").mkdir() or tmp_path / "empty", channels=1, augment_cfg=aug, seed=0)
 
 
+def test_image_folder_keep_checks_only_the_chosen_files(tmp_path):
+    """``keep`` picks files from their labels before any header is read: a damaged file left out is never
+    opened (nor reported), one kept is dropped and reported."""
+    from PIL import Image
+
+    from data2vec.modalities.image.dataset import AugmentConfig, ImageFolder
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.new("L", (8, 8), 40 * i).save(tmp_path / c / f"{i}.png")
+    (tmp_path / "a" / "3.png").write_bytes(b"not a png")
+    aug = AugmentConfig(image_size=8, mean=(0.5,), std=(0.5,))
+    seen = []
+    only_b = ImageFolder(tmp_path, channels=1, augment_cfg=aug, seed=0,
+                         keep=lambda labels: seen.append(list(labels)) or [i for i, c in enumerate(labels) if c == 1])
+    assert seen == [[0, 0, 0, 0, 1, 1, 1]]
+    assert [(f.name, c) for f, c in only_b.files] == [("0.png", 1), ("1.png", 1), ("2.png", 1)]
+    assert only_b.report.dropped == [] and len(only_b.sizes) == 3
+    with_a = ImageFolder(tmp_path, channels=1, augment_cfg=aug, seed=0, keep=lambda labels: [0, 3, 4])
+    assert [f.name for f, _ in with_a.files] == ["0.png", "0.png"] and len(with_a.report.dropped) == 1
+
+
 def test_idx_reader(tmp_path):
     from data2vec.data.prepare_images import read_idx
 

@@ -203,10 +203,7 @@ class ImageFinetuneData:
         c = cfg.encoder.in_chans
         # an image that fails only when decoded is replaced by the next readable one (named in batch['skipped'])
         self.train = ImageFolder(root / d.train_subset, channels=c, augment_cfg=d.augment, seed=seed, train=True,
-                                 skip_unreadable=True)
-        keep = label_subset([c for _, c in self.train.files], d.label_fraction, seed)
-        self.train.files = [self.train.files[i] for i in keep]
-        self.train.sizes = np.ones(len(self.train.files), dtype=np.int64)
+                                 skip_unreadable=True, keep=lambda labels: label_subset(labels, d.label_fraction, seed))
         self.label_fraction = d.label_fraction
         self.sets = {name: ImageFolder(root / sub, channels=c, augment_cfg=d.augment, seed=seed, train=False)
                      for name, sub in eval_splits(cfg, d) if (root / sub).is_dir()}
