@@ -52,16 +52,18 @@ PREPARE = {"images": ["prepare", "images", "--out", DATA["images"]],
 PREPARE_RECREATE = {"speech-4h": ["prepare", "speech", "--out", DATA["speech-4h"], "--hours", "4", "--workers", "1"],
                     "text-large": ["prepare", "text", "--corpus", "large", "--out", DATA["text-large"]]}
 PRESET = {"image": "image-tiny-v2", "text": "text-tiny-v2", "audio": "audio-tiny-mel-v2"}
-WATCH = {"image": ("images", 40), "text": ("text", 30), "audio": ("speech", 100)}  # modality -> (data, updates)
+WATCH = {"image": ("images", 30), "text": ("text", 20), "audio": ("speech", 60)}  # modality -> (data, updates)
 # modality -> (task, data, overrides of both arms, {arm: overrides of that arm}). A fixed budget is tested on its
 # final model (validate=false: a validation pass would choose nothing), except text, which keeps its best epoch.
 FINETUNE = {
     "image": ("image-classification", "images",
-              ["data.label_fraction=0.01", "train.max_update=50", "data.batch_size=64", "validate=false",
+              ["data.label_fraction=0.01", "train.max_update=50", "data.batch_size=32", "validate=false",
                "data.augment.crop_scale=(0.8, 1.0)", "head.layer_decay=0.75", "optim.lr=1e-3"], {}),
-    "text": ("text-classification", "rt", ["data.max_train_examples=1000", "max_epochs=3"],
+    "text": ("text-classification", "rt", ["data.max_train_examples=1000", "max_epochs=2"],
              {"pretrained": ["optim.lr=1e-3"], "scratch": ["optim.lr=3e-4"]}),
-    "audio": ("asr", "speech", ["data.label_hours=0.17", "train.max_update=200", "validate=false"], {}),
+    # speech: each arm's lr chosen on validation at this budget (experiments/v15_demo_speech_lr.sh, docs/results.md)
+    "audio": ("asr", "speech", ["data.label_hours=0.17", "train.max_update=200", "validate=false"],
+              {"pretrained": ["optim.lr=1e-3"], "scratch": ["optim.lr=2e-3"]}),
 }
 # the commands that made models/<preset> (their MODEL.md), for --recreate: (data, updates, extra overrides)
 RECREATE = {
