@@ -2,7 +2,8 @@
 # issue 15 item 6: the learning rate of `make demo`'s speech fine-tunes (10 min of labels from data/speech-1h,
 # 200 CTC updates, the `tiny` recipe otherwise), chosen per arm on the validation split: one validation pass at
 # update 200, the test split not read. Both arms, the same lrs and seeds (the demo's seeds 1-3).
-#   [CORE=0] [OUT=runs/demo-speech-lr] experiments/v15_demo_speech_lr.sh LR [LR ...]   (reruns skip finished runs)
+#   [CORE=0] [OUT=runs/demo-speech-lr] [UPDATES=200] [ARMS="pretrained scratch"] \
+#     experiments/v15_demo_speech_lr.sh LR [LR ...]   (reruns skip finished runs)
 #   experiments/v15_demo_speech_lr.sh table    # valid CER per arm, lr and seed, mean ± sd
 set -e
 cd "$(dirname "$0")/.."
@@ -26,12 +27,13 @@ PY
 fi
 for lr in "$@"; do
   for seed in 1 2 3; do
-    for arm in pretrained scratch; do
+    for arm in ${ARMS:-pretrained scratch}; do
       run=$OUT/$arm-lr$lr-s$seed
       [ -f "$run/metrics.json" ] && continue
       if [ "$arm" = pretrained ]; then src=(--init models/audio-tiny-mel-v2); else src=(--preset audio-tiny-mel-v2); fi
       taskset -c "${CORE:-0}" .venv/bin/data2vec finetune asr "${src[@]}" --data data/speech-1h --out "$run" \
-        --set data.label_hours=0.17 --set train.max_update=200 --set optim.lr="$lr" --set eval_interval=200 \
+        --set data.label_hours=0.17 --set train.max_update="${UPDATES:-200}" --set optim.lr="$lr" \
+        --set eval_interval="${UPDATES:-200}" \
         --set data.test_subset=no-test-split --set train.threads=1 --set data.num_workers=0 \
         --set train.seed="$seed" > "$run.log" 2>&1
     done
