@@ -18,8 +18,9 @@ processes get more done on 2 cores than one two-thread process):
 3. ``finetune-*``: each shipped encoder and the same architecture from random initialisation, fine-tuned on
    few labels with each arm's learning rate as tuned in docs/results.md, seeds 1-3 (the seed picks the
    labelled subset and the fine-tuning's randomness); the test split is read once per run. The budgets
-   (``FINETUNE``) are shorter than docs/results.md's to fit 20 minutes; docs/results.md ("make demo") has a
-   full run of this script beside the full-budget results.
+   (``FINETUNE``) are much shorter than docs/results.md's, so that the demo takes about 20 minutes on the 2
+   cores (14 to 21 by instance, measured runs in docs/results.md, "make demo", beside the full-budget results);
+   at 200 CTC updates the speech lr is each arm's own, chosen on validation at that budget.
 
 ``--recreate`` first re-creates the shipped encoders from scratch with the exact commands in their MODEL.md
 (1.5-2.5 h on 2 cores; needs the large text corpus of ``make data``) and fine-tunes those instead.
