@@ -48,6 +48,8 @@ def test_pretrain_loss_falls_and_run_dir_is_complete(speech_corpus, tmp_path, ca
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "done" and summary["steps"] == 40
     assert summary["last_feature_spread"] == recs[-1]["feature_spread"]
+    # the corpus it read, as prepare speech fingerprinted it
+    assert summary["data_fingerprint"] == json.loads((speech_corpus / "corpus.json").read_text())["fingerprint"]
     ckpt = load_checkpoint(run / "checkpoint_last.pt")
     assert ckpt["step"] == 40 and ckpt["config"] == cfg
     assert any(k.startswith("teacher.module.") for k in ckpt["model"])

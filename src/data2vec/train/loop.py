@@ -456,6 +456,18 @@ def _build_model(cfg: PretrainConfig, spec, dist_info: DistInfo, init: bool) -> 
     return encoder, model
 
 
+def data_fingerprint(path: str) -> dict | None:
+    """The data's ``corpus.json`` fingerprint (``prepare speech`` writes one), recorded in the run's summary so a
+    re-created run can tell whether it read the same corpus; None when there is none or it cannot be read."""
+    if not path:
+        return None
+    try:
+        info = json.loads((Path(path) / "corpus.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return info.get("fingerprint") if isinstance(info, dict) else None
+
+
 def _restart_epoch_if_shard_plan_changed(cfg: PretrainConfig, ckpt: dict, trainer: Trainer,
                                          dist_info: DistInfo) -> None:
     """Sharded streaming data plans each epoch per (rank, worker) (``data2vec.data.shards``): a resume on
@@ -533,6 +545,8 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, ckpt_path: Path, resume: bool,
     summary = {"status": "done", "steps": trainer.step, "epochs_seen": trainer.epoch,
                "checkpoint": str(ckpt_path), "world_size": dist_info.world_size, "device": str(dist_info.device)}
     summary["precision"] = resolved_precision(dist_info.device, cfg.train.precision)
+    if fingerprint := data_fingerprint(cfg.data.path):
+        summary["data_fingerprint"] = fingerprint
     summary["skipped_files"] = skips.finish()
     log.finish(summary)
     return summary
