@@ -149,6 +149,11 @@ def test_same_corpus_for_any_worker_count(corpus, tmp_path):
     assert again["utterances"] == json.loads((corpus / "corpus.json").read_text())["utterances"]
     with pytest.raises(ValueError, match="another corpus"):
         ps.prepare_speech(other, HOURS, seed=1)
+    # an older corpus (no fingerprint yet) with a file gone: one line that says what to do, not a traceback
+    (other / "corpus.json").write_text(json.dumps(info))
+    wav.unlink()
+    with pytest.raises(ValueError, match="is incomplete: .*cannot be read; delete"):
+        ps.prepare_speech(other, HOURS, seed=0)
 
 
 def test_cli_arguments_and_missing_tools(monkeypatch, tmp_path):

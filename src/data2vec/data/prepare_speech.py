@@ -337,7 +337,11 @@ def prepare_speech(out_dir: str | Path, hours: float, *, seed: int = 0, workers:
         stats = json.loads((out / "corpus.json").read_text())
         if all(stats.get(k) == v for k, v in request.items()):
             if "fingerprint" not in stats:  # made before corpus.json recorded one: add it (the files are unchanged)
-                stats["fingerprint"] = corpus_fingerprint(out)
+                try:
+                    stats["fingerprint"] = corpus_fingerprint(out)
+                except OSError as e:
+                    raise ValueError(f"{out} is incomplete: {e.filename or e} cannot be read; delete {out} and "
+                                     "make it again") from None
                 tmp = out / "corpus.json.tmp"
                 tmp.write_text(json.dumps(stats, indent=1) + "\n")
                 tmp.replace(out / "corpus.json")
