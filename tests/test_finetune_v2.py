@@ -222,6 +222,38 @@ def test_v2_image_head_mean_pools_patches_and_decays_blocks_only():
     assert sum(p.numel() for g in probe.optim_param_groups(0.0, True) for p in g["params"]) == 32 * 2 + 32 * 3 + 3
 
 
+def test_flat_image_head_reads_every_patch_token_in_grid_order(tmp_path):
+    """``head.pool=flat``: fc_norm per patch token (CLS dropped), concatenated in grid order, so the head sees the
+    layout that mean pooling averages away; v1 reads the last block as its mean head does. HF export refuses it."""
+    from data2vec.convert.hf_heads import export_finetuned_hf
+    from data2vec.finetune.loop import default_config
+    from data2vec.modalities.image import ImageEncoder, ImageEncoderConfig
+    from data2vec.modalities.image.finetune import ImageClassifier, ImageHeadConfig
+
+    torch.manual_seed(0)
+    model = ImageClassifier(_v2_image_encoder(), ImageHeadConfig(num_classes=3, pool="flat")).eval()
+    assert model.head.in_features == 16 * 32  # a 4 x 4 grid of 32-wide tokens
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        out = model.encoder(x)
+        torch.testing.assert_close(model(x), model.head(model.fc_norm(out.x[:, 1:]).flatten(1)))
+        swapped = out.x[:, 1:].clone()
+        swapped[:, [0, 1]] = swapped[:, [1, 0]]  # the same tokens at other places: other logits (mean pool: same)
+        assert not torch.allclose(model.head(model.fc_norm(swapped).flatten(1)), model(x))
+    v1 = ImageEncoder(ImageEncoderConfig(image_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2,
+                                         num_heads=2, drop_path_rate=0.0))
+    m1 = ImageClassifier(v1, ImageHeadConfig(num_classes=3, pool="flat")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(m1(x), m1.head(m1.fc_norm(v1(x).layer_outputs[-1]).flatten(1)))
+    with pytest.raises(ValueError, match="head.pool must be 'mean' or 'flat'"):
+        ImageClassifier(_v2_image_encoder(), ImageHeadConfig(num_classes=3, pool="max"))
+    cfg = default_config("image-classification", get_preset("image-tiny-v1"), "")
+    cfg.encoder, cfg.head = v1.cfg, ImageHeadConfig(num_classes=3, pool="flat")
+    with pytest.raises(ValueError, match="no HF equivalent"):
+        export_finetuned_hf(cfg, m1, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+
+
 def test_v2_image_default_config_follows_fairseq():
     from data2vec.finetune.loop import default_config
 

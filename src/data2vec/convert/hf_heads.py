@@ -89,6 +89,9 @@ def export_finetuned_hf(cfg, model, out_dir: str | Path) -> Path:
         extra = {"vocab_size": len(model.tokens), "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
                  "final_dropout": cfg.head.final_dropout, "ctc_loss_reduction": "sum", "ctc_zero_infinity": True}
     elif cfg.task == "image-classification":
+        if cfg.head.pool != "mean":
+            raise ValueError(f"a model fine-tuned with head.pool={cfg.head.pool} has no HF equivalent (HF's "
+                             "image classifier mean-pools); only head.pool=mean models can be exported")
         if model.fc_norm is not None:  # BEiT fine-tuning layout: fc_norm instead of the final LayerNorm
             enc_sd = {k: v for k, v in enc_sd.items() if not k.startswith("context_encoder.norm.")}
             enc_sd |= {f"context_encoder.fc_norm.{k}": v for k, v in model.fc_norm.state_dict().items()}

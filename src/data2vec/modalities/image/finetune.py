@@ -1,4 +1,5 @@
 """Image classification on a data2vec image encoder (SPEC B.2): mean-pooled ``fc_norm`` head.
+(``head.pool=flat``, our addition, keeps the layout: the head reads every normalised patch token.)
 
 logits = head(fc_norm(mean over patches of the last block's output)) — BEiT's fine-tuning layout (the
 pretraining final LayerNorm is not used). Layer-wise learning-rate decay (BEiT layer ids: embeddings
@@ -57,6 +58,10 @@ class ImageHeadConfig:
     cutmix: float = 0.0  # Beta(a, a) area of a pasted box (official: 1.0; 0 = off)
     mix_prob: float = 1.0  # probability of mixing a batch at all
     mix_switch_prob: float = 0.5  # with both on: probability of cutmix instead of mixup
+    # "mean": fc_norm of the mean over the patch tokens (BEiT / fairseq / HF); "flat": fc_norm of each patch token,
+    # all of them concatenated in grid order (grid**2 x embed_dim features: the head sees the layout, as a linear
+    # probe on raw pixels does). Not in fairseq or HF: a model fine-tuned with "flat" cannot be exported to HF.
+    pool: Literal["mean", "flat"] = "mean"
 
 
 class ImageClassifier(FinetuneModel):
@@ -76,7 +81,9 @@ class ImageClassifier(FinetuneModel):
         own = getattr(encoder.context_encoder, "fc_norm", None) is None
         eps = 1e-6 if self.v2 else encoder.cfg.layer_norm_eps  # fairseq mae_image_classification: eps 1e-6
         self.fc_norm = nn.LayerNorm(C, eps=eps) if own else None
-        self.head = nn.Linear(C, cfg.num_classes)
+        if cfg.pool not in ("mean", "flat"):
+            raise ValueError(f"head.pool must be 'mean' or 'flat', got {cfg.pool!r}")
+        self.head = nn.Linear(C * (encoder.cfg.grid ** 2 if cfg.pool == "flat" else 1), cfg.num_classes)
         nn.init.trunc_normal_(self.head.weight, std=0.02 if self.v2 else 2e-5)  # v1: BEiT init_scale 0.001
         nn.init.zeros_(self.head.bias)
         if cfg.linear_probe:
@@ -95,6 +102,8 @@ class ImageClassifier(FinetuneModel):
         norm = self.fc_norm if self.fc_norm is not None else self.encoder.context_encoder.fc_norm
         # v1 (BEiT's fine-tuning layout) pools the last block before the pretraining final norm, v2 its final output
         patches = out.x[:, out.num_extra:] if self.v2 else out.layer_outputs[-1]
+        if self.cfg.pool == "flat":
+            return self.head(norm(patches).flatten(1))
         return self.head(norm(patches.mean(1)))
 
     # ---- training-task interface (the rest: FinetuneModel) ---------------------------------
