@@ -2,7 +2,7 @@
 # issue 15, text: fine-tuning text-tiny-v2 (pretrained on the 22 M-token corpus: runs/v15-txt-A) and the same
 # encoder from scratch on Rotten Tomatoes, both with the corpus's 8k BPE tokenizer.
 #
-#   [CORE=0] [ARMS="pretrained scratch"] [CKPT=runs/v15-txt-A/checkpoint_2200.pt] [OUT=runs/v15-txt-ft] \
+#   [CORE=0] [ARMS="pretrained scratch"] [CKPT=models/text-tiny-v2] [OUT=runs/v15-txt-ft] \
 #       experiments/v15_text.sh sweep BUDGET VARIANT [VARIANT ...]      # seed 1, dev split only
 #   [CORE=0] experiments/v15_text.sh final BUDGET ARM VARIANT [SEED ...] # seeds (default 1 2 3), then test once
 #
@@ -10,6 +10,8 @@
 # Training reads data/rt-polarity-dev (train.tsv + dev.tsv, no test.tsv), so no run of `sweep` or `final` sees
 # the test split; `final` then evaluates each run's best-dev checkpoint on data/rt-polarity's test split, once.
 # Reruns reuse finished runs and test results. One process at a time on core $CORE, one thread.
+# CKPT: the shipped encoder (the student of runs/v15-txt-A/checkpoint_2200.pt, the default until session 18);
+# TOK: the tokenizer both arms use (the corpus's: models/text-tiny-v2 holds a copy of data/text-large's).
 set -e
 cd "$(dirname "$0")/.."
 mkdir -p data/rt-polarity-dev
@@ -26,8 +28,16 @@ declare -A V=(
   [lr1e-4-e3]="optim.lr=1e-4,max_epochs=3"
   [lr3e-4-e3]="optim.lr=3e-4,max_epochs=3"
   [lr1e-3-e3]="optim.lr=1e-3,max_epochs=3"   # all labels: each arm's 1k lr, 3 epochs (954 updates; CPU budget)
+  # session 18: the head on the mean of the tokens' final states instead of <s> (head.pool=mean)
+  [lr1e-4-mean]="optim.lr=1e-4,head.pool=mean"
+  [lr3e-4-mean]="optim.lr=3e-4,head.pool=mean"
+  [lr1e-3-mean]="optim.lr=1e-3,head.pool=mean"
+  [lr3e-3-mean]="optim.lr=3e-3,head.pool=mean"
+  [lr3e-4-e3-mean]="optim.lr=3e-4,max_epochs=3,head.pool=mean"
+  [lr1e-3-e3-mean]="optim.lr=1e-3,max_epochs=3,head.pool=mean"
 )
-CKPT=${CKPT:-runs/v15-txt-A/checkpoint_2200.pt}
+CKPT=${CKPT:-models/text-tiny-v2}
+TOK=${TOK:-models/text-tiny-v2}
 OUT=${OUT:-runs/v15-txt-ft}
 compare() {  # BUDGET VARIANT SEED ARMS...
   local budget=$1 name=$2 seed=$3; shift 3
@@ -35,7 +45,7 @@ compare() {  # BUDGET VARIANT SEED ARMS...
   taskset -c "${CORE:-0}" env OMP_NUM_THREADS=1 .venv/bin/python experiments/compare.py --task text-classification \
     --data data/rt-polarity-dev --pretrained "$CKPT" --preset text-tiny-v2 \
     --budget "$budget-$name=${B[$budget]},${V[$name]}" --seeds "$seed" --arms "$@" \
-    --set train.threads=1 --set data.num_workers=0 --set data.tokenizer=data/text-large --out "$OUT"
+    --set train.threads=1 --set data.num_workers=0 --set data.tokenizer="$TOK" --out "$OUT"
 }
 mode=$1; budget=$2; shift 2
 case $mode in

@@ -179,6 +179,43 @@ def test_padding_does_not_change_logits_and_first_token_pooling():
     assert padded.shape == (3, 3)
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_mean_pooled_text_head_averages_the_non_pad_tokens(version, tmp_path):
+    """``head.pool=mean``: the head reads the mean of the final states of the real tokens (<s> and </s> included),
+    so padding still does not change the logits; an unknown pool is refused, and HF export refuses ``mean``."""
+    from data2vec.convert.hf_heads import export_finetuned_hf
+    from data2vec.finetune.loop import default_config
+    from data2vec.modalities.text.encoder_v2 import TextEncoderV2, TextEncoderV2Config
+    from data2vec.presets import get_preset
+
+    torch.manual_seed(0)
+    enc = _encoder() if version == 1 else TextEncoderV2(TextEncoderV2Config(vocab_size=60, max_positions=32,
+                                                                            embed_dim=32, depth=2, num_heads=2))
+    model = TextClassifier(enc, TextHeadConfig(num_classes=3, pool="mean")).eval()
+    seqs = [[0, 5, 6, 7, 2], [0, 9, 2], [0, 11, 12, 2, 2, 13, 14, 15, 2]]
+    batch = torch.full((3, 9), 1, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        batch[i, : len(s)] = torch.tensor(s)
+    with torch.no_grad():
+        padded = model(batch)
+        single = torch.cat([model(torch.tensor([s])) for s in seqs])
+        x = model.encoder(batch).x
+        h = torch.stack([x[i, : len(s)].mean(0) for i, s in enumerate(seqs)])
+        by_hand = model.classifier.out_proj(torch.tanh(model.classifier.dense(h)))
+        first = model.classifier(x[:, 0])
+    torch.testing.assert_close(padded, single, atol=1e-5, rtol=0)
+    torch.testing.assert_close(padded, by_hand)
+    assert not torch.allclose(padded, first)
+    with pytest.raises(ValueError, match="head.pool must be 'first' or 'mean'"):
+        TextClassifier(enc, TextHeadConfig(num_classes=3, pool="max"))
+    if version == 1:  # v2 text models are refused by HF export for being v2
+        cfg = default_config("text-classification", get_preset("text-tiny-v1"), "")
+        cfg.encoder, cfg.head = enc.cfg, TextHeadConfig(num_classes=3, pool="mean")
+        with pytest.raises(ValueError, match="no HF equivalent"):
+            export_finetuned_hf(cfg, model, tmp_path / "hf")
+        assert not (tmp_path / "hf").exists()
+
+
 def test_head_matches_hf_sequence_classification():
     """Our model = HF ``Data2VecTextForSequenceClassification`` after the key rename (export/import)."""
     transformers = pytest.importorskip("transformers")

@@ -29,6 +29,7 @@ from data2vec.safe_load import read_json
 ARCHS = {"Data2VecAudioForCTC": "asr", "Data2VecVisionForImageClassification": "image-classification",
          "Data2VecTextForSequenceClassification": "text-classification"}
 TASK_ARCH = {v: k for k, v in ARCHS.items()}
+HF_POOL = {"image-classification": "mean", "text-classification": "first"}  # the readout of HF's task models
 TASK_MODALITY = {"asr": "audio", "image-classification": "image", "text-classification": "text"}
 
 def refuse_unsupported_head(path: str | Path) -> None:
@@ -79,6 +80,10 @@ def head_from_hf(path: Path, hf_cfg: dict, sd: dict, task_name: str) -> tuple[di
 def export_finetuned_hf(cfg, model, out_dir: str | Path) -> Path:
     """Write the HF task model (config.json + model.safetensors [+ vocab.json for CTC])."""
     refuse_v2(model.encoder, f"{cfg.task} model")
+    hf_pool = HF_POOL.get(cfg.task)
+    if hf_pool is not None and cfg.head.pool != hf_pool:
+        raise ValueError(f"a model fine-tuned with head.pool={cfg.head.pool} has no HF equivalent (HF's {cfg.task} "
+                         f"model pools with {hf_pool!r}); only head.pool={hf_pool} models can be exported")
     modality = TASK_MODALITY[cfg.task]
     prefix = hf_mapping(modality).PREFIX
     enc_cfg, enc_sd = cfg.encoder, model.encoder.state_dict()
@@ -89,9 +94,6 @@ def export_finetuned_hf(cfg, model, out_dir: str | Path) -> Path:
         extra = {"vocab_size": len(model.tokens), "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
                  "final_dropout": cfg.head.final_dropout, "ctc_loss_reduction": "sum", "ctc_zero_infinity": True}
     elif cfg.task == "image-classification":
-        if cfg.head.pool != "mean":
-            raise ValueError(f"a model fine-tuned with head.pool={cfg.head.pool} has no HF equivalent (HF's "
-                             "image classifier mean-pools); only head.pool=mean models can be exported")
         if model.fc_norm is not None:  # BEiT fine-tuning layout: fc_norm instead of the final LayerNorm
             enc_sd = {k: v for k, v in enc_sd.items() if not k.startswith("context_encoder.norm.")}
             enc_sd |= {f"context_encoder.fc_norm.{k}": v for k, v in model.fc_norm.state_dict().items()}

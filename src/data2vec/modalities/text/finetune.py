@@ -3,9 +3,10 @@
 logits = out_proj(dropout(tanh(dense(dropout(h_<s>))))): RoBERTa's classification head (fairseq and HF
 ``RobertaClassificationHead``, modules ``classifier.dense`` / ``classifier.out_proj``, so a HF
 ``Data2VecTextForSequenceClassification`` maps onto it by a key rename) on the final state of the first
-token ``<s>``. Cross-entropy for classification, mean squared error for regression (``num_classes = 1``,
-STS-B). Inputs are encoded as RoBERTa does: ``<s> A </s>`` or ``<s> A </s></s> B </s>``, truncated to
-``data.max_positions`` tokens by cutting the longer text first (HF ``longest_first``).
+token ``<s>`` (``head.pool=mean``, our addition: on the mean over the non-pad tokens). Cross-entropy for
+classification, mean squared error for regression (``num_classes = 1``, STS-B). Inputs are encoded as RoBERTa
+does: ``<s> A </s>`` or ``<s> A </s></s> B </s>``, truncated to ``data.max_positions`` tokens by cutting the
+longer text first (HF ``longest_first``).
 
 Data: GLUE-format TSV files (``data2vec.data.glue``) in ``--data DIR``; the tokenizer is the pretraining
 one (``data.tokenizer``, by default the pretraining data directory, else ``DIR`` or the ``--init``
@@ -68,6 +69,10 @@ class TextHeadConfig:
     labels: tuple[str, ...] = ()  # class names in id order (() = the sorted training labels)
     pooler_dropout: float = 0.0  # dropout before dense and before out_proj (fairseq v2 GLUE: 0)
     layer_decay: float = 1.0  # lr of layer l = lr * layer_decay ** (depth + 1 - l); 1 = off
+    # "first": the final state of <s> (RoBERTa / fairseq / HF); "mean": the mean of the final states of every
+    # non-pad token (<s> and </s> included), our addition: data2vec regresses per-token targets, so every token's
+    # state is trained, while nothing trains <s> to summarise the sentence. A "mean" model cannot be exported to HF.
+    pool: Literal["first", "mean"] = "first"
 
 
 class ClassificationHead(nn.Module):
@@ -95,12 +100,17 @@ class TextClassifier(FinetuneModel):
         self.encoder = encoder
         self.regression = cfg.num_classes == 1
         self.log_keys = () if self.regression else ("acc",)
+        if cfg.pool not in ("first", "mean"):
+            raise ValueError(f"head.pool must be 'first' or 'mean', got {cfg.pool!r}")
         self.classifier = ClassificationHead(encoder.embed_dim, cfg.num_classes, cfg.pooler_dropout)
         self.classifier.apply(init_bert_params)
 
     def forward(self, tokens_BT: torch.Tensor) -> torch.Tensor:
         """[B, T] token ids (right-padded with the encoder's pad id) -> [B, num_classes] logits."""
         out = self.encoder(tokens_BT)
+        if self.cfg.pool == "mean":
+            keep_BT1 = (tokens_BT != self.encoder.cfg.pad).unsqueeze(-1).to(out.x.dtype)
+            return self.classifier((out.x[:, out.num_extra:] * keep_BT1).sum(1) / keep_BT1.sum(1))
         return self.classifier(out.x[:, out.num_extra])  # v2: extra tokens come first
 
     # ---- training-task interface (the rest: FinetuneModel) ---------------------------------
