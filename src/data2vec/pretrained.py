@@ -37,7 +37,7 @@ from data2vec.errors import Data2VecError
 from data2vec.keys import load_into
 from data2vec.modalities.image import beit
 from data2vec.presets import get_preset
-from data2vec.safe_load import read_json, read_safetensors, safe_torch_load, safetensors_metadata
+from data2vec.safe_load import read_json, read_safetensors, safe_torch_load, safetensors_metadata, write_safetensors
 from data2vec.train import dcp
 from data2vec.train.checkpoint import check_format_version
 from data2vec.train.config import PretrainConfig, build_model, pretrain_config_from_dict
@@ -229,13 +229,11 @@ def save_pretrained(cfg: PretrainConfig, model: Data2Vec, out_dir: str | Path, s
     """Our pickle-free format: ``config.json`` (the resolved config) + ``model.safetensors`` (student + teacher;
     ``student_only``: the student alone, about half the size; ``encoder_only``: the student's encoder alone, the
     smallest, for fine-tuning and feature extraction)."""
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()
              if (k.startswith(ENCODER) if encoder_only else not (student_only and k.startswith(TEACHER)))}
     contents = "encoder" if encoder_only else "student" if student_only else "student+teacher"
-    save_file(state, str(out / "model.safetensors"), metadata={"contents": contents})
+    write_safetensors(state, out / "model.safetensors", metadata={"contents": contents})
     return out

@@ -22,6 +22,7 @@ is built; the refusal raises :class:`UnsafeCheckpointError` naming the global, s
 
 from __future__ import annotations
 
+import os
 import pickle
 import pickletools
 import re
@@ -202,6 +203,17 @@ def safetensors_metadata(path: str | Path) -> dict[str, str]:
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for damaged headers
         raise Data2VecError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0][:200]}); "
                             "restore or regenerate it") from None
+
+
+def write_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file``, then the file mode a plain ``open`` would give (0o666 less the umask):
+    safetensors writes owner-only (0o600) files, which the other users of a shared model directory cannot read."""
+    from safetensors.torch import save_file
+
+    save_file(state, str(path), metadata=metadata)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:

@@ -17,11 +17,10 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from data2vec.modalities import MODALITIES, get_modality
 from data2vec.modalities.base_v2 import is_v2
-from data2vec.safe_load import read_json, read_safetensors, safe_torch_load
+from data2vec.safe_load import read_json, read_safetensors, safe_torch_load, write_safetensors
 
 # HF keys we do not import: task heads, pooler, non-persistent/derived buffers
 DROPPED = re.compile(r"^(lm_head|classifier|projector|layer_weights|pooler\.dense|qa_outputs|decode_head|auxiliary_head)\b"
@@ -119,6 +118,6 @@ def export_hf(cfg, model, out_dir: str | Path) -> Path:
     hf_cfg = hf_config_from_encoder(cfg.modality, cfg.encoder)
     state = hf_state_from_encoder(cfg.modality, model.student.encoder.state_dict())
     (out / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n")
-    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(out / "model.safetensors"),
-              metadata={"format": "pt"})
+    write_safetensors({k: v.detach().contiguous() for k, v in state.items()}, out / "model.safetensors",
+                      metadata={"format": "pt"})
     return out

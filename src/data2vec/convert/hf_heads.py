@@ -20,11 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from data2vec.asr.dictionary import LetterDictionary
 from data2vec.convert.hf import hf_config_from_encoder, hf_mapping, hf_state_from_encoder, refuse_v2
-from data2vec.safe_load import read_json
+from data2vec.safe_load import read_json, write_safetensors
 
 ARCHS = {"Data2VecAudioForCTC": "asr", "Data2VecVisionForImageClassification": "image-classification",
          "Data2VecTextForSequenceClassification": "text-classification"}
@@ -118,6 +117,6 @@ def export_finetuned_hf(cfg, model, out_dir: str | Path) -> Path:
     (out / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n")
     if cfg.task == "asr":
         (out / "vocab.json").write_text(json.dumps(LetterDictionary(list(cfg.head.symbols)).hf_vocab(), indent=1) + "\n")
-    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(out / "model.safetensors"),
-              metadata={"format": "pt"})
+    write_safetensors({k: v.detach().contiguous() for k, v in state.items()}, out / "model.safetensors",
+                      metadata={"format": "pt"})
     return out
