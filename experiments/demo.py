@@ -68,7 +68,7 @@ FINETUNE = {
 }
 # the commands that made models/<preset> (their MODEL.md), for --recreate: (data, updates, extra overrides)
 RECREATE = {
-    "image": ("images", 1500, []),
+    "image": ("images", 1500, ["masking.mask_prob=0.8", "masking.clone_batch=8"]),  # session 17's m8c8 recipe
     "text": ("text-large", 2200, ["optim.warmup_updates=150"]),
     "audio": ("speech-4h", 3000, []),
 }
