@@ -160,18 +160,25 @@ def _encoder(vocab=60, layers=2):
                                          depth=layers, ffn_embed_dim=64, num_heads=2))
 
 
+SEQS = [[0, 5, 6, 7, 2], [0, 9, 2], [0, 11, 12, 2, 2, 13, 14, 15, 2]]  # <s> ... </s>, one pair, of 3 lengths
+
+
+def padded_batch(seqs: list[list[int]], pad: int = 1) -> torch.Tensor:
+    """The sequences right-padded with ``pad`` into one [B, T] batch."""
+    batch = torch.full((len(seqs), max(map(len, seqs))), pad, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        batch[i, : len(s)] = torch.tensor(s)
+    return batch
+
+
 def test_padding_does_not_change_logits_and_first_token_pooling():
     torch.manual_seed(0)
     model = TextClassifier(_encoder(), TextHeadConfig(num_classes=3, pooler_dropout=0.1)).eval()
     assert {k for k in model.state_dict() if k.startswith("classifier.")} == {
         "classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight", "classifier.out_proj.bias"}
-    seqs = [[0, 5, 6, 7, 2], [0, 9, 2], [0, 11, 12, 2, 2, 13, 14, 15, 2]]
-    batch = torch.full((3, 9), 1, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        batch[i, : len(s)] = torch.tensor(s)
+    batch = padded_batch(SEQS)
     with torch.no_grad():
-        padded = model(batch)
-        single = torch.cat([model(torch.tensor([s])) for s in seqs])
+        padded, single = model(batch), torch.cat([model(torch.tensor([s])) for s in SEQS])
         h = model.encoder(batch).x[:, 0]
         by_hand = model.classifier.out_proj(torch.tanh(model.classifier.dense(h)))
     torch.testing.assert_close(padded, single, atol=1e-5, rtol=0)
@@ -192,15 +199,11 @@ def test_mean_pooled_text_head_averages_the_non_pad_tokens(version, tmp_path):
     enc = _encoder() if version == 1 else TextEncoderV2(TextEncoderV2Config(vocab_size=60, max_positions=32,
                                                                             embed_dim=32, depth=2, num_heads=2))
     model = TextClassifier(enc, TextHeadConfig(num_classes=3, pool="mean")).eval()
-    seqs = [[0, 5, 6, 7, 2], [0, 9, 2], [0, 11, 12, 2, 2, 13, 14, 15, 2]]
-    batch = torch.full((3, 9), 1, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        batch[i, : len(s)] = torch.tensor(s)
+    batch = padded_batch(SEQS)
     with torch.no_grad():
-        padded = model(batch)
-        single = torch.cat([model(torch.tensor([s])) for s in seqs])
+        padded, single = model(batch), torch.cat([model(torch.tensor([s])) for s in SEQS])
         x = model.encoder(batch).x
-        h = torch.stack([x[i, : len(s)].mean(0) for i, s in enumerate(seqs)])
+        h = torch.stack([x[i, : len(s)].mean(0) for i, s in enumerate(SEQS)])
         by_hand = model.classifier.out_proj(torch.tanh(model.classifier.dense(h)))
         first = model.classifier(x[:, 0])
     torch.testing.assert_close(padded, single, atol=1e-5, rtol=0)

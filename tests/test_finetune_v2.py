@@ -288,17 +288,15 @@ def _v2_text_encoder():
 
 
 def test_v2_text_head_on_the_first_token_ignores_padding():
+    from test_finetune_text import SEQS, padded_batch
+
     from data2vec.modalities.text.finetune import TextClassifier, TextHeadConfig
 
     torch.manual_seed(0)
     model = TextClassifier(_v2_text_encoder(), TextHeadConfig(num_classes=3, layer_decay=0.5)).eval()
-    seqs = [[0, 5, 6, 7, 2], [0, 9, 2], [0, 11, 12, 2, 2, 13, 14, 15, 2]]
-    batch = torch.full((3, 9), 1, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        batch[i, : len(s)] = torch.tensor(s)
+    batch = padded_batch(SEQS)
     with torch.no_grad():
-        padded = model(batch)
-        single = torch.cat([model(torch.tensor([s])) for s in seqs])
+        padded, single = model(batch), torch.cat([model(torch.tensor([s])) for s in SEQS])
         h = model.encoder(batch).x[:, 0]
         by_hand = model.classifier.out_proj(torch.tanh(model.classifier.dense(h)))
     torch.testing.assert_close(padded, single, atol=1e-5, rtol=0)
