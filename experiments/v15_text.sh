@@ -35,6 +35,8 @@ declare -A V=(
   [lr3e-3-mean]="optim.lr=3e-3,head.pool=mean"
   [lr3e-4-e3-mean]="optim.lr=3e-4,max_epochs=3,head.pool=mean"
   [lr1e-3-e3-mean]="optim.lr=1e-3,max_epochs=3,head.pool=mean"
+  [lr1e-3-ld075-mean]="optim.lr=1e-3,head.layer_decay=0.75,head.pool=mean"   # lower blocks move less
+  [lr1e-3-ld05-mean]="optim.lr=1e-3,head.layer_decay=0.5,head.pool=mean"
 )
 CKPT=${CKPT:-models/text-tiny-v2}
 TOK=${TOK:-models/text-tiny-v2}
