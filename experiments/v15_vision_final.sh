@@ -5,7 +5,8 @@
 # Usage: [CORE=0] experiments/v15_vision_final.sh ARM VARIANT "OVERRIDES" [SEED ...]   (ARM: pretrained|scratch)
 # e.g. experiments/v15_vision_final.sh pretrained lr1e-3 "optim.lr=1e-3" 2 3. Reruns reuse finished runs and tests.
 # CKPT=... fine-tunes another pretraining checkpoint (default: models/image-tiny-v2, the student of
-# runs/v15-img-A/checkpoint_1500.pt); give VARIANT a name that says which. VALID_ONLY=1 stops before the test
+# runs/v17-img-m8c8/checkpoint_1500.pt since session 18, of runs/v15-img-A/checkpoint_1500.pt before: the runs
+# named without "m8c8" used that one); give VARIANT a name that says which. VALID_ONLY=1 stops before the test
 # split (for choosing between checkpoints or heads).
 cd "$(dirname "$0")/.."
 arm=$1; name=$2; sets=$3; shift 3

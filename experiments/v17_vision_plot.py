@@ -29,7 +29,8 @@ def main() -> None:
         ax.plot([wall.get(u, 0) for u, _ in pts], [v for _, v in pts], "o-", label=label)
         for u, v in pts:
             ax.annotate(str(u), (wall.get(u, 0), v), fontsize=7, textcoords="offset points", xytext=(3, -9))
-    ax.axhline(0.868, color="gray", ls="--", lw=1, label="shipped encoder (mask 0.6, 4 clones, 1,500 updates)")
+    ax.axhline(0.868, color="gray", ls="--", lw=1,
+               label="v15-img-A, shipped until session 18 (mask 0.6, 4 clones, 1,500 updates)")
     ax.axhline(0.847, color="black", ls=":", lw=1, label="raw pixels")
     ax.set(xlabel="pretraining minutes (one core, this instance, with other jobs)",
            ylabel="linear probe valid top-1 (seed 1)", title="image-tiny-v2: probe on all 49 patch tokens")

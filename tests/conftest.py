@@ -99,6 +99,13 @@ def kill9_when_logged(cmd: list[str], run: Path, step: int, *, env: dict | None 
         return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
 
 
+def shared_file_mode() -> int:
+    """The mode a plain ``open`` gives a new file here (0o666 less the umask): what model files must have."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def cli_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "data2vec.cli", *args]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_cli
+from conftest import run_cli, shared_file_mode
 from data2vec.config import merge
 from data2vec.extract import Extractor
 from data2vec.pretrained import build_model, save_pretrained
@@ -36,6 +36,7 @@ def test_audio_files_from_the_cli(tmp_path, speech_corpus):
     d = _model_dir(tmp_path, "audio-tiny-v1")
     run_cli("extract", str(d), *files, "--layer", "all", "--out", str(tmp_path / "a.safetensors"))
     feats = load_file(str(tmp_path / "a.safetensors"))
+    assert (tmp_path / "a.safetensors").stat().st_mode & 0o777 == shared_file_mode()  # not safetensors' 0o600
     from data2vec.modalities.audio.encoder import conv_frame_lengths, parse_conv_layers
 
     conv = parse_conv_layers(SMALL["audio-tiny-v1"]["encoder"]["conv_feature_layers"])

@@ -3,11 +3,9 @@ by every command that reads a pretrained model with teacher = student."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, shared_file_mode
 from safetensors.torch import load_file
 
 from data2vec.config import merge
@@ -16,12 +14,6 @@ from data2vec.presets import get_preset
 from data2vec.pretrained import build_model, load_pretrained, save_pretrained
 
 SMALL = {"encoder": {"embed_dim": 32, "depth": 2, "num_heads": 2}, "model": {"targets": {"average_top_k_layers": 2}}}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def test_student_only_round_trip(tmp_path):
@@ -36,7 +28,7 @@ def test_student_only_round_trip(tmp_path):
 
     stored = load_file(str(tmp_path / "slim" / "model.safetensors"))
     for d in (full, tmp_path / "slim"):  # group/others may read, as the umask allows (safetensors writes 0o600)
-        assert (d / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~_umask()
+        assert (d / "model.safetensors").stat().st_mode & 0o777 == shared_file_mode()
     assert stored and all(k.startswith("student.") for k in stored)
     assert (tmp_path / "slim" / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
 

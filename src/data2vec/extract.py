@@ -29,6 +29,7 @@ import torch
 
 from data2vec.modalities import get_modality
 from data2vec.pretrained import load_pretrained
+from data2vec.safe_load import write_safetensors
 
 
 def _select(out, layer: str, valid: torch.Tensor | None, pool: str) -> list[torch.Tensor]:
@@ -90,9 +91,7 @@ def save_features(feats: list[torch.Tensor], out: str | Path) -> Path:
                              ".safetensors output")
         np.save(out, torch.stack(feats).cpu().numpy())
     elif out.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
-        save_file({str(i): f.contiguous().cpu() for i, f in enumerate(feats)}, str(out))
+        write_safetensors({str(i): f.contiguous().cpu() for i, f in enumerate(feats)}, out)
     else:
         raise ValueError(f"--out must end in .npy or .safetensors, got {out.name}")
     return out
