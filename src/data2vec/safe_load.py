@@ -205,15 +205,35 @@ def safetensors_metadata(path: str | Path) -> dict[str, str]:
                             "restore or regenerate it") from None
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux >= 4.7: /proc/self/status), so
+    that no other thread ever sees a umask of 0; elsewhere by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)  # the restrictive one, for the instant before it is restored
+    os.umask(mask)
+    return mask
+
+
 def write_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """``safetensors.torch.save_file``, then the file mode a plain ``open`` would give (0o666 less the umask):
-    safetensors writes owner-only (0o600) files, which the other users of a shared model directory cannot read."""
+    """``safetensors.torch.save_file`` into a temporary file beside ``path``, given the mode a plain ``open``
+    would give (0o666 less the umask: safetensors writes owner-only 0o600 files, which the other users of a
+    shared model directory cannot read), then renamed over ``path``: an interrupted write leaves the previous
+    file, if any, as it was."""
     from safetensors.torch import save_file
 
-    save_file(state, str(path), metadata=metadata)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(state, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
