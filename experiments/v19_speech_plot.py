@@ -25,12 +25,12 @@ def main(argv=None) -> int:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    names = {"pretrained": "pretrained (audio-tiny-mel-v2)", "scratch": "log-mel from scratch"}
     for arm, colour in (("pretrained", "tab:blue"), ("scratch", "tab:orange")):
         for i, seed in enumerate(args.seeds):
             rows = [json.loads(line) for line in open(Path(args.runs.format(arm=arm, seed=seed)) / "metrics.jsonl")]
             pts = [(r["step"], r["valid_cer"]) for r in rows if "valid_cer" in r]
-            label = f"{'pretrained (audio-tiny-mel-v2)' if arm == 'pretrained' else 'log-mel from scratch'}" if i == 0 else None
-            ax.plot(*zip(*pts), marker="o", color=colour, alpha=0.8, label=label)
+            ax.plot(*zip(*pts), marker="o", color=colour, alpha=0.8, label=names[arm] if i == 0 else None)
     ax.set_xlabel("fine-tuning update")
     ax.set_ylabel("valid CER (greedy)")
     ax.set_ylim(0.45, 1.02)
