@@ -26,6 +26,7 @@ import os
 import pickle
 import pickletools
 import re
+import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -227,7 +228,9 @@ def write_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata
     from safetensors.torch import save_file
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         save_file(state, str(tmp), metadata=metadata)
         os.chmod(tmp, 0o666 & ~_umask())
