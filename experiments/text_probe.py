@@ -64,12 +64,13 @@ def main(argv=None) -> int:
     text, y = load(Path(args.data))
     splits = ("train", "dev", "test") if args.test else ("train", "dev")
     ys = {s: torch.from_numpy(y[s]) for s in splits}
+    keeps = {seed: torch.tensor(train_subset(y["train"], 1.0, args.max_train_examples, seed, regression=False))
+             for seed in args.seeds}
     results: dict = {}
     for arm in ("pretrained", "random"):
         feats = {s: feature_sets(features(args.pretrained, text[s], arm == "random", 0)) for s in splits}
         runs = {}
-        for seed in args.seeds:
-            keep = torch.tensor(train_subset(y["train"], 1.0, args.max_train_examples, seed, regression=False))
+        for seed, keep in keeps.items():
             for name in feats["train"]:
                 xs = [feats["train"][name][keep], ys["train"][keep], feats["dev"][name], ys["dev"]]
                 r = logreg(*xs, wds=WDS)
@@ -80,8 +81,7 @@ def main(argv=None) -> int:
         results[arm] = {"dev_mean": mean_dev, "chosen": chosen, "runs": runs}
         if args.test:
             test = []
-            for seed in args.seeds:
-                keep = torch.tensor(train_subset(y["train"], 1.0, args.max_train_examples, seed, regression=False))
+            for keep in keeps.values():
                 f = feats["train"][chosen]
                 r = logreg(f[keep], ys["train"][keep], feats["dev"][chosen], ys["dev"], feats["test"][chosen],
                            ys["test"], wds=WDS)

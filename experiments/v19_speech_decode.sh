@@ -8,7 +8,8 @@
 #   [CORE=1] experiments/v19_speech_decode.sh decode W S RUN ...  # then, once: test and real, greedy and beam + LM
 #   [CORE=1] experiments/v19_speech_decode.sh real W S RUN ...    # the real recordings only (runs whose test stays unread)
 #   experiments/v19_speech_decode.sh table RUN ...                # the numbers, as JSON lines
-# Beam 50 throughout (the size used since session 13).
+# Beam 50 throughout (the size used since session 13). The greedy test result is test_best.json, the file
+# `v15_speech_logmel.sh test` writes: whichever runs first, the test split is decoded greedily once.
 set -e
 cd "$(dirname "$0")/.."
 EV=(taskset -c "${CORE:-1}" env OMP_NUM_THREADS=1 .venv/bin/data2vec evaluate asr)
@@ -38,7 +39,8 @@ table)
   shift
   for run in "$@"; do
     for f in "$run/test_best.json" "$run"/lm/*.json; do
-      [ -f "$f" ] && .venv/bin/python -c "import json, sys; d = json.load(open(sys.argv[1]))
+      [ -f "$f" ] || continue
+      .venv/bin/python -c "import json, sys; d = json.load(open(sys.argv[1]))
 print(json.dumps({'file': sys.argv[1], 'cer': round(d['cer'], 4), 'wer': round(d['wer'], 4)}))" "$f"
     done
   done ;;

@@ -106,6 +106,19 @@ def shared_file_mode() -> int:
     return 0o666 & ~mask
 
 
+SEQS = [[0, 5, 6, 7, 2], [0, 9, 2], [0, 11, 12, 2, 2, 13, 14, 15, 2]]  # <s> ... </s>, one pair, of 3 lengths
+
+
+def padded_batch(seqs: list[list[int]], pad: int = 1):
+    """Token sequences right-padded with ``pad`` into one [B, T] long tensor."""
+    import torch
+
+    batch = torch.full((len(seqs), max(map(len, seqs))), pad, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        batch[i, : len(s)] = torch.tensor(s)
+    return batch
+
+
 def cli_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "data2vec.cli", *args]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import set_args
+from conftest import SEQS, padded_batch, set_args
 
 from data2vec.cli import main
 from data2vec.data import glue
@@ -158,17 +158,6 @@ def test_pair_encoding_with_a_real_tokenizer(tmp_path):
 def _encoder(vocab=60, layers=2):
     return TextEncoder(TextEncoderConfig(vocab_size=vocab, max_positions=32, embed_dim=32,
                                          depth=layers, ffn_embed_dim=64, num_heads=2))
-
-
-SEQS = [[0, 5, 6, 7, 2], [0, 9, 2], [0, 11, 12, 2, 2, 13, 14, 15, 2]]  # <s> ... </s>, one pair, of 3 lengths
-
-
-def padded_batch(seqs: list[list[int]], pad: int = 1) -> torch.Tensor:
-    """The sequences right-padded with ``pad`` into one [B, T] batch."""
-    batch = torch.full((len(seqs), max(map(len, seqs))), pad, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        batch[i, : len(s)] = torch.tensor(s)
-    return batch
 
 
 def test_padding_does_not_change_logits_and_first_token_pooling():

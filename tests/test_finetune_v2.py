@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import set_args
+from conftest import SEQS, padded_batch, set_args
 
 from data2vec.cli import main
 from data2vec.config import merge
@@ -288,8 +288,6 @@ def _v2_text_encoder():
 
 
 def test_v2_text_head_on_the_first_token_ignores_padding():
-    from test_finetune_text import SEQS, padded_batch
-
     from data2vec.modalities.text.finetune import TextClassifier, TextHeadConfig
 
     torch.manual_seed(0)
